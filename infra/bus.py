@@ -1,0 +1,63 @@
+"""The event bus interface: typed events between the live path and the system of record.
+
+Semantics (both implementations; tests/integration/test_event_bus_contract.py):
+- `publish` appends to a topic (bounded: the oldest events beyond `retention` are trimmed);
+- consumers read through a named group; each event goes to one consumer of the group and stays
+  *pending* until acknowledged;
+- `claim_stale` hands events pending longer than `min_idle_s` (a consumer that died) to another consumer.
+Implementations: `infra.bus_memory.MemoryBus` (in-process) and `infra.bus_redis.RedisBus` (Redis Streams).
+Event schemas are listed in docs/events.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from infra.errors import DomainError
+
+
+class BusUnavailable(DomainError):
+    code = "unavailable"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    topic: str
+    id: str
+    type: str
+    data: dict[str, Any]
+    attempts: int  # 1 on first delivery, more when redelivered
+
+
+class EventBus(Protocol):
+    async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
+        """Append an event; returns its id (ids increase within a topic)."""
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        """Create the consumer group if missing; a new group starts at the beginning of the topic."""
+
+    async def consume(
+        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+    ) -> list[Delivery]:
+        """New events for this group, up to `count`, waiting up to `block_s` when there are none."""
+
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        """Mark events processed; they are never delivered to this group again."""
+
+    async def claim_stale(
+        self, topic: str, group: str, consumer: str, min_idle_s: float, count: int = 100
+    ) -> list[Delivery]:
+        """Take over events another consumer received but has not acknowledged for `min_idle_s`."""
+
+    async def pending_count(self, topic: str, group: str) -> int:
+        """How many delivered events of this group still wait for acknowledgement."""
+
+    async def length(self, topic: str) -> int:
+        """How many events the topic retains."""
+
+    async def check(self) -> None:
+        """Raise BusUnavailable if the bus cannot be reached (used by /readyz)."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,150 @@
+"""Lectern's settings: one frozen dataclass, read from the environment once, at the entry point.
+
+Every field is documented in docs/operations.md; tests/unit/test_docs.py keeps that page complete.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting from the environment cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"env": "LECTERN_HOST"})
+    port: int = field(default=8080, metadata={"env": "LECTERN_PORT"})
+    data_dir: Path = field(default=Path("var"), metadata={"env": "LECTERN_DATA_DIR"})
+    database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
+    redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
+    s3_endpoint: str = field(default="", metadata={"env": "S3_ENDPOINT"})
+    s3_access_key: str = field(default="", metadata={"env": "S3_ACCESS_KEY", "secret": True})
+    s3_secret_key: str = field(default="", metadata={"env": "S3_SECRET_KEY", "secret": True})
+    s3_bucket: str = field(default="lectern", metadata={"env": "S3_BUCKET"})
+    s3_region: str = field(default="us-east-1", metadata={"env": "S3_REGION"})
+    s3_secure: bool = field(default=False, metadata={"env": "S3_SECURE"})
+    secret_key: str = field(default="", metadata={"env": "LECTERN_SECRET_KEY", "secret": True})
+    public_url: str = field(default="", metadata={"env": "LECTERN_PUBLIC_URL"})
+    max_body_bytes: int = field(default=1024 * 1024, metadata={"env": "LECTERN_MAX_BODY_BYTES"})
+    log_level: str = field(default="INFO", metadata={"env": "LECTERN_LOG_LEVEL"})
+    session_ttl_s: int = field(default=7 * 24 * 3600, metadata={"env": "LECTERN_SESSION_TTL_S"})
+    secure_cookies: bool = field(default=False, metadata={"env": "LECTERN_SECURE_COOKIES"})
+    bus_retention: int = field(default=100_000, metadata={"env": "LECTERN_BUS_RETENTION"})
+    ice_servers: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_SERVERS"})
+    ice_host_addresses: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_HOST_ADDRESSES"})
+    room_seat_limit: int = field(default=50, metadata={"env": "LECTERN_ROOM_SEAT_LIMIT"})
+    segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lectern.db').resolve()}"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_endpoint)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict fit for a log line: secrets and passwords in URLs are masked."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            elif isinstance(value, str) and "://" in value and "@" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            out[f.name] = value if not isinstance(value, Path) else str(value)
+        return out
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain URLs operators write and pick the async driver SQLAlchemy needs."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
+    return url
+
+
+def env_names() -> dict[str, str]:
+    """Environment variable name -> field name, for every setting."""
+    return {f.metadata["env"]: f.name for f in fields(Settings)}
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind_s = str(kind)
+    try:
+        if kind_s in ("int", "<class 'int'>"):
+            return int(raw)
+        if kind_s in ("float", "<class 'float'>"):
+            return float(raw)
+        if kind_s in ("bool", "<class 'bool'>"):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind_s in ("Path", "<class 'pathlib.Path'>"):
+            return Path(raw)
+        if kind_s.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind_s}") from None
+    return raw
+
+
+def from_env(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; unknown LECTERN_* names are an error."""
+    known = env_names()
+    unknown = sorted(k for k in environ if k.startswith("LECTERN_") and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        if env in environ:
+            values[f.name] = _parse(env, environ[env], f.type)
+    settings = Settings(**values)
+    if settings.port <= 0 or settings.port > 65535:
+        raise SettingsError(f"LECTERN_PORT={settings.port} is out of range")
+    if settings.s3_endpoint and not (settings.s3_access_key and settings.s3_secret_key):
+        raise SettingsError("S3_ENDPOINT is set but S3_ACCESS_KEY or S3_SECRET_KEY is missing")
+    return settings
+
+
+def with_secret_key(settings: Settings) -> Settings:
+    """Embedded mode: keep a generated signing key in the data directory so restarts keep sessions."""
+    if settings.secret_key:
+        return settings
+    path = settings.data_dir / "secret.key"
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+    return replace_settings(settings, secret_key=key)
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)

@@ -1,0 +1,1 @@
+"""Turns a room's encoded media into fMP4 HLS segments and an MP4 in the object store."""

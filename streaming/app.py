@@ -1,0 +1,76 @@
+"""The composition root: `create_app(settings)` builds the whole Lectern HTTP application."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+import catalog
+from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
+from infra.factories import make_bus, make_object_store
+from infra.http import Handler, error_middleware
+from infra.settings import Settings
+from streaming import health, metrics
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tag each request with an id (kept from X-Request-Id when sane) and log one line per request."""
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex[:16]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = rid
+        return response
+    finally:
+        log.info("request=%s %s %s status=%s ms=%.1f", rid, request.method, request.path, status,
+                 (time.perf_counter() - started) * 1000)
+
+
+async def _objects(app: web.Application) -> AsyncIterator[None]:
+    store = make_object_store(app[SETTINGS])
+    app[OBJECTS] = store
+    app[READINESS]["objects"] = store.check
+    yield
+    await store.close()
+
+
+async def _bus(app: web.Application) -> AsyncIterator[None]:
+    bus = make_bus(app[SETTINGS])
+    app[BUS] = bus
+    app[READINESS]["bus"] = bus.check
+    yield
+    await bus.close()
+
+
+async def landing(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings) -> web.Application:
+    # error_middleware sits inside metrics so that mapped errors are counted with their real status.
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics.metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[READINESS] = {}
+    app.cleanup_ctx.extend([_objects, _bus])
+    catalog.setup(app)
+    metrics.install(app)
+    health.add_routes(app)
+    app.router.add_get("/", landing)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
+    return app

@@ -1,0 +1,63 @@
+"""Test helpers shared by every tier: polling instead of sleeping, free ports, service URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+async def wait_until(check: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0,
+                     interval_s: float = 0.05, message: str = "condition") -> T:
+    """Poll `check` until it returns a truthy value; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last={last!r})")
+        await asyncio.sleep(interval_s)
+
+
+def wait_until_sync(check: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05,
+                    message: str = "condition") -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last={result!r})")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_env(name: str) -> str:
+    """A test service's address from the environment `make test` prepares (TEST_POSTGRES_URL, ...).
+
+    Under `make test` (TEST_REQUIRE_SERVICES=1) a missing service fails the test: a skipped integration
+    test would hide a broken harness. Run by hand without the services, such tests are skipped.
+    """
+    value = os.environ.get(name, "")
+    if not value:
+        if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{name} is not set although make test promised the service")
+        pytest.skip(f"{name} not set (run through `make test` to get real services)")
+    return value
