@@ -36,11 +36,17 @@ def error_body(code: str, message: str, field: str | None = None, details: Any =
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, details: Any = None,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(
-        error_body(code, message, field, details), status=status, headers=headers,
+        error_body(code, message, field, details),
+        status=status,
+        headers=headers,
         dumps=lambda o: json.dumps(o, ensure_ascii=False),
     )
 
@@ -48,15 +54,25 @@ def error_response(
 def status_for(exc: errors.DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_CODE:
-            return STATUS_BY_CODE[cls]  # type: ignore[index]
+            return STATUS_BY_CODE[cls]
     return 400
 
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 411: "length_required",
-    413: "body_too_large", 415: "unsupported_media_type", 422: "invalid", 429: "too_many_requests",
-    500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -87,8 +103,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or Invalid naming what is wrong."""
     ctype = request.content_type
     if ctype != "application/json":
-        raise errors.Invalid(f"expected Content-Type application/json, got {ctype or 'none'}",
-                             field="Content-Type")
+        raise errors.Invalid(
+            f"expected Content-Type application/json, got {ctype or 'none'}", field="Content-Type"
+        )
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -99,5 +116,6 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers,
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+    return web.json_response(
+        data, status=status, headers=headers, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str)
+    )

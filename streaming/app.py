@@ -6,7 +6,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
@@ -15,11 +14,9 @@ from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
 from infra.factories import make_bus, make_object_store
 from infra.http import Handler, error_middleware
 from infra.settings import Settings
-from streaming import health, metrics
+from streaming import health, metrics, pages
 
 log = logging.getLogger(__name__)
-
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
 @web.middleware
@@ -35,8 +32,14 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         response.headers["X-Request-Id"] = rid
         return response
     finally:
-        log.info("request=%s %s %s status=%s ms=%.1f", rid, request.method, request.path, status,
-                 (time.perf_counter() - started) * 1000)
+        log.info(
+            "request=%s %s %s status=%s ms=%.1f",
+            rid,
+            request.method,
+            request.path,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
 
 
 async def _objects(app: web.Application) -> AsyncIterator[None]:
@@ -55,10 +58,6 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     await bus.close()
 
 
-async def landing(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
-
-
 def create_app(settings: Settings) -> web.Application:
     # error_middleware sits inside metrics so that mapped errors are counted with their real status.
     app = web.Application(
@@ -71,6 +70,5 @@ def create_app(settings: Settings) -> web.Application:
     catalog.setup(app)
     metrics.install(app)
     health.add_routes(app)
-    app.router.add_get("/", landing)
-    app.router.add_static("/static/", STATIC_DIR, name="static")
+    pages.add_routes(app)
     return app
