@@ -12,9 +12,12 @@ def make_object_store(settings: Settings) -> ObjectStore:
         from infra.objects_s3 import S3ObjectStore
 
         return S3ObjectStore(
-            endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key, bucket=settings.s3_bucket,
-            region=settings.s3_region, secure=settings.s3_secure,
+            endpoint=settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            secure=settings.s3_secure,
         )
     from infra.objects_local import LocalObjectStore
 

@@ -37,7 +37,10 @@ class ObjectStore(Protocol):
         """Store `data` under `key`, replacing any object there."""
 
     async def put_file(
-        self, key: str, path: Path, content_type: str = "application/octet-stream",
+        self,
+        key: str,
+        path: Path,
+        content_type: str = "application/octet-stream",
         part_size: int = 16 * 1024 * 1024,
     ) -> ObjectInfo:
         """Store a file; S3 uses multipart upload with parts of `part_size` bytes when it is larger."""

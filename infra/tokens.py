@@ -38,8 +38,13 @@ def _mac(key: str, purpose: str, payload: str) -> str:
 
 
 def sign(key: str, purpose: str, claims: Claims) -> str:
-    body = {"p": claims.person_id, "s": claims.subject, "r": claims.role, "e": claims.expires_at,
-            "x": claims.extra}
+    body = {
+        "p": claims.person_id,
+        "s": claims.subject,
+        "r": claims.role,
+        "e": claims.expires_at,
+        "x": claims.extra,
+    }
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     return f"{payload}.{_mac(key, purpose, payload)}"
 

@@ -3,36 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import pytest
 
 T = TypeVar("T")
 
 
-async def wait_until(check: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0,
-                     interval_s: float = 0.05, message: str = "condition") -> T:
-    """Poll `check` until it returns a truthy value; fail the test after `timeout_s`."""
+@overload
+async def wait_until(
+    check: Callable[[], Awaitable[T]], timeout_s: float = ..., interval_s: float = ..., message: str = ...
+) -> T: ...
+@overload
+async def wait_until(
+    check: Callable[[], T], timeout_s: float = ..., interval_s: float = ..., message: str = ...
+) -> T: ...
+async def wait_until(
+    check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05, message: str = "condition"
+) -> Any:
+    """Poll `check` (sync or async) until it returns a truthy value; fail the test after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    last: object = None
     while True:
         result = check()
-        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+        if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
-        last = result
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last={last!r})")
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last={result!r})")
         await asyncio.sleep(interval_s)
 
 
-def wait_until_sync(check: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05,
-                    message: str = "condition") -> T:
+def wait_until_sync(
+    check: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05, message: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()

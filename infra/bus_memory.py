@@ -1,0 +1,261 @@
+"""The in-process event bus (embedded mode): Redis Streams semantics over deques, for one event loop.
+
+It mirrors `infra.bus_redis.RedisBus` closely enough that one contract suite covers both
+(tests/integration/test_event_bus_contract.py); the semantics are described in docs/events.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.bus import BusUnavailable, Delivery
+from infra.errors import Invalid
+from infra.events import encode_data, parse_event_id, require_count, require_name, require_seconds
+
+EventId = tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: EventId
+    id: str
+    type: str
+    data_json: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    consumer: str
+    delivered_at: float
+    attempts: int
+
+
+@dataclass(slots=True)
+class _Group:
+    # Absolute index (count of events ever appended before it) of the next event to hand out.
+    next_index: int
+    # Insertion order is id order: new deliveries come in id order and claims update in place.
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+@dataclass
+class _Topic:
+    entries: deque[_Entry]
+    appended: int = 0  # events ever appended; entries[i] has absolute index appended - len + i
+    last_key: EventId = (0, 0)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    # Replaced on every publish: waiting consumers hold the old one, which publish sets.
+    published: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    @property
+    def first_index(self) -> int:
+        return self.appended - len(self.entries)
+
+    def entry_at(self, index: int) -> _Entry:
+        return self.entries[index - self.first_index]
+
+    def find(self, key: EventId) -> _Entry | None:
+        """The retained entry with this id, or None once it has been trimmed (binary search by id)."""
+        lo, hi = 0, len(self.entries)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.entries[mid].key < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self.entries) and self.entries[lo].key == key:
+            return self.entries[lo]
+        return None
+
+
+class MemoryBus:
+    """`EventBus` kept in memory: per topic the newest `retention` events, consumer groups with
+    a last-delivered position and a pending-entries list. Not thread-safe: use it from one loop.
+
+    `clock` measures idle time for `claim_stale` (monotonic seconds; tests pass a fake one);
+    `wall_clock_ms` stamps ids, which are "<ms>-<seq>" and strictly increase per topic, like Redis.
+    """
+
+    def __init__(
+        self,
+        retention: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        if retention < 1:
+            raise Invalid("retention must be at least 1", field="retention")
+        self._retention = retention
+        self._clock = clock
+        self._wall_clock_ms = wall_clock_ms
+        self._topics: dict[str, _Topic] = {}
+        self._closed = False
+
+    # -- the EventBus interface ------------------------------------------------------------------
+
+    async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
+        self._require_open()
+        require_name(topic, "topic")
+        require_name(type, "type")
+        data_json = encode_data(data)
+        t = self._topic(topic)
+        ms = self._wall_clock_ms()
+        # Like Redis: if the wall clock stands still or goes back, keep the last ms and count up.
+        key = (ms, 0) if ms > t.last_key[0] else (t.last_key[0], t.last_key[1] + 1)
+        t.last_key = key
+        event_id = f"{key[0]}-{key[1]}"
+        t.entries.append(_Entry(key, event_id, type, data_json))  # the deque drops the oldest
+        t.appended += 1
+        t.published.set()
+        t.published = asyncio.Event()
+        return event_id
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        self._require_open()
+        require_name(topic, "topic")
+        require_name(group, "group")
+        self._group(topic, group)
+
+    async def consume(
+        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+    ) -> list[Delivery]:
+        self._require_open()
+        require_name(consumer, "consumer")
+        require_count(count)
+        require_seconds(block_s, "block_s")
+        t = self._topic(topic)
+        g = self._group(topic, group)
+        deadline = self._loop_time() + block_s
+        while True:
+            deliveries = self._take_new(topic, t, g, consumer, count)
+            remaining_s = deadline - self._loop_time()
+            if deliveries or remaining_s <= 0:
+                return deliveries
+            published = t.published
+            t.waiting += 1
+            try:
+                async with asyncio.timeout(remaining_s):
+                    await published.wait()
+            except TimeoutError:
+                return []
+            finally:
+                t.waiting -= 1
+            self._require_open()
+
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        self._require_open()
+        keys = [parse_event_id(i) for i in ids]
+        t = self._topics.get(topic)
+        g = t.groups.get(group) if t is not None else None
+        if g is None:
+            return  # like XACK: nothing is pending in a group that does not exist
+        for ms, seq in keys:
+            g.pending.pop(f"{ms}-{seq}", None)  # canonical form: "0001-2" acks "1-2", as in Redis
+
+    async def claim_stale(
+        self, topic: str, group: str, consumer: str, min_idle_s: float, count: int = 100
+    ) -> list[Delivery]:
+        self._require_open()
+        require_name(consumer, "consumer")
+        require_count(count)
+        require_seconds(min_idle_s, "min_idle_s")
+        t = self._topics.get(topic)
+        g = t.groups.get(group) if t is not None else None
+        if t is None or g is None:
+            return []
+        now = self._clock()
+        claimed: list[Delivery] = []
+        trimmed: list[str] = []
+        for event_id, p in g.pending.items():
+            if len(claimed) >= count:
+                break
+            if now - p.delivered_at < min_idle_s:
+                continue
+            entry = t.find(parse_event_id(event_id))
+            if entry is None:
+                # Trimmed by retention while pending: it can never be delivered again, so (like
+                # XAUTOCLAIM on Redis 7) claiming drops it from the pending list instead.
+                trimmed.append(event_id)
+                continue
+            p.consumer, p.delivered_at, p.attempts = consumer, now, p.attempts + 1
+            claimed.append(_delivery(topic, entry, p.attempts))
+        for event_id in trimmed:
+            del g.pending[event_id]
+        return claimed
+
+    async def pending_count(self, topic: str, group: str) -> int:
+        self._require_open()
+        t = self._topics.get(topic)
+        g = t.groups.get(group) if t is not None else None
+        return 0 if g is None else len(g.pending)
+
+    async def length(self, topic: str) -> int:
+        self._require_open()
+        t = self._topics.get(topic)
+        return 0 if t is None else len(t.entries)
+
+    async def check(self) -> None:
+        self._require_open()
+
+    async def close(self) -> None:
+        self._closed = True
+        for t in self._topics.values():
+            t.published.set()  # blocked consumers wake up and raise BusUnavailable
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    def waiting_consumers(self, topic: str) -> int:
+        """How many `consume` calls are blocked on this topic right now (tests, metrics)."""
+        t = self._topics.get(topic)
+        return 0 if t is None else t.waiting
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise BusUnavailable("the in-process event bus is closed")
+
+    def _loop_time(self) -> float:
+        # Blocking is measured on the event loop's clock, which asyncio.timeout uses too.
+        return asyncio.get_running_loop().time()
+
+    def _topic(self, topic: str) -> _Topic:
+        t = self._topics.get(topic)
+        if t is None:
+            require_name(topic, "topic")
+            t = self._topics[topic] = _Topic(entries=deque(maxlen=self._retention))
+        return t
+
+    def _group(self, topic: str, group: str) -> _Group:
+        """The group, created on first use (also by consume: see docs/events.md) at the oldest event."""
+        t = self._topic(topic)
+        g = t.groups.get(group)
+        if g is None:
+            require_name(group, "group")
+            g = t.groups[group] = _Group(next_index=t.first_index)
+        return g
+
+    def _take_new(self, topic: str, t: _Topic, g: _Group, consumer: str, count: int) -> list[Delivery]:
+        # Events trimmed before this group read them are skipped, as XREADGROUP does.
+        start = max(g.next_index, t.first_index)
+        stop = min(t.appended, start + count)
+        now = self._clock()
+        deliveries = []
+        for index in range(start, stop):
+            entry = t.entry_at(index)
+            g.pending[entry.id] = _Pending(consumer, now, 1)
+            deliveries.append(_delivery(topic, entry, 1))
+        g.next_index = max(g.next_index, stop)
+        return deliveries
+
+
+def _delivery(topic: str, entry: _Entry, attempts: int) -> Delivery:
+    # Decoded per delivery: every consumer gets its own copy, exactly what went over the wire.
+    return Delivery(topic, entry.id, entry.type, json.loads(entry.data_json), attempts)

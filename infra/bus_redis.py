@@ -1,0 +1,250 @@
+"""The event bus on Redis Streams (production): one stream per topic, consumer groups, XAUTOCLAIM.
+
+Needs Redis ≥ 7.0 (XAUTOCLAIM that drops trimmed entries). Semantics: infra/bus.py and docs/events.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from infra.bus import BusUnavailable, Delivery
+from infra.errors import Invalid
+from infra.events import encode_data, parse_event_id, require_count, require_name, require_seconds
+
+log = logging.getLogger(__name__)
+
+# One atomic step of claim_stale: XAUTOCLAIM a page of the pending list, then read each claimed
+# entry's delivery count (XAUTOCLAIM just incremented it) before anyone else can touch it.
+# ARGV: group, consumer, min-idle ms, cursor, count. Returns {next cursor, entries, counts}.
+_CLAIM_SCRIPT = """
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local entries, counts = {}, {}
+for _, e in ipairs(r[2]) do
+  if e then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    entries[#entries + 1] = e
+    counts[#counts + 1] = p[1][4]
+  end
+end
+return {r[1], entries, counts}
+"""
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+class RedisBus:
+    """`EventBus` over Redis Streams. The stream of topic T is the key `key_prefix + T`; each event
+    has two fields, `type` and `data` (the JSON-encoded payload).
+
+    Retention is approximate (`XADD MAXLEN ~`): Redis trims whole stream nodes only, so a topic holds
+    at most `retention` + `stream-node-max-entries` (100 by default) events, and never fewer than
+    `retention` once that many were published.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        retention: int,
+        *,
+        key_prefix: str = "lectern:events:",
+        op_timeout_s: float = 5.0,
+        check_timeout_s: float = 1.0,
+    ) -> None:
+        if retention < 1:
+            raise Invalid("retention must be at least 1", field="retention")
+        self._retention = retention
+        self._prefix = key_prefix
+        self._op_timeout_s = op_timeout_s
+        self._check_timeout_s = check_timeout_s
+        self._closed = False
+        self._closing = asyncio.Event()  # set by close(): wakes consumers blocked in XREADGROUP
+        # No socket timeout: XREADGROUP BLOCK legitimately waits; every call is bounded by
+        # asyncio.timeout instead (op_timeout_s, plus block_s for consume). Few, quick retries so
+        # a dead server is reported promptly rather than after redis-py's default backoff.
+        self._redis: redis.Redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=None,
+            socket_connect_timeout=min(op_timeout_s, 5.0),
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        )
+        self._claim = self._redis.register_script(_CLAIM_SCRIPT)
+
+    def key(self, topic: str) -> str:
+        """The Redis key of a topic's stream."""
+        return self._prefix + topic
+
+    # -- the EventBus interface ------------------------------------------------------------------
+
+    async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
+        require_name(topic, "topic")
+        require_name(type, "type")
+        fields: dict[Any, Any] = {"type": type, "data": encode_data(data)}
+        async with self._call("publish"):
+            event_id = await self._redis.xadd(
+                self.key(topic),
+                fields,
+                maxlen=self._retention,
+                approximate=True,
+            )
+        return str(event_id)
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        require_name(topic, "topic")
+        require_name(group, "group")
+        async with self._call("ensure_group"):
+            try:
+                await self._redis.xgroup_create(self.key(topic), group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+    async def consume(
+        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+    ) -> list[Delivery]:
+        require_name(topic, "topic")
+        require_name(group, "group")
+        require_name(consumer, "consumer")
+        require_count(count)
+        require_seconds(block_s, "block_s")
+        # BLOCK 0 means "forever" to Redis, so no block at all is spelled by leaving BLOCK out.
+        block_ms = math.ceil(block_s * 1000) if block_s > 0 else None
+        key = self.key(topic)
+        for _ in range(2):
+            try:
+                async with self._call("consume", extra_s=block_s):
+                    reply = await self._unless_closed(
+                        self._redis.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+                    )
+                break
+            except ResponseError as exc:
+                # The group is created on first use, as by the memory bus; this also recovers a
+                # consumer after a Redis restart without persistence lost the stream.
+                if not str(exc).startswith("NOGROUP"):
+                    raise
+                await self.ensure_group(topic, group)
+        else:  # pragma: no cover - the group was deleted again between create and read
+            return []
+        deliveries = []
+        # [[key, [(id, {field: value}), ...]]] with decode_responses (RESP2 framing)
+        streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        for _stream, entries in streams:
+            for event_id, fields in entries:
+                deliveries.append(_delivery(topic, event_id, fields, 1))
+        return deliveries
+
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        for event_id in ids:
+            parse_event_id(event_id)
+        if not ids:
+            return
+        async with self._call("ack"):
+            await self._redis.xack(self.key(topic), group, *ids)
+
+    async def claim_stale(
+        self, topic: str, group: str, consumer: str, min_idle_s: float, count: int = 100
+    ) -> list[Delivery]:
+        require_name(consumer, "consumer")
+        require_count(count)
+        require_seconds(min_idle_s, "min_idle_s")
+        min_idle_ms = math.ceil(min_idle_s * 1000)
+        claimed: list[Delivery] = []
+        cursor = "0-0"
+        # XAUTOCLAIM looks at no more than 10 × COUNT entries per call, so walk the whole pending
+        # list by cursor until `count` are claimed or the cursor wraps to 0-0.
+        while len(claimed) < count:
+            async with self._call("claim_stale"):
+                try:
+                    reply = await self._claim(
+                        keys=[self.key(topic)],
+                        args=[group, consumer, min_idle_ms, cursor, count - len(claimed)],
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" in str(exc):
+                        return []  # no group, nothing pending
+                    raise
+            cursor, entries, counts = reply
+            for (event_id, flat_fields), attempts in zip(entries, counts, strict=True):
+                fields = dict(zip(flat_fields[::2], flat_fields[1::2], strict=True))
+                claimed.append(_delivery(topic, event_id, fields, int(attempts)))
+            if cursor == "0-0":
+                break
+        return claimed
+
+    async def pending_count(self, topic: str, group: str) -> int:
+        async with self._call("pending_count"):
+            try:
+                summary = await self._redis.xpending(self.key(topic), group)
+            except ResponseError as exc:
+                if str(exc).startswith("NOGROUP"):
+                    return 0
+                raise
+        return int(summary["pending"])
+
+    async def length(self, topic: str) -> int:
+        async with self._call("length"):
+            return int(await self._redis.xlen(self.key(topic)))
+
+    async def check(self) -> None:
+        async with self._call("check", timeout_s=self._check_timeout_s):
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._closing.set()
+        await self._redis.aclose()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _unless_closed(self, call: Awaitable[Any]) -> Any:
+        """Await `call`, but give up with BusUnavailable as soon as close() is called: closing the
+        pool does not interrupt a read already blocked in XREADGROUP."""
+        read = asyncio.ensure_future(call)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((read, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Cancelling the read makes redis-py drop that connection; both tasks end here.
+            for task in (read, closing):
+                task.cancel()
+            await asyncio.gather(read, closing, return_exceptions=True)
+        if read.cancelled():  # only close() gets here: an outer cancel propagated from wait()
+            raise BusUnavailable("the event bus was closed while waiting for events")
+        return read.result()  # events read just as close() came are still handed out
+
+    @asynccontextmanager
+    async def _call(
+        self, what: str, *, extra_s: float = 0.0, timeout_s: float | None = None
+    ) -> AsyncIterator[None]:
+        """Bound one Redis call in time and turn "cannot reach Redis" into BusUnavailable."""
+        if self._closed:
+            raise BusUnavailable("the event bus is closed")
+        try:
+            async with asyncio.timeout((self._op_timeout_s if timeout_s is None else timeout_s) + extra_s):
+                yield
+        except _UNAVAILABLE as exc:
+            log.warning("event bus: %s failed: %s", what, exc)
+            raise BusUnavailable(f"Redis is unreachable ({what}): {exc}") from exc
+
+
+def _delivery(topic: str, event_id: str, fields: dict[str, str], attempts: int) -> Delivery:
+    try:
+        data = json.loads(fields["data"])
+        event_type = fields["type"]
+    except (KeyError, ValueError) as exc:
+        # Written by something other than RedisBus; surfacing it beats silently dropping it.
+        raise Invalid(f"event {event_id} is not a bus event: {exc}", field="data") from exc
+    return Delivery(topic, event_id, event_type, data, attempts)

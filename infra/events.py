@@ -1,0 +1,295 @@
+"""Lectern's events: topic names, typed payloads that validate themselves, and the wire form of event
+data shared by both bus implementations. docs/events.md is the catalogue; tests/unit/test_events.py
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Self
+
+from infra.bus import Delivery, EventBus
+from infra.errors import Invalid
+
+SESSIONS: Final = "sessions"
+ATTENDANCE: Final = "attendance"
+PRESENCE: Final = "presence"
+RECORDINGS: Final = "recordings"
+TOPICS: Final = (SESSIONS, ATTENDANCE, PRESENCE, RECORDINGS)
+
+
+# -- the wire form, shared by infra.bus_memory and infra.bus_redis -----------------------------------
+
+_ID_RE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def encode_data(data: dict[str, Any]) -> str:
+    """Event data as strict JSON text (no NaN, non-ASCII kept); Invalid unless it is a JSON object."""
+    if not isinstance(data, dict):
+        raise Invalid("event data must be a JSON object", field="data")
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"event data is not JSON: {exc}", field="data") from exc
+
+
+def parse_event_id(event_id: str) -> tuple[int, int]:
+    """A bus id "<ms>-<seq>" as (ms, seq), which compares in id order; Invalid for anything else."""
+    match = _ID_RE.match(event_id) if isinstance(event_id, str) else None
+    if match is None:
+        raise Invalid(f"not an event id: {event_id!r}", field="ids")
+    return int(match.group(1)), int(match.group(2))
+
+
+def require_name(value: str, what: str) -> None:
+    """Topic, group, consumer and type names are non-empty strings."""
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"{what} must be a non-empty string", field=what)
+
+
+def require_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise Invalid("count must be a positive integer", field="count")
+
+
+def require_seconds(value: float, what: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise Invalid(f"{what} must be a finite number ≥ 0", field=what)
+
+
+# -- typed events ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Base of the typed events. Each subclass names its `topic` and `type` and lists its fields.
+
+    Field rules, checked on construction and so also by `from_dict`: `int` ≥ 0 (≥ 1 for `*_id`),
+    never a bool; `str` non-empty; `float` finite and ≥ 0 (ints accepted); `datetime` timezone-aware,
+    kept in UTC, ISO 8601 on the wire; `X | None` may be null. Unknown keys in `from_dict` are ignored
+    so that an older consumer can read events from a newer producer.
+    """
+
+    topic: ClassVar[str]
+    type: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _check_field(type(self).type, f.name, hints[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Rules across fields; subclasses override."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event data as published: JSON types only."""
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Validate received data; Invalid names the first missing or malformed field."""
+        if not isinstance(data, Mapping):
+            raise Invalid(f"{cls.type}: event data must be an object", field="data")
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                raise Invalid(f"{cls.type}: missing field {f.name}", field=f.name)
+            value = data[f.name]
+            if _base_type(hints[f.name]) is datetime and isinstance(value, str):
+                value = _parse_datetime(cls.type, f.name, value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionStarted(Event):
+    topic: ClassVar[str] = SESSIONS
+    type: ClassVar[str] = "session.started"
+    session_id: int
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionEnded(Event):
+    topic: ClassVar[str] = SESSIONS
+    type: ClassVar[str] = "session.ended"
+    session_id: int
+    at: datetime
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewerJoined(Event):
+    topic: ClassVar[str] = ATTENDANCE
+    type: ClassVar[str] = "viewer.joined"
+    session_id: int
+    person_id: int
+    peer_id: str
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewerLeft(Event):
+    topic: ClassVar[str] = ATTENDANCE
+    type: ClassVar[str] = "viewer.left"
+    session_id: int
+    person_id: int
+    peer_id: str
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class PresenceCheckIssued(Event):
+    topic: ClassVar[str] = PRESENCE
+    type: ClassVar[str] = "presence_check.issued"
+    session_id: int
+    check_id: str
+    issued_at: datetime
+    deadline_at: datetime
+
+    def _check(self) -> None:
+        if self.deadline_at <= self.issued_at:
+            raise Invalid(f"{self.type}: deadline_at must be after issued_at", field="deadline_at")
+
+
+@dataclasses.dataclass(frozen=True)
+class PresenceCheckAnswered(Event):
+    topic: ClassVar[str] = PRESENCE
+    type: ClassVar[str] = "presence_check.answered"
+    session_id: int
+    check_id: str
+    person_id: int
+    answered_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingSegmentStored(Event):
+    topic: ClassVar[str] = RECORDINGS
+    type: ClassVar[str] = "recording.segment_stored"
+    session_id: int
+    recording_id: str
+    track: str
+    seq: int
+    duration_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingFinalized(Event):
+    topic: ClassVar[str] = RECORDINGS
+    type: ClassVar[str] = "recording.finalized"
+    session_id: int
+    recording_id: str
+    segment_count: int
+    duration_s: float
+    playlist_key: str
+    mp4_key: str | None
+    at: datetime
+
+
+EVENT_TYPES: Final[Mapping[str, type[Event]]] = MappingProxyType(
+    {
+        cls.type: cls
+        for cls in (
+            SessionStarted,
+            SessionEnded,
+            ViewerJoined,
+            ViewerLeft,
+            PresenceCheckIssued,
+            PresenceCheckAnswered,
+            RecordingSegmentStored,
+            RecordingFinalized,
+        )
+    }
+)
+
+
+def decode(delivery: Delivery) -> Event:
+    """The typed event of a delivery; Invalid for an unknown type, a wrong topic or bad data."""
+    cls = EVENT_TYPES.get(delivery.type)
+    if cls is None:
+        raise Invalid(f"unknown event type {delivery.type!r}", field="type")
+    if cls.topic != delivery.topic:
+        raise Invalid(f"{delivery.type} does not belong on topic {delivery.topic!r}", field="topic")
+    return cls.from_dict(delivery.data)
+
+
+async def publish(bus: EventBus, event: Event) -> str:
+    """Publish a typed event on its topic; returns the bus id."""
+    return await bus.publish(event.topic, event.type, event.to_dict())
+
+
+# -- field checks ------------------------------------------------------------------------------------
+
+
+def _base_type(annotation: Any) -> Any:
+    """`X | None` → X; anything else unchanged."""
+    if isinstance(annotation, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any:
+    def bad(why: str) -> Invalid:
+        return Invalid(f"{event_type}: {name} {why} (got {value!r})", field=name)
+
+    optional = isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise bad("is required")
+    kind = _base_type(annotation)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("must be an integer")
+        if value < (1 if name.endswith("_id") else 0):
+            raise bad("must be positive" if name.endswith("_id") else "must not be negative")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("must be a number")
+        if not math.isfinite(value) or value < 0:
+            raise bad("must be a finite number ≥ 0")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise bad("must be a non-empty string")
+        return value
+    if kind is datetime:
+        if not isinstance(value, datetime):
+            raise bad("must be an ISO 8601 time")
+        if value.utcoffset() is None:
+            raise bad("must carry a time zone")
+        return value.astimezone(UTC)
+    raise TypeError(f"{event_type}.{name}: unsupported field type {annotation!r}")  # a programming error
+
+
+def _parse_datetime(event_type: str, name: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise Invalid(f"{event_type}: {name} must be an ISO 8601 time (got {text!r})", field=name) from exc
+    if value.utcoffset() is None:
+        raise Invalid(f"{event_type}: {name} must carry a time zone (got {text!r})", field=name)
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
