@@ -1,0 +1,84 @@
+"""Browser tier fixtures: Lectern as a subprocess, Debian's Chromium driven by Playwright (async API).
+
+Each test gets its own server (fresh data dir) and its own browser context; override
+`lectern_server_env` in a test module to start the server with extra settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.server import LecternServer, running_server
+
+CHROMIUM = "/usr/bin/chromium"
+# From ENVIRONMENT.md: what works headless in a loopback-only namespace, with a fake camera and screen.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def lectern_server_env() -> dict[str, str]:
+    """Extra settings for `lectern_server`; override in a module or with indirect parametrization."""
+    return {}
+
+
+@pytest.fixture
+def lectern_server(tmp_path: Path, lectern_server_env: dict[str, str]) -> Iterator[LecternServer]:
+    with running_server(tmp_path / "var", lectern_server_env) as server:
+        yield server
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh desktop context per test: no cookies or storage leak between tests."""
+    ctx = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+@pytest.fixture
+async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A phone-sized context (390x844, touch), the way most learners watch."""
+    ctx = await browser.new_context(
+        locale="zh-CN",
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+@pytest.fixture
+async def page(context: BrowserContext) -> Page:
+    return await context.new_page()
