@@ -45,8 +45,7 @@ def cmd_serve(settings: Settings) -> int:
         # Embedded mode: a fresh machine needs no separate migrate step.
         catalog.migrate(settings.effective_database_url)
     log.info("starting lectern settings=%s", settings.redacted())
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log=None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
 

@@ -21,7 +21,9 @@ async def readyz(request: web.Request) -> web.Response:
     results = await asyncio.gather(
         *(asyncio.wait_for(checks[n](), timeout=5) for n in names), return_exceptions=True
     )
-    report = {n: ("ok" if r is None else f"{type(r).__name__}: {r}") for n, r in zip(names, results, strict=True)}
+    report = {
+        n: ("ok" if r is None else f"{type(r).__name__}: {r}") for n, r in zip(names, results, strict=True)
+    }
     failing = [n for n in names if report[n] != "ok"]
     if failing:
         raise Unavailable(f"not ready: {', '.join(failing)} unreachable", details={"checks": report})

@@ -18,11 +18,15 @@ def install(app: web.Application) -> None:
     registry = CollectorRegistry()
     app[METRICS] = registry
     app[REQUESTS] = Counter(
-        "lectern_http_requests", "HTTP requests by route and status", ["method", "route", "status"],
+        "lectern_http_requests",
+        "HTTP requests by route and status",
+        ["method", "route", "status"],
         registry=registry,
     )
     app[LATENCY] = Histogram(
-        "lectern_http_request_seconds", "HTTP request latency by route", ["method", "route"],
+        "lectern_http_request_seconds",
+        "HTTP request latency by route",
+        ["method", "route"],
         registry=registry,
     )
     app.router.add_get("/metrics", metrics)
