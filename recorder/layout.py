@@ -12,8 +12,13 @@ State = Literal["open", "finalized"]
 MANIFEST_VERSION = 1
 
 
+# Everything a player fetches lives under hls/: nginx serves /hls/<key> from the bucket's hls/ prefix,
+# which is the only prefix the compose stack makes anonymously readable (recording ids are random).
+RECORDINGS_ROOT = "hls/"
+
+
 def recording_prefix(session_id: int, recording_id: str) -> str:
-    return f"recordings/{session_id}/{recording_id}"
+    return f"{RECORDINGS_ROOT}{session_id}/{recording_id}"
 
 
 def init_name(period: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from infra.objects import ObjectNotFound, ObjectStore
 from recorder.finalize import RecordingSummary, finalize
-from recorder.layout import Manifest, Segment, angle_key, init_name, recording_prefix
+from recorder.layout import RECORDINGS_ROOT, Manifest, Segment, angle_key, init_name, recording_prefix
 from recorder.recording import INIT_TYPE, SEGMENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ async def recover(store: ObjectStore, spool_dir: Path) -> list[RecordingSummary]
             await _upload_missing(store, manifest, path.parent)
             summaries.append(await _finalize_logged(store, manifest, path.parent))
         await asyncio.to_thread(shutil.rmtree, path.parent, ignore_errors=True)
-    for info in await store.list("recordings/"):
+    for info in await store.list(RECORDINGS_ROOT):
         if not info.key.endswith("/manifest.json"):
             continue
         manifest = Manifest.from_json(await store.get(info.key))

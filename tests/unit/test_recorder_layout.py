@@ -34,7 +34,7 @@ def test_segment_names_sort_in_recording_order(seq: int, name: str) -> None:
 
 def test_first_period_uses_init_mp4_and_later_ones_are_numbered() -> None:
     assert [init_name(p) for p in (1, 2, 10)] == ["init.mp4", "init_002.mp4", "init_010.mp4"]
-    assert angle_key(7, "r1", "camera", "init.mp4") == "recordings/7/r1/camera/init.mp4"
+    assert angle_key(7, "r1", "camera", "init.mp4") == "hls/7/r1/camera/init.mp4"
 
 
 def segs(*durations: float, period_of: dict[int, int] | None = None) -> list[Segment]:

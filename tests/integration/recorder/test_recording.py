@@ -14,7 +14,7 @@ from recorder import Recorder, RecordingSummary, recover
 from tests.helpers import wait_until
 
 SEGMENT_S = 1.0
-PREFIX = "recordings/7/r1"
+PREFIX = "hls/7/r1"
 
 
 def make_recorder(store: SpyStore, tmp_path: Path, lecture: SyntheticLecture, **kw: object) -> Recorder:
