@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from infra.errors import DomainError
+from infra.errors import Unavailable
 
 
-class BusUnavailable(DomainError):
-    code = "unavailable"
+class BusUnavailable(Unavailable):
+    pass
 
 
 @dataclass(frozen=True)

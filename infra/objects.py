@@ -12,15 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from infra.errors import DomainError
+from infra.errors import NotFound, Unavailable
 
 
-class ObjectNotFound(DomainError):
-    code = "not_found"
+class ObjectNotFound(NotFound):
+    pass
 
 
-class StoreUnavailable(DomainError):
-    code = "unavailable"
+class StoreUnavailable(Unavailable):
+    pass
 
 
 @dataclass(frozen=True)

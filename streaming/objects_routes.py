@@ -1,0 +1,98 @@
+"""`GET /objects/{key}`: serves presigned URLs of the embedded (local-folder) object store, with Range.
+
+Only in embedded mode: with S3 the presigned URLs point at the S3 server and this route answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from email.utils import format_datetime
+
+from aiohttp import web
+
+from infra.appkeys import OBJECTS
+from infra.errors import Forbidden, Invalid, NotFound
+from infra.http import error_response
+from infra.objects import ObjectNotFound
+from infra.objects_local import LocalObjectStore, resolve_range
+
+CHUNK_BYTES = 256 * 1024
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header: str) -> tuple[int | None, int | None] | None:
+    """(start, end) of a single-range `Range` header, in `ObjectStore.get` terms; None to ignore it.
+
+    Multiple or malformed ranges are ignored, and the whole object is sent, as RFC 9110 allows.
+    """
+    match = _SINGLE_RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    start = int(match.group(1)) if match.group(1) else None
+    end = int(match.group(2)) if match.group(2) else None
+    return start, end
+
+
+def _signed_params(request: web.Request) -> tuple[int, str]:
+    try:
+        expires = int(request.query["expires"])
+        signature = request.query["signature"]
+    except (KeyError, ValueError):
+        raise Forbidden("missing or malformed URL signature") from None
+    return expires, signature
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    store = request.app[OBJECTS]
+    if not isinstance(store, LocalObjectStore):
+        raise NotFound("objects are served by the object store, not by Lectern")
+    key = request.match_info["key"]
+    expires, signature = _signed_params(request)
+    if not store.verify_presigned(key, expires, signature, now=time.time()):
+        raise Forbidden("invalid or expired URL signature")
+
+    try:
+        f, info = await store.open(key)
+    except ObjectNotFound:
+        # ObjectNotFound is not an errors.NotFound subclass, so the middleware would answer 400.
+        raise NotFound(f"no object {key!r}", field="key") from None
+    try:
+        wanted = parse_range(request.headers.get("Range", ""))
+        try:
+            offset, length = resolve_range(*wanted, info.size) if wanted else (0, info.size)
+        except Invalid:
+            return error_response(
+                416,
+                "range_not_satisfiable",
+                f"range {request.headers['Range']!r} is outside the object",
+                headers={"Content-Range": f"bytes */{info.size}"},
+            )
+        response = web.StreamResponse(status=206 if wanted else 200)
+        response.content_type = info.content_type
+        response.content_length = length
+        response.headers["Accept-Ranges"] = "bytes"
+        response.headers["ETag"] = f'"{info.etag}"'
+        response.headers["Last-Modified"] = format_datetime(info.modified_at, usegmt=True)
+        if wanted:
+            response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        await asyncio.to_thread(f.seek, offset)
+        remaining = length
+        while remaining > 0:
+            chunk = await asyncio.to_thread(f.read, min(CHUNK_BYTES, remaining))
+            if not chunk:
+                break  # cannot happen with the open file we hold, but never loop forever
+            await response.write(chunk)
+            remaining -= len(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        f.close()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/objects/{key:.+}", get_object)
