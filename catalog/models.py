@@ -1,9 +1,251 @@
-"""SQLAlchemy models of the system of record (see ../shared/DOMAIN.md §5)."""
+"""SQLAlchemy models of the system of record (see ../shared/DOMAIN.md §5).
+
+Every timestamp is stored and returned as a timezone-aware UTC datetime (`UTCDateTime`), also on SQLite,
+which has no time zones. Relationships are `lazy="raise"`: queries say what they load.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from catalog import domain
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Accepts only aware datetimes, stores UTC, returns aware UTC (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CreditHours(TypeDecorator[Decimal]):
+    """学时 as Numeric(6,1); read without the driver's float path SQLite warns about, then quantized."""
+
+    impl = Numeric(6, 1, asdecimal=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        return None if value is None else str(value.quantize(Decimal("0.1")))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.1"))
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, so migrations (and SQLite's batch mode) can refer to them.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def one_of(column: str, values: type[StrEnum], name: str) -> CheckConstraint:
+    """A CHECK that `column` holds one of the enum's values (the database guards the vocabulary too)."""
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    __table_args__ = (one_of("type", domain.OrgType, "type"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unified_social_credit_code: Mapped[str | None] = mapped_column(String(18), unique=True)
+    region_code: Mapped[str | None] = mapped_column(String(12))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Person(Base):
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(11), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    employer_org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    id_card_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RoleAssignment(Base):
+    __tablename__ = "role_assignments"
+    __table_args__ = (
+        # One row per (person, role, org); org NULL (a global role) is kept unique by the service.
+        UniqueConstraint("person_id", "role", "org_id", name="uq_role_assignments_person_role_org"),
+        one_of("role", domain.Role, "role"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuthSession(Base):
+    """A server-side login: the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class LoginAttempt(Base):
+    """Failed (and successful) logins, counted per phone and per IP for throttling."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_phone_at", "phone", "at"),
+        Index("ix_login_attempts_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Course(Base):
+    __tablename__ = "courses"
+    __table_args__ = (
+        one_of("category", domain.Category, "category"),
+        one_of("delivery", domain.Delivery, "delivery"),
+        one_of("status", domain.CourseStatus, "status"),
+        CheckConstraint("capacity IS NULL OR capacity > 0", name="capacity"),
+        CheckConstraint("credit_hours >= 0", name="credit_hours"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    provider_org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(16), index=True)
+    industry: Mapped[str] = mapped_column(String(100), default="", index=True)
+    specialty_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    credit_hours: Mapped[Decimal] = mapped_column(CreditHours())
+    delivery: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    sessions: Mapped[list[Session]] = relationship(
+        back_populates="course", lazy="raise", order_by="Session.scheduled_start"
+    )
+
+
+class Session(Base):
+    """One scheduled occurrence of a course (a live lecture, an external meeting, a class)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        one_of("kind", domain.SessionKind, "kind"),
+        one_of("external_platform", domain.ExternalPlatform, "external_platform"),
+        CheckConstraint("scheduled_end > scheduled_start", name="schedule"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    scheduled_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    scheduled_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    actual_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    external_platform: Mapped[str] = mapped_column(String(16), default="none")
+    external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    course: Mapped[Course] = relationship(back_populates="sessions", lazy="raise")
+    experts: Mapped[list[SessionExpert]] = relationship(lazy="raise", order_by="SessionExpert.person_id")
+
+
+class SessionExpert(Base):
+    __tablename__ = "session_experts"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("persons.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        # At most one *active* enrollment per person and course; withdrawn rows stay as history.
+        Index(
+            "uq_enrollments_active",
+            "person_id",
+            "course_id",
+            unique=True,
+            sqlite_where=text("status = 'enrolled'"),
+            postgresql_where=text("status = 'enrolled'"),
+        ),
+        Index("ix_enrollments_course_status", "course_id", "status"),
+        one_of("source", domain.EnrollmentSource, "source"),
+        one_of("status", domain.EnrollmentStatus, "status"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"), index=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

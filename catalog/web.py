@@ -1,4 +1,4 @@
-"""Wires the catalog into an aiohttp app: its database resource, readiness check and routes."""
+"""Wires the catalog into an aiohttp app: its database resource, readiness check and /api routes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from catalog import api
 from catalog.db import Database
+from catalog.keys import DATABASE
 from infra.appkeys import READINESS, SETTINGS
 
-DATABASE = web.AppKey("database", Database)
+__all__ = ["DATABASE", "setup"]
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -23,3 +25,4 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS)."""
     app.cleanup_ctx.append(_database)
+    api.add_routes(app)

@@ -1,0 +1,513 @@
+"""The catalog's JSON API under /api: thin handlers (parse, call one service, serialize) and ROUTES,
+the route table from which both the router and the OpenAPI document are built."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from catalog import accounts, courses, enrollments, forms, media, orgs, schemas
+from catalog import fields as f
+from catalog.auth import (
+    COOKIE,
+    clear_session_cookie,
+    current_person,
+    database,
+    now,
+    optional_person,
+    set_session_cookie,
+    settings,
+)
+from infra.errors import TooMany
+from infra.http import error_response, json_ok, read_json
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _id(request: web.Request, name: str) -> int:
+    # Route patterns are \d+, so this cannot fail; a too-large number is simply not found.
+    value = int(request.match_info[name])
+    return value if value < 2**63 else 0
+
+
+# --- accounts -------------------------------------------------------------------------------------------
+
+
+async def register(request: web.Request) -> web.Response:
+    data = forms.registration(await read_json(request))
+    person = await accounts.register(
+        database(request),
+        phone=data.phone,
+        password=data.password,
+        name=data.name,
+        employer_org_id=data.employer_org_id,
+        now=now(),
+    )
+    return json_ok({"person": person}, status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    data = forms.credentials(await read_json(request))
+    try:
+        result = await accounts.login(
+            database(request),
+            settings(request),
+            phone=data.phone,
+            password=data.password,
+            ip=request.remote or "",
+            now=now(),
+        )
+    except TooMany as exc:
+        wait = str((exc.details or {}).get("retry_after_s", 900))
+        return error_response(429, exc.code, exc.message, details=exc.details, headers={"Retry-After": wait})
+    response = json_ok(
+        {
+            "person": result.person,
+            "csrf_token": result.csrf_token,
+            "expires_at": result.expires_at.isoformat(),
+        }
+    )
+    set_session_cookie(response, request, result.token, settings(request).session_ttl_s)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await current_person(request)
+    await accounts.logout(database(request), request.cookies[COOKIE])
+    response = web.Response(status=204)
+    clear_session_cookie(response)
+    return response
+
+
+async def get_me(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    me = await accounts.me(database(request), caller)
+    # Repeated here so that a reloaded page can recover it; the cookie alone cannot be read by scripts.
+    return json_ok({**me, "csrf_token": caller.csrf_token})
+
+
+async def my_learning(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await enrollments.my_learning(database(request), caller, now()))
+
+
+# --- organizations --------------------------------------------------------------------------------------
+
+
+async def list_orgs(request: web.Request) -> web.Response:
+    kind = forms.org_type_filter(request.query)
+    return json_ok(await orgs.list_orgs(database(request), kind, f.page(request.query)))
+
+
+async def create_org(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    draft = forms.org_draft(await read_json(request))
+    return json_ok(await orgs.create(database(request), caller, draft, now()), status=201)
+
+
+async def get_org(request: web.Request) -> web.Response:
+    return json_ok(await orgs.get(database(request), _id(request, "org_id")))
+
+
+async def assign_role(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    person_id, role = forms.role_grant(await read_json(request))
+    grant, created = await orgs.assign_role(
+        database(request), caller, _id(request, "org_id"), person_id, role, now()
+    )
+    return json_ok(grant, status=201 if created else 200)
+
+
+# --- courses and sessions -------------------------------------------------------------------------------
+
+
+async def list_courses(request: web.Request) -> web.Response:
+    query = forms.course_query(request.query)
+    return json_ok(await courses.search(database(request), query, f.page(request.query), now()))
+
+
+async def create_course(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    draft = forms.course_draft(await read_json(request))
+    return json_ok(await courses.create(database(request), caller, draft, now()), status=201)
+
+
+async def get_course(request: web.Request) -> web.Response:
+    caller = await optional_person(request)
+    return json_ok(await courses.get(database(request), caller, _id(request, "course_id")))
+
+
+async def update_course(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    changes = forms.course_changes(await read_json(request))
+    return json_ok(await courses.update(database(request), caller, _id(request, "course_id"), changes, now()))
+
+
+def _transition(action: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        caller = await current_person(request)
+        return json_ok(
+            await courses.transition(database(request), caller, _id(request, "course_id"), action, now())
+        )
+
+    handler.__name__ = f"{action}_course"
+    return handler
+
+
+async def add_session(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    draft = forms.session_draft(await read_json(request))
+    return json_ok(
+        await courses.add_session(database(request), caller, _id(request, "course_id"), draft), status=201
+    )
+
+
+async def get_session(request: web.Request) -> web.Response:
+    caller = await optional_person(request)
+    return json_ok(await courses.get_session(database(request), caller, _id(request, "session_id")))
+
+
+async def update_session(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    changes = forms.session_changes(await read_json(request))
+    return json_ok(
+        await courses.update_session(database(request), caller, _id(request, "session_id"), changes)
+    )
+
+
+async def set_experts(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    person_ids = forms.expert_ids(await read_json(request))
+    return json_ok(
+        await courses.set_experts(database(request), caller, _id(request, "session_id"), person_ids)
+    )
+
+
+async def media_token(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    purpose = forms.media_purpose(await read_json(request))
+    return json_ok(
+        await media.issue(
+            database(request), settings(request), caller, _id(request, "session_id"), purpose, now()
+        ),
+        status=201,
+    )
+
+
+# --- enrollments ----------------------------------------------------------------------------------------
+
+
+async def enroll(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    enrollment, created = await enrollments.enroll(
+        database(request), caller, _id(request, "course_id"), now()
+    )
+    return json_ok(enrollment, status=201 if created else 200)
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await enrollments.withdraw(database(request), caller, _id(request, "course_id"), now()))
+
+
+async def enroll_staff(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    course_id, person_ids = forms.employer_enrollment(await read_json(request))
+    result = await enrollments.enroll_staff(
+        database(request), caller, _id(request, "org_id"), course_id, person_ids, now()
+    )
+    return json_ok(result, status=201 if result["created"] else 200)
+
+
+async def course_enrollments(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(
+        await enrollments.of_course(
+            database(request), caller, _id(request, "course_id"), f.page(request.query)
+        )
+    )
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    from catalog.openapi import document
+
+    return json_ok(document(ROUTES))
+
+
+# --- the route table ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: str  # who may call it, in words; the authorization test pins the details
+    tag: str
+    body: dict[str, Any] | None = None  # JSON Schema of the request body
+    query: tuple[str, ...] = ()  # names of query parameters (described in schemas.QUERY)
+    responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+    login: bool = True  # False: callable anonymously
+
+
+COURSE = r"{course_id:\d+}"
+SESSION = r"{session_id:\d+}"
+ORG = r"{org_id:\d+}"
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/api/auth/register",
+        register,
+        "Register a learner account",
+        "anyone",
+        "accounts",
+        body=schemas.REGISTER,
+        responses={201: "Created", 409: "Phone already registered"},
+        login=False,
+    ),
+    Route(
+        "POST",
+        "/api/auth/login",
+        login,
+        "Log in; sets the lectern_session cookie",
+        "anyone",
+        "accounts",
+        body=schemas.LOGIN,
+        responses={200: "Logged in", 401: "Wrong phone or password", 429: "Too many failures (Retry-After)"},
+        login=False,
+    ),
+    Route(
+        "POST",
+        "/api/auth/logout",
+        logout,
+        "Log out (ends the server-side session)",
+        "logged in",
+        "accounts",
+        responses={204: "Logged out"},
+    ),
+    Route(
+        "GET",
+        "/api/me",
+        get_me,
+        "The caller and the roles they hold per organization",
+        "logged in",
+        "accounts",
+    ),
+    Route(
+        "GET",
+        "/api/me/learning",
+        my_learning,
+        "The caller's enrolled courses with upcoming sessions",
+        "logged in",
+        "enrollments",
+    ),
+    Route(
+        "GET",
+        "/api/organizations",
+        list_orgs,
+        "List organizations",
+        "anyone",
+        "organizations",
+        query=("type", "page", "page_size"),
+        login=False,
+    ),
+    Route(
+        "POST",
+        "/api/organizations",
+        create_org,
+        "Register an organization",
+        "admin, bureau",
+        "organizations",
+        body=schemas.ORG,
+        responses={201: "Created"},
+    ),
+    Route(
+        "GET",
+        f"/api/organizations/{ORG}",
+        get_org,
+        "One organization",
+        "anyone",
+        "organizations",
+        login=False,
+    ),
+    Route(
+        "POST",
+        f"/api/organizations/{ORG}/roles",
+        assign_role,
+        "Grant a person a role in the organization",
+        "admin",
+        "organizations",
+        body=schemas.ROLE_GRANT,
+        responses={201: "Granted", 200: "Already held"},
+    ),
+    Route(
+        "GET",
+        "/api/courses",
+        list_courses,
+        "Search published courses",
+        "anyone",
+        "courses",
+        query=(
+            "category",
+            "industry",
+            "provider_id",
+            "delivery",
+            "from",
+            "to",
+            "q",
+            "sort",
+            "page",
+            "page_size",
+        ),
+        login=False,
+    ),
+    Route(
+        "POST",
+        "/api/courses",
+        create_course,
+        "Create a draft course",
+        "provider_admin of provider_id",
+        "courses",
+        body=schemas.COURSE_CREATE,
+        responses={201: "Created"},
+    ),
+    Route(
+        "GET",
+        f"/api/courses/{COURSE}",
+        get_course,
+        "One course with its sessions",
+        "anyone (drafts: the provider's admins, bureau, admin)",
+        "courses",
+        login=False,
+    ),
+    Route(
+        "PATCH",
+        f"/api/courses/{COURSE}",
+        update_course,
+        "Change a course",
+        "provider_admin of the course's provider",
+        "courses",
+        body=schemas.COURSE_PATCH,
+    ),
+    Route(
+        "POST",
+        f"/api/courses/{COURSE}/publish",
+        _transition("publish"),
+        "Publish a draft course",
+        "provider_admin of the course's provider",
+        "courses",
+        responses={200: "OK", 409: "Not a draft"},
+    ),
+    Route(
+        "POST",
+        f"/api/courses/{COURSE}/archive",
+        _transition("archive"),
+        "Archive a course",
+        "provider_admin of the course's provider",
+        "courses",
+        responses={200: "OK", 409: "Archived"},
+    ),
+    Route(
+        "POST",
+        f"/api/courses/{COURSE}/sessions",
+        add_session,
+        "Schedule a session",
+        "provider_admin of the course's provider",
+        "sessions",
+        body=schemas.SESSION_CREATE,
+        responses={201: "Created"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}",
+        get_session,
+        "One session with its experts",
+        "anyone who can see the course",
+        "sessions",
+        login=False,
+    ),
+    Route(
+        "PATCH",
+        f"/api/sessions/{SESSION}",
+        update_session,
+        "Change a session",
+        "provider_admin of the course's provider",
+        "sessions",
+        body=schemas.SESSION_PATCH,
+    ),
+    Route(
+        "PUT",
+        f"/api/sessions/{SESSION}/experts",
+        set_experts,
+        "Replace the session's experts",
+        "provider_admin of the course's provider",
+        "sessions",
+        body=schemas.EXPERTS,
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/media-token",
+        media_token,
+        "A WHIP/WHEP token for the session",
+        "whip: the session's experts; whep: experts, the provider's staff, enrolled learners",
+        "sessions",
+        body=schemas.MEDIA_TOKEN,
+        responses={201: "Issued"},
+    ),
+    Route(
+        "POST",
+        f"/api/courses/{COURSE}/enroll",
+        enroll,
+        "Enroll oneself (idempotent)",
+        "learners",
+        "enrollments",
+        responses={201: "Enrolled", 200: "Already enrolled", 409: "Full or not published"},
+    ),
+    Route(
+        "POST",
+        f"/api/courses/{COURSE}/withdraw",
+        withdraw,
+        "Withdraw one's enrollment",
+        "logged in",
+        "enrollments",
+        responses={200: "Withdrawn", 409: "Not enrolled"},
+    ),
+    Route(
+        "POST",
+        f"/api/employers/{ORG}/enrollments",
+        enroll_staff,
+        "Enroll the employer's staff",
+        "employer_admin of the employer",
+        "enrollments",
+        body=schemas.EMPLOYER_ENROLL,
+        responses={201: "Enrolled", 200: "All already enrolled"},
+    ),
+    Route(
+        "GET",
+        f"/api/courses/{COURSE}/enrollments",
+        course_enrollments,
+        "Who is enrolled",
+        "provider_admin of the course's provider, bureau, admin",
+        "enrollments",
+        query=("page", "page_size"),
+    ),
+    Route(
+        "GET",
+        "/api/openapi.json",
+        openapi_document,
+        "This document (OpenAPI 3.1)",
+        "anyone",
+        "meta",
+        login=False,
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)

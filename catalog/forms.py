@@ -1,0 +1,287 @@
+"""Request bodies and query strings of the catalog API, parsed into typed values (pure; raises Invalid)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from catalog import fields as f
+from catalog.domain import (
+    Category,
+    Delivery,
+    ExternalPlatform,
+    MediaPurpose,
+    OrgType,
+    Role,
+    SessionKind,
+)
+from infra.errors import Invalid
+
+COURSE_SORTS = ("title", "-created_at", "credit_hours", "next_session")
+
+
+@dataclass(frozen=True)
+class Registration:
+    phone: str
+    password: str
+    name: str
+    employer_org_id: int | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    phone: str
+    password: str
+
+
+@dataclass(frozen=True)
+class OrgDraft:
+    type: OrgType
+    name: str
+    unified_social_credit_code: str | None
+    region_code: str | None
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class CourseDraft:
+    provider_org_id: int
+    title: str
+    description: str
+    category: Category
+    industry: str
+    specialty_tags: list[str]
+    credit_hours: Decimal
+    delivery: Delivery
+    capacity: int | None
+
+
+@dataclass(frozen=True)
+class SessionDraft:
+    title: str
+    kind: SessionKind
+    scheduled_start: datetime
+    scheduled_end: datetime
+    external_platform: ExternalPlatform
+    external_ids: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CourseQuery:
+    category: Category | None = None
+    industry: str | None = None
+    provider_id: int | None = None
+    delivery: Delivery | None = None
+    starts_from: datetime | None = None
+    starts_to: datetime | None = None
+    q: str | None = None
+    sort: str = "-created_at"
+
+
+def registration(body: Mapping[str, Any]) -> Registration:
+    f.reject_unknown(body, {"phone", "password", "name", "employer_id"})
+    phone = f.phone(body)
+    password = f.required_text(body, "password", min_len=f.PASSWORD_MIN, max_len=f.PASSWORD_MAX, strip=False)
+    name = f.required_text(body, "name", max_len=f.NAME_MAX)
+    employer = f.integer(body, "employer_id", minimum=1, required=False, nullable=True)
+    return Registration(phone, password, name, employer)
+
+
+def credentials(body: Mapping[str, Any]) -> Credentials:
+    # Deliberately lenient on shape beyond types: a wrong phone format is just a failed login.
+    phone = f.required_text(body, "phone", max_len=20)
+    password = f.required_text(body, "password", max_len=f.PASSWORD_MAX, strip=False)
+    return Credentials(phone, password)
+
+
+def org_draft(body: Mapping[str, Any]) -> OrgDraft:
+    f.reject_unknown(body, {"type", "name", "unified_social_credit_code", "region_code", "parent_id"})
+    kind = f.required_choice(body, "type", OrgType)
+    name = f.required_text(body, "name", max_len=f.ORG_NAME_MAX)
+    uscc = f.text(body, "unified_social_credit_code", max_len=18, required=False)
+    if uscc is not None and not f.USCC_RE.match(uscc):
+        raise Invalid(
+            "unified_social_credit_code must be an 18-character 统一社会信用代码",
+            field="unified_social_credit_code",
+        )
+    region = f.text(body, "region_code", max_len=6, required=False)
+    if region is not None and not f.REGION_RE.match(region):
+        raise Invalid("region_code must be a 6-digit administrative division code", field="region_code")
+    parent = f.integer(body, "parent_id", minimum=1, required=False, nullable=True)
+    return OrgDraft(kind, name, uscc, region, parent)
+
+
+def role_grant(body: Mapping[str, Any]) -> tuple[int, Role]:
+    f.reject_unknown(body, {"person_id", "role"})
+    return f.identifier(body, "person_id"), f.required_choice(body, "role", Role)
+
+
+_COURSE_FIELDS = {
+    "title",
+    "description",
+    "category",
+    "industry",
+    "specialty_tags",
+    "credit_hours",
+    "delivery",
+    "capacity",
+}
+
+
+def course_draft(body: Mapping[str, Any]) -> CourseDraft:
+    f.reject_unknown(body, _COURSE_FIELDS | {"provider_id"})
+    provider = f.identifier(body, "provider_id")
+    changes = course_changes(body, creating=True)
+    return CourseDraft(
+        provider_org_id=provider,
+        title=changes["title"],
+        description=changes.get("description", ""),
+        category=changes["category"],
+        industry=changes.get("industry", ""),
+        specialty_tags=changes.get("specialty_tags", []),
+        credit_hours=changes["credit_hours"],
+        delivery=changes["delivery"],
+        capacity=changes.get("capacity"),
+    )
+
+
+def course_changes(body: Mapping[str, Any], *, creating: bool = False) -> dict[str, Any]:
+    """The validated fields present in `body` (all required ones when creating)."""
+    if not creating:
+        f.reject_unknown(body, _COURSE_FIELDS)
+        if not body:
+            raise Invalid("nothing to change")
+    out: dict[str, Any] = {}
+    if creating or "title" in body:
+        out["title"] = f.required_text(body, "title", max_len=f.TITLE_MAX)
+    if "description" in body:
+        out["description"] = f.text(body, "description", max_len=f.DESCRIPTION_MAX, min_len=0) or ""
+    if creating or "category" in body:
+        out["category"] = f.required_choice(body, "category", Category)
+    if "industry" in body:
+        out["industry"] = f.text(body, "industry", max_len=f.INDUSTRY_MAX, min_len=0) or ""
+    if "specialty_tags" in body:
+        out["specialty_tags"] = f.tags(body, "specialty_tags") or []
+    if creating or "credit_hours" in body:
+        out["credit_hours"] = f.credit_hours(body, "credit_hours")
+    if creating or "delivery" in body:
+        out["delivery"] = f.required_choice(body, "delivery", Delivery)
+    if "capacity" in body:
+        out["capacity"] = f.integer(body, "capacity", minimum=1, maximum=1_000_000, nullable=True)
+    return out
+
+
+_SESSION_FIELDS = {
+    "title",
+    "kind",
+    "scheduled_start",
+    "scheduled_end",
+    "actual_start",
+    "actual_end",
+    "external_platform",
+    "external_ids",
+}
+
+
+def session_draft(body: Mapping[str, Any]) -> SessionDraft:
+    f.reject_unknown(body, _SESSION_FIELDS - {"actual_start", "actual_end"})
+    changes = session_changes(body, creating=True)
+    draft = SessionDraft(
+        title=changes["title"],
+        kind=changes["kind"],
+        scheduled_start=changes["scheduled_start"],
+        scheduled_end=changes["scheduled_end"],
+        external_platform=changes.get("external_platform", ExternalPlatform.NONE),
+        external_ids=changes.get("external_ids", {}),
+    )
+    check_schedule(draft.scheduled_start, draft.scheduled_end)
+    check_platform(draft.kind, draft.external_platform)
+    return draft
+
+
+def session_changes(body: Mapping[str, Any], *, creating: bool = False) -> dict[str, Any]:
+    if not creating:
+        f.reject_unknown(body, _SESSION_FIELDS)
+        if not body:
+            raise Invalid("nothing to change")
+    out: dict[str, Any] = {}
+    if creating or "title" in body:
+        out["title"] = f.required_text(body, "title", max_len=f.TITLE_MAX)
+    if creating or "kind" in body:
+        out["kind"] = f.required_choice(body, "kind", SessionKind)
+    for name in ("scheduled_start", "scheduled_end"):
+        if creating or name in body:
+            out[name] = f.instant(body, name)
+    for name in ("actual_start", "actual_end"):
+        if name in body:
+            out[name] = f.instant(body, name, nullable=True)
+    if "external_platform" in body:
+        out["external_platform"] = f.required_choice(body, "external_platform", ExternalPlatform)
+    if "external_ids" in body:
+        out["external_ids"] = f.json_object(body, "external_ids") or {}
+    return out
+
+
+def check_schedule(start: datetime, end: datetime, field: str = "scheduled_end") -> None:
+    if end <= start:
+        raise Invalid(f"{field} must be after the start", field=field)
+
+
+def check_platform(kind: SessionKind, platform: ExternalPlatform) -> None:
+    if (kind == SessionKind.EXTERNAL) != (platform != ExternalPlatform.NONE):
+        raise Invalid(
+            "external sessions need an external_platform, other kinds must use none",
+            field="external_platform",
+        )
+
+
+def expert_ids(body: Mapping[str, Any]) -> list[int]:
+    f.reject_unknown(body, {"person_ids"})
+    return f.id_list(body, "person_ids", max_items=20)
+
+
+def employer_enrollment(body: Mapping[str, Any]) -> tuple[int, list[int]]:
+    f.reject_unknown(body, {"course_id", "person_ids"})
+    course = f.identifier(body, "course_id")
+    people = f.id_list(body, "person_ids", max_items=500)
+    if not people:
+        raise Invalid("person_ids must not be empty", field="person_ids")
+    return course, people
+
+
+def media_purpose(body: Mapping[str, Any]) -> MediaPurpose:
+    f.reject_unknown(body, {"purpose"})
+    return f.required_choice(body, "purpose", MediaPurpose)
+
+
+def course_query(query: Mapping[str, str]) -> CourseQuery:
+    sort = query.get("sort") or "-created_at"
+    if sort not in COURSE_SORTS:
+        raise Invalid(f"sort must be one of: {', '.join(COURSE_SORTS)}", field="sort")
+    q = query.get("q", "").strip()
+    if len(q) > 100:
+        raise Invalid("q must be at most 100 characters", field="q")
+    industry = query.get("industry", "").strip()
+    if len(industry) > f.INDUSTRY_MAX:
+        raise Invalid(f"industry must be at most {f.INDUSTRY_MAX} characters", field="industry")
+    starts_from = f.parse_instant(query["from"], "from", allow_date=True) if query.get("from") else None
+    starts_to = f.parse_instant(query["to"], "to", allow_date=True) if query.get("to") else None
+    if starts_from and starts_to and starts_to < starts_from:
+        raise Invalid("to must not be before from", field="to")
+    return CourseQuery(
+        category=f.query_choice(query, "category", Category),
+        industry=industry or None,
+        provider_id=f.query_int(query, "provider_id", default=None, minimum=1, maximum=2**63 - 1),
+        delivery=f.query_choice(query, "delivery", Delivery),
+        starts_from=starts_from,
+        starts_to=starts_to,
+        q=q or None,
+        sort=sort,
+    )
+
+
+def org_type_filter(query: Mapping[str, str]) -> OrgType | None:
+    return f.query_choice(query, "type", OrgType)

@@ -1,0 +1,114 @@
+"""Query functions shared by the catalog's services: each takes an open session and never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from catalog.domain import EnrollmentStatus, Role
+from catalog.models import Course, Enrollment, Person, RoleAssignment, Session, SessionExpert
+from infra.errors import NotFound
+
+
+async def person_by_phone(s: AsyncSession, phone: str) -> Person | None:
+    return (await s.scalars(select(Person).where(Person.phone == phone))).first()
+
+
+async def roles_of(s: AsyncSession, person_id: int) -> Sequence[RoleAssignment]:
+    return (await s.scalars(select(RoleAssignment).where(RoleAssignment.person_id == person_id))).all()
+
+
+async def course_or_404(s: AsyncSession, course_id: int, *, for_update: bool = False) -> Course:
+    stmt = select(Course).where(Course.id == course_id)
+    if for_update:
+        # Serialises enrollments of one course on PostgreSQL (capacity); SQLite serialises writers anyway.
+        stmt = stmt.with_for_update()
+    course = (await s.scalars(stmt)).first()
+    if course is None:
+        raise NotFound(f"course {course_id} not found", field="course_id")
+    return course
+
+
+async def course_with_sessions(s: AsyncSession, course_id: int) -> Course | None:
+    stmt = (
+        select(Course)
+        .where(Course.id == course_id)
+        .options(selectinload(Course.sessions).selectinload(Session.experts))
+    )
+    return (await s.scalars(stmt)).first()
+
+
+async def session_or_404(s: AsyncSession, session_id: int) -> Session:
+    stmt = (
+        select(Session)
+        .where(Session.id == session_id)
+        .options(selectinload(Session.course), selectinload(Session.experts))
+    )
+    session = (await s.scalars(stmt)).first()
+    if session is None:
+        raise NotFound(f"session {session_id} not found", field="session_id")
+    return session
+
+
+async def names_of(s: AsyncSession, person_ids: Sequence[int]) -> dict[int, str]:
+    if not person_ids:
+        return {}
+    rows = await s.execute(select(Person.id, Person.name).where(Person.id.in_(person_ids)))
+    return {pid: name for pid, name in rows}
+
+
+async def holders_of_role(s: AsyncSession, role: Role, person_ids: Sequence[int]) -> set[int]:
+    rows = await s.scalars(
+        select(RoleAssignment.person_id).where(
+            RoleAssignment.role == role.value, RoleAssignment.person_id.in_(person_ids)
+        )
+    )
+    return set(rows)
+
+
+async def active_enrollment(s: AsyncSession, person_id: int, course_id: int) -> Enrollment | None:
+    return (
+        await s.scalars(
+            select(Enrollment).where(
+                Enrollment.person_id == person_id,
+                Enrollment.course_id == course_id,
+                Enrollment.status == EnrollmentStatus.ENROLLED.value,
+            )
+        )
+    ).first()
+
+
+async def active_count(s: AsyncSession, course_id: int) -> int:
+    return int(
+        await s.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(Enrollment.course_id == course_id, Enrollment.status == EnrollmentStatus.ENROLLED.value)
+        )
+        or 0
+    )
+
+
+async def is_session_expert(s: AsyncSession, session_id: int, person_id: int) -> bool:
+    found = await s.scalar(
+        select(SessionExpert.person_id).where(
+            SessionExpert.session_id == session_id, SessionExpert.person_id == person_id
+        )
+    )
+    return found is not None
+
+
+async def upcoming_sessions(s: AsyncSession, course_ids: Sequence[int], now: datetime) -> Sequence[Session]:
+    if not course_ids:
+        return []
+    return (
+        await s.scalars(
+            select(Session)
+            .where(Session.course_id.in_(course_ids), Session.scheduled_end > now)
+            .order_by(Session.scheduled_start, Session.id)
+        )
+    ).all()

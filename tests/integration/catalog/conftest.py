@@ -1,0 +1,293 @@
+"""Fixtures for the catalog's integration tests: a migrated database on SQLite and on PostgreSQL,
+the catalog app over aiohttp's test client, and a small seeded world with one person per role.
+
+Each engine's schema is built once per run by running the migrations into a template (a file for SQLite,
+a template database for PostgreSQL); each test gets a fresh copy of it, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+import catalog
+from catalog import accounts
+from catalog.db import Database
+from catalog.domain import CourseStatus, OrgType, Role
+from catalog.models import (
+    AuthSession,
+    Course,
+    Enrollment,
+    Organization,
+    Person,
+    RoleAssignment,
+    Session,
+    SessionExpert,
+)
+from infra.appkeys import READINESS, SETTINGS
+from infra.http import error_middleware
+from infra.settings import Settings, normalise_database_url
+from tests.helpers import service_env
+
+PASSWORD = "correct horse battery"
+SECRET = "test-secret-key-not-for-production"
+
+
+def _admin_pg_url() -> str:
+    return service_env("TEST_POSTGRES_URL")
+
+
+async def _pg_execute(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("catalog-template") / "template.db"
+    catalog.migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[tuple[str, str]]:
+    admin = _admin_pg_url()
+    name = f"lectern_tmpl_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        catalog.migrate(normalise_database_url(str(URL(admin).with_path(f"/{name}"))))
+        yield admin, name
+    finally:
+        asyncio.run(_pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_template(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """Which engine this test runs on, and its migrated template (set up outside the event loop)."""
+    if request.param == "sqlite":
+        return "sqlite", request.getfixturevalue("sqlite_template")
+    return "postgres", request.getfixturevalue("postgres_template")
+
+
+@pytest.fixture
+async def database_url(engine_template: tuple[str, Any], tmp_path: Path) -> AsyncIterator[str]:
+    """A freshly migrated, empty database on each engine; the URL as an operator would write it."""
+    engine, template = engine_template
+    if engine == "sqlite":
+        path = tmp_path / "lectern.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    admin, template_name = template
+    name = f"lectern_test_{uuid.uuid4().hex[:12]}"
+    await _pg_execute(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    try:
+        yield str(URL(admin).with_path(f"/{name}"))
+    finally:
+        await _pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, secret_key=SECRET, data_dir=tmp_path / "var")
+
+
+def make_app(settings: Settings) -> web.Application:
+    """The catalog on its own, wired like streaming.app.create_app does (error shape included)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[READINESS] = {}
+    catalog.setup(app)
+    return app
+
+
+AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> TestClient[web.Request, web.Application]:
+    return await aiohttp_client(make_app(settings))
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    # Hashed once per run: argon2 is deliberately slow, and seeding must not dominate test time.
+    return asyncio.run(accounts.hash_password(PASSWORD))
+
+
+@dataclass
+class Actor:
+    """A seeded person and, once logged in, the headers that authenticate them."""
+
+    person_id: int
+    phone: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """Two providers, an employer, a bureau, an association and one person per role; courses and sessions."""
+
+    db: Database
+    password_hash: str
+    orgs: dict[str, int] = field(default_factory=dict)
+    actors: dict[str, Actor] = field(default_factory=dict)
+    course_id: int = 0  # published, provider A, live session with the expert
+    draft_course_id: int = 0  # draft, provider A
+    session_id: int = 0
+    _phones: int = 0
+
+    def next_phone(self) -> str:
+        self._phones += 1
+        return f"139{self._phones:08d}"
+
+    async def org(self, key: str, kind: OrgType, name: str) -> int:
+        async with self.db.sessions.begin() as s:
+            org = Organization(type=kind.value, name=name, created_at=datetime.now(UTC))
+            s.add(org)
+            await s.flush()
+            self.orgs[key] = org.id
+            return org.id
+
+    async def person(
+        self, key: str, roles: list[tuple[Role, int | None]], employer: int | None = None
+    ) -> Actor:
+        now = datetime.now(UTC)
+        phone = self.next_phone()
+        async with self.db.sessions.begin() as s:
+            p = Person(
+                name=f"测试{key}",
+                phone=phone,
+                password_hash=self.password_hash,
+                employer_org_id=employer,
+                created_at=now,
+            )
+            s.add(p)
+            await s.flush()
+            s.add_all(
+                RoleAssignment(person_id=p.id, role=r.value, org_id=o, created_at=now) for r, o in roles
+            )
+            token = f"token-{key}-{uuid.uuid4().hex}"
+            csrf = f"csrf-{uuid.uuid4().hex}"
+            s.add(
+                AuthSession(
+                    token_hash=accounts.token_hash(token),
+                    person_id=p.id,
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=now + timedelta(hours=1),
+                )
+            )
+        actor = Actor(p.id, phone, {"Cookie": f"lectern_session={token}", "X-CSRF-Token": csrf})
+        self.actors[key] = actor
+        return actor
+
+    async def course(
+        self,
+        provider: int,
+        *,
+        status: CourseStatus = CourseStatus.PUBLISHED,
+        title: str = "测试课程",
+        capacity: int | None = None,
+        **extra: Any,
+    ) -> int:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {
+            "description": "",
+            "category": "professional",
+            "industry": "",
+            "specialty_tags": [],
+            "credit_hours": Decimal("2.0"),
+            "delivery": "live",
+        }
+        values.update(extra)
+        async with self.db.sessions.begin() as s:
+            c = Course(
+                provider_org_id=provider,
+                title=title,
+                status=status.value,
+                capacity=capacity,
+                created_at=values.pop("created_at", now),
+                updated_at=now,
+                **values,
+            )
+            s.add(c)
+            await s.flush()
+            return c.id
+
+    async def session(
+        self, course_id: int, *, start: datetime | None = None, experts: tuple[int, ...] = ()
+    ) -> int:
+        start = start or datetime.now(UTC) + timedelta(days=1)
+        async with self.db.sessions.begin() as s:
+            ss = Session(
+                course_id=course_id,
+                title="第一讲",
+                kind="live",
+                scheduled_start=start,
+                scheduled_end=start + timedelta(hours=2),
+                external_platform="none",
+                external_ids={},
+            )
+            s.add(ss)
+            await s.flush()
+            s.add_all(SessionExpert(session_id=ss.id, person_id=pid) for pid in experts)
+            return ss.id
+
+    async def enroll(self, person_id: int, course_id: int) -> None:
+        async with self.db.sessions.begin() as s:
+            s.add(
+                Enrollment(
+                    person_id=person_id,
+                    course_id=course_id,
+                    source="self",
+                    status="enrolled",
+                    enrolled_at=datetime.now(UTC),
+                )
+            )
+
+
+async def seed_world(db: Database, password_hash: str) -> World:
+    w = World(db, password_hash)
+    bureau = await w.org("bureau", OrgType.HRSS_BUREAU, "青岛市人力资源和社会保障局")
+    assoc = await w.org("association", OrgType.CE_ASSOCIATION, "青岛市继续教育协会")
+    provider = await w.org("provider", OrgType.CE_BASE, "青岛继续教育基地")
+    other = await w.org("other_provider", OrgType.TRAINING_INSTITUTION, "青岛培训学校")
+    employer = await w.org("employer", OrgType.EMPLOYER, "青岛港集团")
+    await w.person("learner", [(Role.LEARNER, employer)], employer=employer)
+    await w.person("expert", [(Role.EXPERT, None)])
+    await w.person("provider_admin", [(Role.PROVIDER_ADMIN, provider)])
+    await w.person("other_provider_admin", [(Role.PROVIDER_ADMIN, other)])
+    await w.person("employer_admin", [(Role.EMPLOYER_ADMIN, employer)], employer=employer)
+    await w.person("reviewer", [(Role.REVIEWER, assoc)])
+    await w.person("bureau", [(Role.BUREAU, bureau)])
+    await w.person("admin", [(Role.ADMIN, None)])
+    await w.person("staff", [(Role.LEARNER, employer)], employer=employer)  # a second employee
+    w.course_id = await w.course(provider, title="建筑工程新技术")
+    w.draft_course_id = await w.course(provider, status=CourseStatus.DRAFT, title="草稿课程")
+    w.session_id = await w.session(w.course_id, experts=(w.actors["expert"].person_id,))
+    await w.enroll(w.actors["learner"].person_id, w.course_id)
+    return w
+
+
+@pytest.fixture
+async def world(client: TestClient[web.Request, web.Application], password_hash: str) -> World:
+    return await seed_world(client.app[catalog.DATABASE], password_hash)

@@ -1,0 +1,245 @@
+"""Every /api route × every kind of caller: the status each gets is declared here, in one matrix.
+
+A route that is registered but missing from MATRIX fails the completeness test, so new routes must
+declare who may call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from catalog.domain import CourseStatus, Role
+
+if TYPE_CHECKING:
+    from tests.integration.catalog.conftest import World
+
+ROLES = (
+    "anonymous",
+    "learner",
+    "expert",
+    "provider_admin",
+    "other_provider_admin",
+    "employer_admin",
+    "reviewer",
+    "bureau",
+    "admin",
+)
+
+Build = Callable[["World", str], Awaitable[tuple[str, dict[str, Any] | None]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Build
+    default: int
+    overrides: dict[str, int]
+
+    def expected(self, role: str) -> int:
+        return self.overrides.get(role, self.default)
+
+
+def case(default: int, build: Build, **overrides: int) -> Case:
+    return Case(build, default, overrides)
+
+
+def fixed(path: str, body: dict[str, Any] | None = None) -> Build:
+    async def build(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+        return path.format(
+            c=w.course_id, s=w.session_id, o=w.orgs.get("employer", 0), p=w.orgs.get("provider", 0)
+        ), body
+
+    return build
+
+
+async def _register(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return "/api/auth/register", {"phone": w.next_phone(), "password": "long enough password", "name": "新人"}
+
+
+async def _login(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    actor = w.actors["learner" if role == "anonymous" else role]
+    return "/api/auth/login", {"phone": actor.phone, "password": "correct horse battery"}
+
+
+async def _create_org(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return "/api/organizations", {"type": "employer", "name": f"新单位-{role}"}
+
+
+async def _grant(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    person = await w.person(f"grantee-{role}", [])
+    return f"/api/organizations/{w.orgs['employer']}/roles", {"person_id": person.person_id, "role": "expert"}
+
+
+async def _create_course(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return "/api/courses", {
+        "provider_id": w.orgs["provider"],
+        "title": "新课程",
+        "category": "public",
+        "credit_hours": 1.5,
+        "delivery": "live",
+    }
+
+
+async def _publish(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    course = await w.course(w.orgs["provider"], status=CourseStatus.DRAFT)
+    return f"/api/courses/{course}/publish", None
+
+
+async def _archive(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    course = await w.course(w.orgs["provider"])
+    return f"/api/courses/{course}/archive", None
+
+
+def _session_body() -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(days=3)
+    return {
+        "title": "第二讲",
+        "kind": "live",
+        "scheduled_start": start.isoformat(),
+        "scheduled_end": (start + timedelta(hours=1)).isoformat(),
+    }
+
+
+async def _add_session(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/courses/{w.course_id}/sessions", _session_body()
+
+
+async def _experts(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/sessions/{w.session_id}/experts", {"person_ids": [w.actors["expert"].person_id]}
+
+
+async def _staff_enrollment(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    staff = await w.person(f"staff-{role}", [(Role.LEARNER, w.orgs["employer"])], employer=w.orgs["employer"])
+    return f"/api/employers/{w.orgs['employer']}/enrollments", {
+        "course_id": w.course_id,
+        "person_ids": [staff.person_id],
+    }
+
+
+MANAGERS = {"provider_admin": 200, "admin": 200}
+
+MATRIX: dict[str, Case] = {
+    "POST /api/auth/register": case(201, _register),
+    "POST /api/auth/login": case(200, _login),
+    "POST /api/auth/logout": case(204, fixed("/api/auth/logout"), anonymous=401),
+    "GET /api/me": case(200, fixed("/api/me"), anonymous=401),
+    "GET /api/me/learning": case(200, fixed("/api/me/learning"), anonymous=401),
+    "GET /api/organizations": case(200, fixed("/api/organizations")),
+    "POST /api/organizations": case(403, _create_org, anonymous=401, bureau=201, admin=201),
+    "GET /api/organizations/{org_id}": case(200, fixed("/api/organizations/{o}")),
+    "POST /api/organizations/{org_id}/roles": case(403, _grant, anonymous=401, admin=201),
+    "GET /api/courses": case(200, fixed("/api/courses")),
+    "POST /api/courses": case(403, _create_course, anonymous=401, provider_admin=201, admin=201),
+    "GET /api/courses/{course_id}": case(200, fixed("/api/courses/{c}")),
+    "PATCH /api/courses/{course_id}": case(
+        403, fixed("/api/courses/{c}", {"title": "改名"}), anonymous=401, **MANAGERS
+    ),
+    # A draft is invisible (404) to all but its provider's admins and the supervisors.
+    "POST /api/courses/{course_id}/publish": case(404, _publish, anonymous=401, bureau=403, **MANAGERS),
+    "POST /api/courses/{course_id}/archive": case(403, _archive, anonymous=401, **MANAGERS),
+    "POST /api/courses/{course_id}/sessions": case(
+        403, _add_session, anonymous=401, provider_admin=201, admin=201
+    ),
+    "GET /api/sessions/{session_id}": case(200, fixed("/api/sessions/{s}")),
+    "PATCH /api/sessions/{session_id}": case(
+        403, fixed("/api/sessions/{s}", {"title": "改"}), anonymous=401, **MANAGERS
+    ),
+    "PUT /api/sessions/{session_id}/experts": case(403, _experts, anonymous=401, **MANAGERS),
+    "POST /api/sessions/{session_id}/media-token": case(
+        403,
+        fixed("/api/sessions/{s}/media-token", {"purpose": "whep"}),
+        anonymous=401,
+        learner=201,
+        expert=201,
+        provider_admin=201,
+    ),
+    # The seeded learner is already enrolled: enrolling again is a no-op (200).
+    "POST /api/courses/{course_id}/enroll": case(
+        403, fixed("/api/courses/{c}/enroll"), anonymous=401, learner=200
+    ),
+    "POST /api/courses/{course_id}/withdraw": case(
+        409, fixed("/api/courses/{c}/withdraw"), anonymous=401, learner=200
+    ),
+    "POST /api/employers/{org_id}/enrollments": case(
+        403, _staff_enrollment, anonymous=401, employer_admin=201, admin=201
+    ),
+    "GET /api/courses/{course_id}/enrollments": case(
+        403, fixed("/api/courses/{c}/enrollments"), anonymous=401, provider_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
+}
+
+ANONYMOUS_WRITES_ALLOWED = {"POST /api/auth/register", "POST /api/auth/login"}
+
+
+def registered_api_routes(app: web.Application) -> set[str]:
+    keys = set()
+    for route in app.router.routes():
+        canonical = route.resource.canonical if route.resource else ""
+        if canonical.startswith("/api/") and route.method != "HEAD":
+            keys.add(f"{route.method} {canonical}")
+    return keys
+
+
+async def test_every_registered_api_route_is_in_the_matrix(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    registered = registered_api_routes(client.app)
+    assert registered - MATRIX.keys() == set(), "routes missing from MATRIX"
+    assert MATRIX.keys() - registered == set(), "MATRIX names routes that are not registered"
+
+
+def test_anonymous_writes_are_refused_with_401() -> None:
+    for key, spec in MATRIX.items():
+        if not key.startswith("GET ") and key not in ANONYMOUS_WRITES_ALLOWED:
+            assert spec.expected("anonymous") == 401, key
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX))
+async def test_route_answers_each_role_as_the_matrix_says(
+    route: str,
+    client: TestClient[web.Request, web.Application],
+    world: World,
+) -> None:
+    method = route.split(" ", 1)[0]
+    spec = MATRIX[route]
+    got: dict[str, int] = {}
+    for role in ROLES:
+        path, body = await spec.build(world, role)
+        headers = {} if role == "anonymous" else dict(world.actors[role].headers)
+        client.session.cookie_jar.clear()
+        resp = await client.request(method, path, json=body, headers=headers)
+        got[role] = resp.status
+        assert resp.status < 500, await resp.text()
+        if resp.status >= 400:
+            error = (await resp.json())["error"]
+            assert error["code"]
+            assert error["message"]
+    expected = {role: spec.expected(role) for role in ROLES}
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "route", sorted(k for k in MATRIX if not k.startswith("GET ") and k not in ANONYMOUS_WRITES_ALLOWED)
+)
+async def test_cookie_authenticated_write_without_csrf_header_is_forbidden(
+    route: str,
+    client: TestClient[web.Request, web.Application],
+    world: World,
+) -> None:
+    method = route.split(" ", 1)[0]
+    path, body = await MATRIX[route].build(world, "admin")
+    headers = {"Cookie": world.actors["admin"].headers["Cookie"]}
+    client.session.cookie_jar.clear()
+    for csrf in (None, "wrong-token"):
+        resp = await client.request(
+            method, path, json=body, headers=headers if csrf is None else {**headers, "X-CSRF-Token": csrf}
+        )
+        assert resp.status == 403, await resp.text()
+        assert (await resp.json())["error"]["field"] == "X-CSRF-Token"

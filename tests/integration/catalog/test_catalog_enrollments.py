@@ -1,0 +1,109 @@
+"""Enrollment: learners themselves, employers for their staff, capacity, withdrawal, my learning."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from catalog.domain import CourseStatus, Role
+
+if TYPE_CHECKING:
+    from tests.integration.catalog.conftest import World
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def test_a_full_course_refuses_the_next_learner_but_not_one_already_enrolled(
+    client: Client,
+    world: World,
+) -> None:
+    course = await world.course(world.orgs["provider"], capacity=1)
+    learner, staff = world.actors["learner"].headers, world.actors["staff"].headers
+    first = await client.post(f"/api/courses/{course}/enroll", headers=learner)
+    assert first.status == 201
+    again = await client.post(f"/api/courses/{course}/enroll", headers=learner)
+    assert again.status == 200
+    assert (await again.json())["id"] == (await first.json())["id"]
+    full = await client.post(f"/api/courses/{course}/enroll", headers=staff)
+    assert full.status == 409
+    assert (await full.json())["error"]["details"] == {"capacity": 1, "enrolled": 1}
+    # Withdrawing frees the seat, and the withdrawn learner may come back later.
+    assert (await client.post(f"/api/courses/{course}/withdraw", headers=learner)).status == 200
+    assert (await client.post(f"/api/courses/{course}/enroll", headers=staff)).status == 201
+    assert (await client.post(f"/api/courses/{course}/withdraw", headers=staff)).status == 200
+    assert (await client.post(f"/api/courses/{course}/enroll", headers=learner)).status == 201
+
+
+async def test_only_published_courses_take_enrollments(client: Client, world: World) -> None:
+    learner = world.actors["learner"].headers
+    draft = await world.course(world.orgs["provider"], status=CourseStatus.DRAFT)
+    archived = await world.course(world.orgs["provider"], status=CourseStatus.ARCHIVED)
+    assert (await client.post(f"/api/courses/{draft}/enroll", headers=learner)).status == 404
+    assert (await client.post(f"/api/courses/{archived}/enroll", headers=learner)).status == 409
+
+
+async def test_employer_enrolls_its_own_staff_only(client: Client, world: World) -> None:
+    h = world.actors["employer_admin"].headers
+    url = f"/api/employers/{world.orgs['employer']}/enrollments"
+    staff, learner = world.actors["staff"].person_id, world.actors["learner"].person_id
+    resp = await client.post(
+        url, headers=h, json={"course_id": world.course_id, "person_ids": [staff, learner]}
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert [e["person_id"] for e in body["created"]] == [staff]
+    assert body["created"][0]["source"] == "employer"
+    assert [e["person_id"] for e in body["already_enrolled"]] == [learner]
+    outsider = world.actors["expert"].person_id
+    resp = await client.post(url, headers=h, json={"course_id": world.course_id, "person_ids": [outsider]})
+    assert resp.status == 403
+    assert (await resp.json())["error"]["details"] == {"person_ids": [outsider]}
+    other_employer = await world.org(
+        "employer2", __import__("catalog.domain").domain.OrgType.EMPLOYER, "别家"
+    )
+    resp = await client.post(
+        f"/api/employers/{other_employer}/enrollments",
+        headers=h,
+        json={"course_id": world.course_id, "person_ids": [staff]},
+    )
+    assert resp.status == 403
+
+
+async def test_employer_batch_that_overflows_capacity_enrolls_nobody(client: Client, world: World) -> None:
+    course = await world.course(world.orgs["provider"], capacity=1)
+    extra = await world.person(
+        "staff3", [(Role.LEARNER, world.orgs["employer"])], employer=world.orgs["employer"]
+    )
+    resp = await client.post(
+        f"/api/employers/{world.orgs['employer']}/enrollments",
+        headers=world.actors["employer_admin"].headers,
+        json={"course_id": course, "person_ids": [world.actors["staff"].person_id, extra.person_id]},
+    )
+    assert resp.status == 409
+    listing = await client.get(f"/api/courses/{course}/enrollments", headers=world.actors["admin"].headers)
+    assert (await listing.json())["total"] == 0
+
+
+async def test_my_learning_lists_enrolled_courses_with_upcoming_sessions(
+    client: Client, world: World
+) -> None:
+    resp = await client.get("/api/me/learning", headers=world.actors["learner"].headers)
+    items = (await resp.json())["items"]
+    assert [i["course"]["id"] for i in items] == [world.course_id]
+    assert [s["id"] for s in items[0]["upcoming_sessions"]] == [world.session_id]
+    resp = await client.get("/api/me/learning", headers=world.actors["staff"].headers)
+    assert (await resp.json())["items"] == []
+
+
+async def test_provider_sees_enrollments_paginated_with_masked_phones(client: Client, world: World) -> None:
+    await world.enroll(world.actors["staff"].person_id, world.course_id)
+    resp = await client.get(
+        f"/api/courses/{world.course_id}/enrollments?page_size=1&page=2",
+        headers=world.actors["provider_admin"].headers,
+    )
+    body = await resp.json()
+    assert (body["total"], len(body["items"])) == (2, 1)
+    phone = world.actors["staff"].phone
+    assert body["items"][0]["person_phone"] == phone[:3] + "****" + phone[-4:]
