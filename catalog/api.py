@@ -454,7 +454,7 @@ ROUTES: tuple[Route, ...] = (
         f"/api/sessions/{SESSION}/media-token",
         media_token,
         "A WHIP/WHEP token for the session",
-        "whip: the session's experts; whep: experts, the provider's staff, enrolled learners",
+        "whip: the session's experts; whep and room: experts, the provider's staff, enrolled learners",
         "sessions",
         body=schemas.MEDIA_TOKEN,
         responses={201: "Issued"},

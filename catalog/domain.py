@@ -95,6 +95,7 @@ class EnrollmentStatus(StrEnum):
 class MediaPurpose(StrEnum):
     WHIP = "whip"
     WHEP = "whep"
+    ROOM = "room"  # the room channel (WebSocket): same people as WHEP
 
 
 # action -> (states it may start from, state it leads to)

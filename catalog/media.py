@@ -1,4 +1,5 @@
-"""Media tokens: short-lived signed grants to publish (WHIP) or watch (WHEP) one session's room."""
+"""Media tokens: short-lived signed grants to publish (WHIP), watch (WHEP) or join the room channel
+(room) of one session."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ async def issue(
         is_expert = any(e.person_id == caller.person_id for e in session.experts)
         is_staff = caller.manages_provider(course.provider_org_id) and not caller.is_admin
         is_learner = (await queries.active_enrollment(s, caller.person_id, course.id)) is not None
+        name = (await queries.names_of(s, [caller.person_id])).get(caller.person_id, "")
     if purpose == MediaPurpose.WHIP:
         role = "expert" if is_expert else None
     else:
@@ -46,7 +48,8 @@ async def issue(
             subject=f"session:{session_id}",
             role=role,
             expires_at=expires_at.timestamp(),
-            extra={},
+            # The room channel shows this name to the others in the room.
+            extra={"name": name} if purpose == MediaPurpose.ROOM else {},
         ),
     )
     log.info(

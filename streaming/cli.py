@@ -50,7 +50,7 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_demo(settings: Settings) -> int:
-    from catalog import demo  # type: ignore[attr-defined]
+    from catalog import demo
 
     catalog.migrate(settings.effective_database_url)
     return int(asyncio.run(demo.run(settings)))

@@ -59,3 +59,13 @@ async def test_a_learner_who_withdrew_cannot_watch(client: Client, world: World)
     h = world.actors["learner"].headers
     assert (await client.post(f"/api/courses/{world.course_id}/withdraw", headers=h)).status == 200
     assert (await token(client, world, "learner", "whep"))[0] == 403
+
+
+async def test_room_tokens_carry_the_name_shown_in_the_channel(client: Client, world: World) -> None:
+    status, body = await token(client, world, "learner", "room")
+    assert status == 201
+    claims = tokens.verify(SECRET, "room", body["token"], time.time())
+    assert claims.role == "learner"
+    assert isinstance(claims.extra["name"], str)
+    assert claims.extra["name"]
+    assert (await token(client, world, "admin", "room"))[0] == 403

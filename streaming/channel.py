@@ -1,0 +1,369 @@
+"""The room channel, `GET /ws/sessions/{id}?token=…`: one WebSocket per participant carrying the JSON
+messages of docs/channel.md. A transport over `streaming.channel_state`: it authenticates, fans messages
+out through a bounded queue per socket, publishes events, runs presence-check deadline timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from infra import events
+from infra.appkeys import BUS, SETTINGS
+from infra.bus import BusUnavailable
+from infra.errors import Forbidden, Invalid
+from infra.events import PresenceCheckIssued
+from infra.tokens import Claims, sign, verify
+from streaming.channel_state import (
+    CLOSE_SESSION_ENDED,
+    CLOSE_TOO_SLOW,
+    ChannelError,
+    CheckId,
+    ConnId,
+    Effect,
+    GrantSpeaker,
+    Limits,
+    Message,
+    Participant,
+    Publish,
+    RequestEnd,
+    RoomState,
+    Send,
+    StartTimer,
+    TokenBucket,
+    parse_command,
+    participant_from_claims,
+)
+
+log = logging.getLogger(__name__)
+
+EndRequestHook = Callable[[int], Awaitable[None]]
+# Optional: called with the session id when its expert sends {"type": "end_session"}. The live-room code
+# sets it; it decides whether and how the session ends (and then calls announce_session_ended).
+ON_END_REQUEST: web.AppKey[EndRequestHook] = web.AppKey("channel_on_end_request")
+
+CLOSE_TIMEOUT_S = 5.0  # how long a closing socket waits for the peer's close frame
+HEARTBEAT_S = 30.0  # pings find dead peers (and peers that stopped reading)
+
+
+def _dumps(message: Message) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class _CloseSocket:
+    code: int
+    reason: str
+
+
+class _Connection:
+    """One socket: who it is, its rate limit, and its outbox, drained by its own writer task.
+
+    A reader task receives; the writer alone sends and closes. To close it first stops the reader, so
+    that aiohttp's `close()` runs with no `receive()` pending and waits for the peer's close frame:
+    closing while another task receives drops the TCP connection at once, and a peer whose close
+    reply then meets a reset may lose the last messages (seen on loopback with Node's WebSocket).
+    """
+
+    def __init__(
+        self, conn_id: ConnId, who: Participant, ws: web.WebSocketResponse, limits: Limits, now: float
+    ) -> None:
+        self.id = conn_id
+        self.who = who
+        self.ws = ws
+        self.bucket = TokenBucket(limits.rate_per_s, limits.burst, now)
+        self.outbox: asyncio.Queue[str | _CloseSocket] = asyncio.Queue(maxsize=limits.send_queue)
+        self.closing = False
+        self.reader: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+
+    def send(self, text: str) -> None:
+        """Queue a message; a peer that lets `send_queue` messages pile up is disconnected instead."""
+        if self.closing:
+            return
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("conn=%s person=%s too slow, disconnecting", self.id, self.who.person_id)
+            self.close(CLOSE_TOO_SLOW, "too slow")
+
+    def close(self, code: int, reason: str, final: str | None = None) -> None:
+        """Send `final` (if any) after what is queued, then close; dropping the backlog if it is full."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.outbox.qsize() > self.outbox.maxsize - 2:
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
+        if final is not None:
+            self.outbox.put_nowait(final)
+        self.outbox.put_nowait(_CloseSocket(code, reason))
+
+    async def write(self) -> None:
+        try:
+            while True:
+                item = await self.outbox.get()
+                if isinstance(item, _CloseSocket):
+                    if self.reader is not None and not self.reader.done():
+                        self.reader.cancel()
+                        await asyncio.wait({self.reader})
+                    await self.ws.close(code=item.code, message=item.reason.encode())
+                    return
+                await self.ws.send_str(item)
+        except ConnectionError:
+            return  # the peer went away; the reader sees it too and cleans up
+
+
+@dataclass
+class _Room:
+    state: RoomState
+    conns: dict[ConnId, _Connection]
+    timers: dict[CheckId, asyncio.Task[None]]
+
+
+class Channels:
+    """Every room channel of this process. Owns the sockets' rooms and every background task."""
+
+    def __init__(self, app: web.Application, clock: Callable[[], float], limits: Limits) -> None:
+        self._app = app
+        self._secret_key = app[SETTINGS].secret_key
+        self._clock = clock
+        self.limits = limits
+        self._rooms: dict[int, _Room] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_conn = 0
+
+    # -- the public surface ------------------------------------------------------------------------
+
+    def authenticate(self, token: str, session_id: int) -> Participant:
+        """The participant a room token admits to this session; Unauthenticated or Forbidden."""
+        claims = verify(self._secret_key, "room", token, self._clock())
+        if claims.subject != f"session:{session_id}":
+            raise Forbidden("this token is for another session")
+        try:
+            return participant_from_claims(claims.person_id, claims.role, claims.extra, self.limits)
+        except ChannelError as exc:
+            raise Forbidden(exc.message) from None
+
+    def room_state(self, session_id: int) -> RoomState | None:
+        room = self._rooms.get(session_id)
+        return None if room is None else room.state
+
+    async def serve(self, session_id: int, who: Participant, ws: web.WebSocketResponse) -> None:
+        """Run one prepared socket until it closes (the peer left, or the server closed it)."""
+        self._next_conn += 1
+        conn = _Connection(ConnId(self._next_conn), who, ws, self.limits, self._clock())
+        room = self._rooms.get(session_id)
+        if room is None:
+            room = self._rooms[session_id] = _Room(RoomState(session_id, self.limits), {}, {})
+        log.info("session=%s conn=%s person=%s role=%s joined", session_id, conn.id, who.person_id, who.role)
+        room.conns[conn.id] = conn
+        self._send(room, room.state.join(conn.id, who, self._clock()))
+        conn.writer = self._spawn(conn.write(), f"channel-writer-{conn.id}")
+        conn.reader = self._spawn(self._read(room, conn), f"channel-reader-{conn.id}")
+        try:
+            await asyncio.wait({conn.reader, conn.writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._leave(session_id, room, conn)
+
+    async def _read(self, room: _Room, conn: _Connection) -> None:
+        async for msg in conn.ws:
+            if msg.type is WSMsgType.TEXT:
+                await self._on_text(room, conn, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                conn.send(_dumps(ChannelError("invalid_message", "send JSON text frames").to_wire()))
+
+    async def announce_session_ended(self, session_id: int, reason: str) -> None:
+        """Tell everyone in the room the session is over, close their sockets and wait (bounded) for it."""
+        room = self._rooms.get(session_id)
+        if room is None:
+            return
+        log.info("session=%s ended reason=%s: closing %s sockets", session_id, reason, len(room.conns))
+        final = _dumps({"type": "session_ended", "reason": reason})
+        for conn in room.conns.values():
+            conn.close(CLOSE_SESSION_ENDED, "session ended", final)
+        await self._await_writers(list(room.conns.values()))
+
+    async def close_sockets(self) -> None:
+        """Server shutdown: close every socket (1001) so that no handler keeps the server waiting."""
+        conns = [c for room in self._rooms.values() for c in room.conns.values()]
+        for conn in conns:
+            conn.close(WSCloseCode.GOING_AWAY, "server shutdown")
+        await self._await_writers(conns)
+
+    async def close(self) -> None:
+        """Cancel and await every background task (deadline timers, end-request hooks)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _on_text(self, room: _Room, conn: _Connection, raw: str) -> None:
+        try:
+            if not conn.bucket.take(self._clock()):
+                raise ChannelError("rate_limited", "too many messages; slow down")
+            command = parse_command(raw, self.limits)
+            try:
+                effects = room.state.handle(conn.id, command, self._clock())
+            except ChannelError as exc:
+                exc.in_reply_to = command.wire
+                raise
+            try:
+                await self._carry_out(room, effects)
+            except BusUnavailable:
+                log.exception("session=%s conn=%s event bus refused an event", room.state.session_id, conn.id)
+                for effect in effects:
+                    if isinstance(effect, Publish) and isinstance(effect.event, PresenceCheckIssued):
+                        room.state.withdraw_check(effect.event.check_id)
+                raise ChannelError(
+                    "unavailable", "the server could not record this; try again", in_reply_to=command.wire
+                ) from None
+        except ChannelError as exc:
+            conn.send(_dumps(exc.to_wire()))
+
+    async def _carry_out(self, room: _Room, effects: list[Effect]) -> None:
+        """Do what the domain asked, in its order (publications first: see RoomState.handle)."""
+        for effect in effects:
+            match effect:
+                case Publish(event):
+                    await events.publish(self._app[BUS], event)
+                case StartTimer(check_id, deadline_at):
+                    room.timers[check_id] = self._spawn(
+                        self._deadline(room, check_id, deadline_at), f"presence-deadline-{check_id}"
+                    )
+                case RequestEnd():
+                    hook = self._app.get(ON_END_REQUEST)
+                    if hook is None:
+                        raise ChannelError(
+                            "unavailable",
+                            "ending the session is not available here",
+                            in_reply_to="end_session",
+                        )
+                    self._spawn(self._request_end(hook, room.state.session_id), "channel-end-request")
+                case _:
+                    self._send(room, [effect])
+
+    def _deliver(self, room: _Room, conn_ids: list[ConnId], text: str) -> None:
+        for conn_id in conn_ids:
+            conn = room.conns.get(conn_id)
+            if conn is not None:
+                conn.send(text)
+
+    def _send(self, room: _Room, effects: list[Effect]) -> None:
+        """Carry out effects that only send (joining, leaving, closing a check): no await in between."""
+        for effect in effects:
+            match effect:
+                case Send(to, message):
+                    self._deliver(room, room.state.resolve(to), _dumps(message))
+                case GrantSpeaker(to, person_id):
+                    self._deliver(room, room.state.resolve(to), self._promoted(room, person_id))
+                case _:
+                    raise TypeError(f"not a sending effect: {effect!r}")  # a programming error
+
+    def _promoted(self, room: _Room, person_id: int) -> str:
+        session_id = room.state.session_id
+        expires_at = self._clock() + self.limits.speaker_token_ttl_s
+        claims = Claims(person_id, f"session:{session_id}", "speaker", expires_at, {})
+        whip_token = sign(self._secret_key, "whip", claims)
+        return _dumps(
+            {"type": "promoted", "whip_token": whip_token, "whip_url": f"/whip/sessions/{session_id}"}
+        )
+
+    async def _deadline(self, room: _Room, check_id: CheckId, deadline_at: float) -> None:
+        await asyncio.sleep(max(0.0, deadline_at - self._clock()))
+        room.timers.pop(check_id, None)
+        # The loop's monotonic clock measured the window; a wall clock that stepped meanwhile must not
+        # keep the check open, so the close happens "at" the deadline at the earliest.
+        self._send(room, room.state.close_check(check_id, max(self._clock(), deadline_at)))
+
+    async def _request_end(self, hook: EndRequestHook, session_id: int) -> None:
+        log.info("session=%s expert asked to end the session", session_id)
+        await hook(session_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("channel task %s failed", task.get_name(), exc_info=exc)
+
+    async def _leave(self, session_id: int, room: _Room, conn: _Connection) -> None:
+        # Bookkeeping first and without awaiting: aiohttp may cancel this handler once the peer is gone.
+        room.conns.pop(conn.id, None)
+        self._send(room, room.state.leave(conn.id, self._clock()))
+        timers: list[asyncio.Task[None]] = []
+        if room.state.empty and self._rooms.get(session_id) is room:
+            del self._rooms[session_id]
+            timers = list(room.timers.values())
+            for timer in timers:
+                timer.cancel()
+        log.info("session=%s conn=%s person=%s left", session_id, conn.id, conn.who.person_id)
+        conn.close(WSCloseCode.OK, "")  # lets the writer flush what is queued and close politely
+        await self._await_writers([conn])
+        await asyncio.gather(*timers, return_exceptions=True)
+
+    async def _await_writers(self, conns: list[_Connection]) -> None:
+        writers = [c.writer for c in conns if c.writer is not None and not c.writer.done()]
+        if not writers:
+            return
+        _, late = await asyncio.wait(writers, timeout=CLOSE_TIMEOUT_S + 1.0)
+        for writer in late:
+            writer.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+CHANNELS = web.AppKey("channels", Channels)
+
+
+async def room_channel(request: web.Request) -> web.StreamResponse:
+    """Authenticate from the query (browsers cannot set headers on WebSockets), then upgrade."""
+    channels = request.app[CHANNELS]
+    session_id = int(request.match_info["session_id"])
+    who = channels.authenticate(request.query.get("token", ""), session_id)
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_S, max_msg_size=channels.limits.max_frame_bytes, timeout=CLOSE_TIMEOUT_S
+    )
+    if not ws.can_prepare(request).ok:
+        raise Invalid("this endpoint speaks WebSocket only", field="Upgrade")
+    await ws.prepare(request)
+    await channels.serve(session_id, who, ws)
+    return ws
+
+
+async def announce_session_ended(app: web.Application, session_id: int, reason: str) -> None:
+    """Send {"type": "session_ended", reason} to everyone in the session's room and close their sockets."""
+    await app[CHANNELS].announce_session_ended(session_id, reason)
+
+
+def setup(
+    app: web.Application, *, clock: Callable[[], float] = time.time, limits: Limits | None = None
+) -> None:
+    """Add the room channel route, its registry (a cleanup context) and closing sockets on shutdown."""
+    chosen = limits or Limits()
+
+    async def channels(app: web.Application) -> AsyncIterator[None]:
+        registry = Channels(app, clock, chosen)
+        app[CHANNELS] = registry
+        yield
+        await registry.close()
+
+    async def close_sockets(app: web.Application) -> None:
+        # on_shutdown runs before the server waits for handlers; cleanup contexts exit only after.
+        await app[CHANNELS].close_sockets()
+
+    app.cleanup_ctx.append(channels)
+    app.on_shutdown.append(close_sockets)
+    app.router.add_get(r"/ws/sessions/{session_id:\d+}", room_channel)

@@ -1,0 +1,767 @@
+"""The room channel's domain: who is in a room, chat, questions, hands, the stage and presence checks.
+
+Pure code (no aiohttp, no clock, no I/O): every operation takes `now` (epoch seconds) and returns the
+*effects* the transport must carry out — messages to an audience, events to publish, timers to start —
+so that the rules can be tested as tables. `streaming.channel` is the transport.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Literal, NewType
+
+from infra.errors import DomainError
+from infra.events import Event, PresenceCheckAnswered, PresenceCheckIssued
+
+PersonId = NewType("PersonId", int)
+ConnId = NewType("ConnId", int)
+CheckId = NewType("CheckId", str)
+Role = Literal["expert", "staff", "learner"]
+ROLES: Final[tuple[Role, ...]] = ("expert", "staff", "learner")
+Message = dict[str, Any]
+
+# Close codes the transport uses (4000–4999 are for applications, RFC 6455 §7.4.2).
+CLOSE_SESSION_ENDED: Final = 4000
+CLOSE_TOO_SLOW: Final = 4008
+
+
+class ChannelError(DomainError):
+    """A message the room refuses; answered with {"type": "error", "code": ...}, never a disconnect."""
+
+    def __init__(
+        self, code: str, message: str, *, field: str | None = None, in_reply_to: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+        self.in_reply_to = in_reply_to  # the "type" of the refused message, when it had a known one
+
+    def to_wire(self) -> Message:
+        return {
+            "type": "error",
+            "code": self.code,
+            "message": self.message,
+            "field": self.field,
+            "in_reply_to": self.in_reply_to,
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one room and one connection. Tests shorten the presence-check window."""
+
+    max_message_bytes: int = 4096  # bigger text messages get error "too_large"
+    max_frame_bytes: int = 64 * 1024  # bigger frames close the socket (1009): never even buffered
+    rate_per_s: float = 10.0  # per connection, token bucket
+    burst: int = 20
+    max_text_chars: int = 500  # chat and questions, after trimming
+    max_name_chars: int = 64
+    chat_history: int = 50  # recent chat sent to a joining client
+    max_questions: int = 200
+    max_speakers: int = 8
+    max_checks: int = 100  # presence checks kept per room
+    check_window_default_s: float = 60.0
+    check_window_min_s: float = 10.0
+    check_window_max_s: float = 300.0
+    speaker_token_ttl_s: float = 300.0
+    send_queue: int = 256  # messages waiting for one slow client before it is disconnected
+
+
+# -- participants --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Participant:
+    person_id: PersonId
+    name: str
+    role: Role
+
+    def to_wire(self) -> Message:
+        return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def participant_from_claims(person_id: int, role: str, extra: dict[str, Any], limits: Limits) -> Participant:
+    """Who a verified room token names; ChannelError("forbidden") for a role the room does not know."""
+    if role not in ROLES:
+        raise ChannelError("forbidden", f"role {role!r} may not join a room")
+    raw_name = extra.get("name")
+    name = raw_name.strip()[: limits.max_name_chars] if isinstance(raw_name, str) else ""
+    return Participant(PersonId(person_id), name or f"#{person_id}", role)
+
+
+# -- commands (client → server) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chat:
+    wire: ClassVar[str] = "chat"
+    text: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    wire: ClassVar[str] = "ask"
+    text: str
+
+
+@dataclass(frozen=True)
+class Upvote:
+    wire: ClassVar[str] = "upvote"
+    question_id: int
+
+
+@dataclass(frozen=True)
+class MarkAnswered:
+    wire: ClassVar[str] = "mark_answered"
+    question_id: int
+    answered: bool
+
+
+@dataclass(frozen=True)
+class RaiseHand:
+    wire: ClassVar[str] = "raise_hand"
+
+
+@dataclass(frozen=True)
+class LowerHand:
+    wire: ClassVar[str] = "lower_hand"
+
+
+@dataclass(frozen=True)
+class Promote:
+    wire: ClassVar[str] = "promote"
+    person_id: PersonId
+
+
+@dataclass(frozen=True)
+class Demote:
+    wire: ClassVar[str] = "demote"
+    person_id: PersonId
+
+
+@dataclass(frozen=True)
+class IssueCheck:
+    wire: ClassVar[str] = "presence_check"
+    window_s: float
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    wire: ClassVar[str] = "presence_answer"
+    check_id: CheckId
+
+
+@dataclass(frozen=True)
+class EndSession:
+    wire: ClassVar[str] = "end_session"
+
+
+Command = (
+    Chat
+    | Ask
+    | Upvote
+    | MarkAnswered
+    | RaiseHand
+    | LowerHand
+    | Promote
+    | Demote
+    | IssueCheck
+    | AnswerCheck
+    | EndSession
+)
+
+COMMAND_TYPES: Final = frozenset(
+    c.wire
+    for c in (
+        Chat,
+        Ask,
+        Upvote,
+        MarkAnswered,
+        RaiseHand,
+        LowerHand,
+        Promote,
+        Demote,
+        IssueCheck,
+        AnswerCheck,
+        EndSession,
+    )
+)
+EXPERT_ONLY: Final = (MarkAnswered, Promote, Demote, IssueCheck, EndSession)
+LEARNER_ONLY: Final = (RaiseHand, LowerHand, AnswerCheck)
+
+
+def parse_command(raw: str, limits: Limits) -> Command:
+    """One client text message as a Command; ChannelError names what is wrong with it."""
+    if len(raw.encode()) > limits.max_message_bytes:
+        raise ChannelError("too_large", f"messages are limited to {limits.max_message_bytes} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ChannelError("invalid_json", "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ChannelError("invalid_message", "message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ChannelError("invalid_message", "message needs a string type", field="type")
+    try:
+        return _command(kind, data, limits)
+    except ChannelError as exc:
+        if kind in COMMAND_TYPES:
+            exc.in_reply_to = kind
+        raise
+
+
+def _command(kind: str, data: dict[str, Any], limits: Limits) -> Command:
+    match kind:
+        case "chat":
+            return Chat(_text(data, "text", limits))
+        case "ask":
+            return Ask(_text(data, "text", limits))
+        case "upvote":
+            return Upvote(_positive_int(data, "question_id"))
+        case "mark_answered":
+            answered = data.get("answered", True)
+            if not isinstance(answered, bool):
+                raise ChannelError("invalid_message", "answered must be true or false", field="answered")
+            return MarkAnswered(_positive_int(data, "question_id"), answered)
+        case "raise_hand":
+            return RaiseHand()
+        case "lower_hand":
+            return LowerHand()
+        case "promote":
+            return Promote(PersonId(_positive_int(data, "person_id")))
+        case "demote":
+            return Demote(PersonId(_positive_int(data, "person_id")))
+        case "presence_check":
+            return IssueCheck(_window(data, limits))
+        case "presence_answer":
+            check_id = data.get("check_id")
+            if not isinstance(check_id, str) or not 0 < len(check_id) <= 64:
+                raise ChannelError("invalid_message", "check_id must be a check's id", field="check_id")
+            return AnswerCheck(CheckId(check_id))
+        case "end_session":
+            return EndSession()
+    raise ChannelError("unknown_type", f"unknown message type {kind[:32]!r}", field="type")
+
+
+def _text(data: dict[str, Any], name: str, limits: Limits) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ChannelError("invalid_message", f"{name} must be a string", field=name)
+    value = value.strip()
+    if not value:
+        raise ChannelError("invalid_message", f"{name} must not be empty", field=name)
+    if len(value) > limits.max_text_chars:
+        raise ChannelError(
+            "invalid_message", f"{name} is limited to {limits.max_text_chars} characters", field=name
+        )
+    return value
+
+
+def _positive_int(data: dict[str, Any], name: str) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ChannelError("invalid_message", f"{name} must be a positive integer", field=name)
+    return value
+
+
+def _window(data: dict[str, Any], limits: Limits) -> float:
+    value = data.get("window_s", limits.check_window_default_s)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ChannelError("invalid_message", "window_s must be a number of seconds", field="window_s")
+    if not limits.check_window_min_s <= value <= limits.check_window_max_s:
+        raise ChannelError(
+            "invalid_message",
+            f"window_s must be between {limits.check_window_min_s:g} and {limits.check_window_max_s:g}",
+            field="window_s",
+        )
+    return float(value)
+
+
+# -- effects (what the transport must do) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Everyone:
+    pass
+
+
+@dataclass(frozen=True)
+class Others:
+    """Everyone but the connections of one person."""
+
+    person_id: PersonId
+
+
+@dataclass(frozen=True)
+class Experts:
+    pass
+
+
+@dataclass(frozen=True)
+class Learners:
+    pass
+
+
+@dataclass(frozen=True)
+class Person:
+    """Every connection of one person."""
+
+    person_id: PersonId
+
+
+@dataclass(frozen=True)
+class Conn:
+    conn_id: ConnId
+
+
+Audience = Everyone | Others | Experts | Learners | Person | Conn
+
+
+@dataclass(frozen=True)
+class Send:
+    to: Audience
+    message: Message
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish on the bus before anything else of the same operation is done (see RoomState.handle)."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Call RoomState.close_check(check_id, now) once `now` ≥ deadline_at."""
+
+    check_id: CheckId
+    deadline_at: float
+
+
+@dataclass(frozen=True)
+class GrantSpeaker:
+    """Mint a speaker (WHIP) token for `person_id` and send it, in a "promoted" message, to `to`."""
+
+    to: Audience
+    person_id: PersonId
+
+
+@dataclass(frozen=True)
+class RequestEnd:
+    """The expert asked to end the session; whoever owns the live room decides."""
+
+
+Effect = Send | Publish | StartTimer | GrantSpeaker | RequestEnd
+
+
+# -- room state -----------------------------------------------------------------------------------------
+
+
+def wire_time(at: float) -> str:
+    """An instant as ISO 8601 in UTC, as on the bus (docs/events.md)."""
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+@dataclass
+class Question:
+    id: int
+    author: Participant
+    text: str
+    asked_at: float
+    voters: set[PersonId] = field(default_factory=set)
+    answered: bool = False
+
+    def sort_key(self) -> tuple[bool, int, float, int]:
+        return (self.answered, -len(self.voters), self.asked_at, self.id)
+
+    def to_wire(self) -> Message:
+        return {
+            "id": self.id,
+            "person_id": self.author.person_id,
+            "name": self.author.name,
+            "text": self.text,
+            "votes": len(self.voters),
+            "answered": self.answered,
+            "asked_at": wire_time(self.asked_at),
+        }
+
+
+@dataclass
+class PresenceCheck:
+    id: CheckId
+    issued_at: float
+    deadline_at: float
+    window_s: float
+    asked: set[PersonId] = field(default_factory=set)  # learners the check was sent to
+    answers: dict[PersonId, float] = field(default_factory=dict)  # person → answered_at
+    closed: bool = False
+
+    def is_open(self, now: float) -> bool:
+        return not self.closed and now <= self.deadline_at
+
+    def prompt(self) -> Message:
+        return {
+            "type": "presence_check",
+            "check_id": self.id,
+            "deadline_at": wire_time(self.deadline_at),
+            "window_s": self.window_s,
+        }
+
+    def tally(self) -> Message:
+        return {
+            "type": "presence_tally",
+            "check_id": self.id,
+            "answered": len(self.answers),
+            "expected": len(self.asked),
+            "deadline_at": wire_time(self.deadline_at),
+            "closed": self.closed,
+        }
+
+
+def _new_check_id() -> str:
+    return secrets.token_hex(8)
+
+
+class RoomState:
+    """Everything the channel knows about one live session's room; lives while someone is connected."""
+
+    def __init__(
+        self, session_id: int, limits: Limits, *, new_check_id: Callable[[], str] = _new_check_id
+    ) -> None:
+        self.session_id = session_id
+        self.limits = limits
+        self._new_check_id = new_check_id
+        self._conns: dict[ConnId, Participant] = {}
+        self._people: dict[PersonId, Participant] = {}  # first connection's identity, join order
+        self._chat: deque[Message] = deque(maxlen=limits.chat_history)
+        self._chat_seq = 0
+        self._questions: dict[int, Question] = {}
+        self._question_seq = 0
+        self._hands: dict[PersonId, float] = {}  # person → raised_at, in raise order
+        self._stage: dict[PersonId, Participant] = {}  # in promotion order
+        self._checks: dict[CheckId, PresenceCheck] = {}
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        return not self._conns
+
+    def participant(self, conn: ConnId) -> Participant:
+        return self._conns[conn]
+
+    def viewer_count(self) -> int:
+        """Learners in the room, each person counted once however many connections they have."""
+        return sum(1 for p in self._people.values() if p.role == "learner")
+
+    def participants(self) -> list[Message]:
+        return [p.to_wire() for p in self._people.values()]
+
+    def questions(self) -> list[Question]:
+        """Unanswered before answered, then most votes, then oldest first."""
+        return sorted(self._questions.values(), key=Question.sort_key)
+
+    def hands(self) -> list[Message]:
+        return [{**self._people[p].to_wire(), "raised_at": wire_time(at)} for p, at in self._hands.items()]
+
+    def stage(self) -> list[Message]:
+        return [p.to_wire() for p in self._stage.values()]
+
+    def check(self, check_id: str) -> PresenceCheck | None:
+        return self._checks.get(CheckId(check_id))
+
+    def resolve(self, audience: Audience) -> list[ConnId]:
+        """The connections an audience names, in join order."""
+        match audience:
+            case Conn(conn_id):
+                return [conn_id] if conn_id in self._conns else []
+            case Person(person_id):
+                return [c for c, p in self._conns.items() if p.person_id == person_id]
+            case Others(person_id):
+                return [c for c, p in self._conns.items() if p.person_id != person_id]
+            case Experts():
+                return [c for c, p in self._conns.items() if p.role == "expert"]
+            case Learners():
+                return [c for c, p in self._conns.items() if p.role == "learner"]
+            case Everyone():
+                return list(self._conns)
+
+    # -- membership --------------------------------------------------------------------------------
+
+    def join(self, conn: ConnId, who: Participant, now: float) -> list[Effect]:
+        """A connection arrived: it gets a snapshot; the others hear of a new person (not a new tab)."""
+        first = who.person_id not in self._people
+        viewers_before = self.viewer_count()
+        self._conns[conn] = who
+        if first:
+            self._people[who.person_id] = who
+        effects: list[Effect] = [Send(Conn(conn), self._welcome(who))]
+        if first:
+            effects.append(Send(Others(who.person_id), {"type": "joined", "participant": who.to_wire()}))
+        if self.viewer_count() != viewers_before:
+            effects.append(Send(Everyone(), self._viewer_count()))
+        if who.role == "learner":
+            for check in self._checks.values():
+                if check.is_open(now) and who.person_id not in check.answers:
+                    new_to_check = who.person_id not in check.asked
+                    check.asked.add(who.person_id)
+                    effects.append(Send(Conn(conn), check.prompt()))
+                    if new_to_check:
+                        effects.append(Send(Experts(), check.tally()))
+            if who.person_id in self._stage:
+                # A speaker whose page reloaded needs a fresh token to publish again.
+                effects.append(GrantSpeaker(Conn(conn), who.person_id))
+        return effects
+
+    def leave(self, conn: ConnId, now: float) -> list[Effect]:
+        """A connection went away; the person leaves when their last connection does."""
+        who = self._conns.pop(conn, None)
+        if who is None or any(p.person_id == who.person_id for p in self._conns.values()):
+            return []
+        viewers_before = self.viewer_count()
+        del self._people[who.person_id]
+        effects: list[Effect] = [Send(Everyone(), {"type": "left", "person_id": who.person_id})]
+        if self.viewer_count() != viewers_before:
+            effects.append(Send(Everyone(), self._viewer_count()))
+        if self._hands.pop(who.person_id, None) is not None:
+            effects.append(Send(Experts(), self._hands_message()))
+        # A speaker stays on stage: their WHIP publication is a separate connection that may live on,
+        # and a reloading page gets a fresh token on join. The expert demotes explicitly.
+        return effects
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def handle(self, conn: ConnId, command: Command, now: float) -> list[Effect]:
+        """Apply one client command. Publish effects come first: the transport publishes them before it
+        sends anything, and stops (reporting "unavailable") if the bus refuses."""
+        who = self._conns[conn]
+        if isinstance(command, EXPERT_ONLY) and who.role != "expert":
+            raise ChannelError("forbidden", "only the session's expert may do this")
+        if isinstance(command, LEARNER_ONLY) and who.role != "learner":
+            raise ChannelError("forbidden", "only learners may do this")
+        match command:
+            case Chat(text):
+                return self._chat_message(who, text, now)
+            case Ask(text):
+                return self._ask(who, text, now)
+            case Upvote(question_id):
+                return self._upvote(who, question_id)
+            case MarkAnswered(question_id, answered):
+                return self._mark_answered(question_id, answered)
+            case RaiseHand():
+                return self._raise_hand(who, now)
+            case LowerHand():
+                return self._lower_hand(who)
+            case Promote(person_id):
+                return self._promote(person_id)
+            case Demote(person_id):
+                return self._demote(person_id)
+            case IssueCheck(window_s):
+                return self._issue_check(window_s, now)
+            case AnswerCheck(check_id):
+                return self._answer_check(who, check_id, now)
+            case EndSession():
+                return [RequestEnd()]
+
+    def _chat_message(self, who: Participant, text: str, now: float) -> list[Effect]:
+        self._chat_seq += 1
+        message = {
+            "type": "chat",
+            "id": self._chat_seq,
+            "person_id": who.person_id,
+            "name": who.name,
+            "role": who.role,
+            "text": text,
+            "at": wire_time(now),
+        }
+        self._chat.append(message)
+        return [Send(Everyone(), message)]
+
+    def _ask(self, who: Participant, text: str, now: float) -> list[Effect]:
+        if len(self._questions) >= self.limits.max_questions:
+            raise ChannelError("too_many_questions", "this room holds no more questions")
+        self._question_seq += 1
+        self._questions[self._question_seq] = Question(self._question_seq, who, text, now)
+        return [Send(Everyone(), self._questions_message())]
+
+    def _upvote(self, who: Participant, question_id: int) -> list[Effect]:
+        question = self._question(question_id)
+        if question.author.person_id == who.person_id:
+            raise ChannelError("own_question", "you cannot upvote your own question")
+        if who.person_id in question.voters:
+            raise ChannelError("already_voted", "you already upvoted this question")
+        question.voters.add(who.person_id)
+        return [Send(Everyone(), self._questions_message())]
+
+    def _mark_answered(self, question_id: int, answered: bool) -> list[Effect]:
+        question = self._question(question_id)
+        if question.answered == answered:
+            return []
+        question.answered = answered
+        return [Send(Everyone(), self._questions_message())]
+
+    def _question(self, question_id: int) -> Question:
+        question = self._questions.get(question_id)
+        if question is None:
+            raise ChannelError("not_found", f"no question {question_id}", field="question_id")
+        return question
+
+    def _raise_hand(self, who: Participant, now: float) -> list[Effect]:
+        if who.person_id in self._stage:
+            raise ChannelError("on_stage", "you are already on stage")
+        hand = {"type": "hand", "raised": True}
+        if who.person_id in self._hands:
+            return [Send(Person(who.person_id), hand)]
+        self._hands[who.person_id] = now
+        return [Send(Person(who.person_id), hand), Send(Experts(), self._hands_message())]
+
+    def _lower_hand(self, who: Participant) -> list[Effect]:
+        hand = {"type": "hand", "raised": False}
+        if self._hands.pop(who.person_id, None) is None:
+            return [Send(Person(who.person_id), hand)]
+        return [Send(Person(who.person_id), hand), Send(Experts(), self._hands_message())]
+
+    def _promote(self, person_id: PersonId) -> list[Effect]:
+        target = self._people.get(person_id)
+        if target is None:
+            raise ChannelError("not_found", f"person {person_id} is not in the room", field="person_id")
+        if target.role != "learner":
+            raise ChannelError("invalid_message", "only learners can be promoted", field="person_id")
+        if person_id in self._stage:
+            return [GrantSpeaker(Person(person_id), person_id)]  # a fresh token, nothing else changes
+        if len(self._stage) >= self.limits.max_speakers:
+            raise ChannelError("stage_full", f"at most {self.limits.max_speakers} speakers at once")
+        self._stage[person_id] = target
+        effects: list[Effect] = [GrantSpeaker(Person(person_id), person_id)]
+        if self._hands.pop(person_id, None) is not None:
+            effects.append(Send(Person(person_id), {"type": "hand", "raised": False}))
+            effects.append(Send(Experts(), self._hands_message()))
+        effects.append(Send(Everyone(), self._stage_message()))
+        return effects
+
+    def _demote(self, person_id: PersonId) -> list[Effect]:
+        if self._stage.pop(person_id, None) is None:
+            raise ChannelError("not_on_stage", f"person {person_id} is not on stage", field="person_id")
+        return [Send(Person(person_id), {"type": "demoted"}), Send(Everyone(), self._stage_message())]
+
+    def _issue_check(self, window_s: float, now: float) -> list[Effect]:
+        if len(self._checks) >= self.limits.max_checks:
+            raise ChannelError("too_many_checks", "this room holds no more presence checks")
+        check_id = CheckId(self._new_check_id())
+        check = PresenceCheck(check_id, now, now + window_s, window_s)
+        check.asked = {p.person_id for p in self._people.values() if p.role == "learner"}
+        self._checks[check_id] = check
+        issued = PresenceCheckIssued(
+            session_id=self.session_id,
+            check_id=check_id,
+            issued_at=_utc(check.issued_at),
+            deadline_at=_utc(check.deadline_at),
+        )
+        return [
+            Publish(issued),
+            StartTimer(check_id, check.deadline_at),
+            Send(Learners(), check.prompt()),
+            Send(Experts(), check.tally()),
+        ]
+
+    def withdraw_check(self, check_id: str) -> None:
+        """Forget a check whose issued event could not be published (nobody was prompted yet)."""
+        self._checks.pop(CheckId(check_id), None)
+
+    def _answer_check(self, who: Participant, check_id: CheckId, now: float) -> list[Effect]:
+        check = self._checks.get(check_id)
+        if check is None:
+            raise ChannelError("not_found", "no such presence check", field="check_id")
+        answered_at = check.answers.get(who.person_id)
+        if answered_at is None:
+            if not check.is_open(now):
+                raise ChannelError("check_expired", "the presence check's window has passed")
+            answered_at = check.answers[who.person_id] = now
+            check.asked.add(who.person_id)
+            after: list[Effect] = [Send(Experts(), check.tally())]
+        else:
+            # Answered before: publish again (consumers are idempotent) so that an answer whose event
+            # the bus refused the first time can be retried; nothing changes for the expert.
+            after = []
+        answered = PresenceCheckAnswered(
+            session_id=self.session_id,
+            check_id=check_id,
+            person_id=who.person_id,
+            answered_at=_utc(answered_at),
+        )
+        ack = {"type": "presence_ack", "check_id": check_id, "answered_at": wire_time(answered_at)}
+        return [Publish(answered), Send(Person(who.person_id), ack), *after]
+
+    def close_check(self, check_id: str, now: float) -> list[Effect]:
+        """The deadline passed: the expert gets the final tally. Nothing is published: a missed answer
+        is an issued check without an answered event."""
+        check = self._checks.get(CheckId(check_id))
+        if check is None or check.closed or now < check.deadline_at:
+            return []
+        check.closed = True
+        return [Send(Experts(), check.tally())]
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def _welcome(self, who: Participant) -> Message:
+        message: Message = {
+            "type": "welcome",
+            "session_id": self.session_id,
+            "you": who.to_wire(),
+            "participants": self.participants(),
+            "viewer_count": self.viewer_count(),
+            "chat": list(self._chat),
+            "questions": [q.to_wire() for q in self.questions()],
+            "stage": self.stage(),
+        }
+        if who.role == "learner":
+            message["hand_raised"] = who.person_id in self._hands
+        if who.role == "expert":
+            message["hands"] = self.hands()
+            message["checks"] = [c.tally() for c in self._checks.values()]
+        return message
+
+    def _viewer_count(self) -> Message:
+        return {"type": "viewer_count", "count": self.viewer_count()}
+
+    def _questions_message(self) -> Message:
+        return {"type": "questions", "questions": [q.to_wire() for q in self.questions()]}
+
+    def _hands_message(self) -> Message:
+        return {"type": "hands", "queue": self.hands()}
+
+    def _stage_message(self) -> Message:
+        return {"type": "stage", "speakers": self.stage()}
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+# -- rate limiting --------------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """`rate_per_s` messages a second on average, `burst` at once; `now` is passed in."""
+
+    def __init__(self, rate_per_s: float, burst: int, now: float) -> None:
+        self._rate_per_s = rate_per_s
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        # A clock that steps back never adds tokens.
+        self._tokens = min(self._burst, self._tokens + max(0.0, now - self._at) * self._rate_per_s)
+        self._at = max(self._at, now)
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
