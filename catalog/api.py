@@ -21,8 +21,7 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
-from infra.errors import TooMany
-from infra.http import error_response, json_ok, read_json
+from infra.http import json_ok, read_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,18 +50,14 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     data = forms.credentials(await read_json(request))
-    try:
-        result = await accounts.login(
-            database(request),
-            settings(request),
-            phone=data.phone,
-            password=data.password,
-            ip=request.remote or "",
-            now=now(),
-        )
-    except TooMany as exc:
-        wait = str((exc.details or {}).get("retry_after_s", 900))
-        return error_response(429, exc.code, exc.message, details=exc.details, headers={"Retry-After": wait})
+    result = await accounts.login(
+        database(request),
+        settings(request),
+        phone=data.phone,
+        password=data.password,
+        ip=request.remote or "",
+        now=now(),
+    )
     response = json_ok(
         {
             "person": result.person,

@@ -82,8 +82,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.DomainError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
-        return error_response(status_for(exc), exc.code, exc.message, exc.field, exc.details, headers)
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.Unauthenticated):
+            headers["WWW-Authenticate"] = "Bearer"
+        retry_after = (exc.details or {}).get("retry_after_s")
+        if isinstance(exc, errors.TooMany | errors.Unavailable) and isinstance(retry_after, int):
+            headers["Retry-After"] = str(retry_after)
+        return error_response(status_for(exc), exc.code, exc.message, exc.field, exc.details, headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -24,7 +24,7 @@ async def _raise(request: web.Request) -> web.Response:
         "forbidden": errors.Forbidden("not yours"),
         "missing": errors.NotFound("no such course"),
         "conflict": errors.Conflict("course is full", details={"capacity": 30}),
-        "throttled": errors.TooMany("slow down"),
+        "throttled": errors.TooMany("slow down", details={"retry_after_s": 30}),
         "down": errors.Unavailable("database unreachable"),
     }
     raise exc[kind]
@@ -124,3 +124,9 @@ async def test_oversized_bodies_are_a_413_in_the_shape(client: TestClient) -> No
     assert resp.status == 413
     body = await resp.json()
     assert body["error"]["code"] == "body_too_large"
+
+
+async def test_throttling_says_when_to_retry(client: TestClient) -> None:  # type: ignore[type-arg]
+    resp = await client.get("/raise/throttled")
+    assert resp.status == 429
+    assert resp.headers["Retry-After"] == "30"
