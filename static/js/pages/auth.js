@@ -1,7 +1,10 @@
 // @ts-check
-/** Log-in and registration pages. */
+/** Log-in and registration pages: checks in Chinese before anything is sent, then the API's verdict. */
 import { api, rememberCsrf } from "../api.js";
-import { $, say, sayError, whoami } from "../ui.js";
+import { $, busy, h, say, sayError, whoami } from "../ui.js";
+
+const PHONE = /^1[3-9]\d{9}$/;
+const PASSWORD_MIN = 8;
 
 /** @param {FormData} data @param {string} name */
 function field(data, name) {
@@ -14,39 +17,54 @@ function next() {
   return target.startsWith("/") && !target.startsWith("//") ? target : "/me";
 }
 
-async function login(/** @type {string} */ phone, /** @type {string} */ password) {
-  const res = await api("POST", "/api/auth/login", { phone, password });
-  rememberCsrf(res.csrf_token || "");
+/**
+ * What is wrong with the form, in Chinese, or "" when it may be sent.
+ * @param {FormData} data
+ * @param {string | undefined} mode
+ */
+function problem(data, mode) {
+  if (mode === "register" && !field(data, "name")) return "请填写姓名。";
+  if (!PHONE.test(field(data, "phone"))) return "请输入 11 位大陆手机号（1 开头）。";
+  const password = String(data.get("password") || "");
+  if (mode === "register") {
+    if (password.length < PASSWORD_MIN) return `密码至少 ${PASSWORD_MIN} 位。`;
+    if (password !== String(data.get("password2") || "")) return "两次输入的密码不一致。";
+  } else if (!password) {
+    return "请输入密码。";
+  }
+  return "";
 }
 
 const form = /** @type {HTMLFormElement} */ ($("form"));
 const mode = form.dataset.mode;
+const button = /** @type {HTMLButtonElement} */ ($("button[type=submit]"));
 whoami().catch(() => undefined);
 
 form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const data = new FormData(form);
-  const button = /** @type {HTMLButtonElement} */ ($("button[type=submit]"));
-  button.disabled = true;
-  say(mode === "register" ? "正在注册…" : "正在登录…");
+  const wrong = problem(data, mode);
+  if (wrong) {
+    say(wrong, "error");
+    return;
+  }
+  const phone = field(data, "phone");
+  const password = String(data.get("password") || "");
+  const done = busy(button, mode === "register" ? "正在注册…" : "正在登录…");
+  say("");
   try {
     if (mode === "register") {
-      if (field(data, "password") !== field(data, "password2")) {
-        say("两次输入的密码不一致。", "error");
-        return;
-      }
-      await api("POST", "/api/auth/register", {
-        name: field(data, "name"),
-        phone: field(data, "phone"),
-        password: field(data, "password"),
-      });
+      await api("POST", "/api/auth/register", { name: field(data, "name"), phone, password });
     }
-    await login(field(data, "phone"), field(data, "password"));
-    say("成功，正在跳转…", "ok");
+    const res = await api("POST", "/api/auth/login", { phone, password });
+    rememberCsrf(res.csrf_token || "");
+    say(mode === "register" ? "注册成功，正在进入…" : "登录成功，正在跳转…", "ok");
     location.href = next();
   } catch (err) {
     sayError(err);
-  } finally {
-    button.disabled = false;
+    if (mode === "register" && /** @type {any} */ (err).field === "phone" && /** @type {any} */ (err).status === 409) {
+      $("#message").append(" ", h("a", { href: `/login?next=${encodeURIComponent(next())}` }, ["去登录"]));
+    }
+    done();
   }
 });

@@ -1,76 +1,94 @@
 // @ts-check
-/** Course detail: description, sessions, enroll / withdraw. */
+/** Course detail: description, sessions with their experts, enroll / withdraw. */
 import { api } from "../api.js";
-import { $, CATEGORY, DELIVERY, h, say, sayError, when, whoami } from "../ui.js";
+import { $, busy, CATEGORY, DELIVERY, h, KIND, PLATFORM, say, sayError, STATUS, when, whoami } from "../ui.js";
 
 const courseId = Number(location.pathname.split("/").filter(Boolean)[1]);
 const enrollBtn = /** @type {HTMLButtonElement} */ ($("#enroll"));
 const withdrawBtn = /** @type {HTMLButtonElement} */ ($("#withdraw"));
+/** @type {any} */
+let me = null;
 
 /** @param {any} s */
 function sessionItem(s) {
-  return h("li", {}, [
-    h("h3", {}, [s.title]),
-    h("div", { class: "meta" }, [
-      h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
-      h("span", {}, [DELIVERY[s.kind] || s.kind]),
-    ]),
-  ]);
+  const meta = [
+    h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
+    h("span", {}, [KIND[s.kind] || s.kind]),
+  ];
+  if (s.external_platform && s.external_platform !== "none") {
+    meta.push(h("span", {}, [PLATFORM[s.external_platform] || s.external_platform]));
+  }
+  const experts = (s.experts || []).map((/** @type {any} */ e) => e.name).filter(Boolean);
+  if (experts.length) meta.push(h("span", {}, [`主讲：${experts.join("、")}`]));
+  return h("li", {}, [h("h3", {}, [s.title]), h("div", { class: "meta" }, meta)]);
 }
 
-/** @param {boolean} enrolled */
+/** @param {boolean | null} enrolled null: enrollment not possible here (e.g. a draft) */
 function showEnrolled(enrolled) {
-  enrollBtn.hidden = enrolled;
-  withdrawBtn.hidden = !enrolled;
+  enrollBtn.hidden = enrolled !== false;
+  withdrawBtn.hidden = enrolled !== true;
 }
 
 async function load() {
-  const me = await whoami().catch(() => null);
+  me = await whoami().catch(() => null);
+  say("正在加载…");
   try {
     const course = await api("GET", `/api/courses/${courseId}`);
     document.title = `${course.title} · Lectern 讲堂`;
     $("#title").textContent = course.title;
     $("#description").textContent = course.description || "";
-    $("#meta").replaceChildren(
+    const meta = [
       h("span", { class: "tag" }, [CATEGORY[course.category] || course.category]),
       h("span", {}, [DELIVERY[course.delivery] || course.delivery]),
       h("span", {}, [`${course.credit_hours} 学时`]),
-      h("span", {}, [course.provider_name || course.provider?.name || ""]),
-    );
+    ];
+    if (course.industry) meta.push(h("span", {}, [course.industry]));
+    if (course.capacity) meta.push(h("span", {}, [`限 ${course.capacity} 人`]));
+    if (course.status !== "published") meta.push(h("span", { class: "tag" }, [STATUS[course.status] || course.status]));
+    if (course.provider_name) meta.push(h("span", {}, [course.provider_name]));
+    $("#meta").replaceChildren(...meta);
     const sessions = course.sessions || [];
     $("#sessions").replaceChildren(...(sessions.length ? sessions.map(sessionItem) : [h("li", {}, ["暂无课次安排"])]));
-    let enrolled = false;
-    if (me) {
+    let enrolled = /** @type {boolean | null} */ (course.status === "published" ? false : null);
+    if (me && enrolled === false) {
       const mine = await api("GET", "/api/me/learning");
-      enrolled = (mine.items || []).some((/** @type {any} */ e) => (e.course?.id ?? e.course_id) === courseId);
+      enrolled = (mine.items || []).some((/** @type {any} */ e) => e.course?.id === courseId);
     }
     showEnrolled(enrolled);
+    say(enrolled === null ? "该课程未发布，不接受报名。" : "");
   } catch (err) {
     sayError(err);
   }
 }
 
 enrollBtn.addEventListener("click", async () => {
-  const me = await whoami().catch(() => null);
   if (!me) {
     location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
     return;
   }
+  const done = busy(enrollBtn, "正在报名…");
   try {
     await api("POST", `/api/courses/${courseId}/enroll`, {});
     showEnrolled(true);
     say("报名成功，可在“我的学习”中查看。", "ok");
+    $("#message").append(" ", h("a", { href: "/me" }, ["去我的学习"]));
   } catch (err) {
     sayError(err);
+  } finally {
+    done();
   }
 });
 withdrawBtn.addEventListener("click", async () => {
+  if (!confirm("确定退出该课程吗？")) return;
+  const done = busy(withdrawBtn, "正在退出…");
   try {
     await api("POST", `/api/courses/${courseId}/withdraw`, {});
     showEnrolled(false);
     say("已退出该课程。", "ok");
   } catch (err) {
     sayError(err);
+  } finally {
+    done();
   }
 });
 load();

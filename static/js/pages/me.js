@@ -1,7 +1,30 @@
 // @ts-check
-/** "My learning": enrolled courses and upcoming sessions of the logged-in learner. */
+/** "My learning": the logged-in learner's enrolled courses and, across them, the upcoming sessions. */
 import { api } from "../api.js";
-import { $, CATEGORY, h, sayError, when, whoami } from "../ui.js";
+import { $, CATEGORY, DELIVERY, h, KIND, say, sayError, when, whoami } from "../ui.js";
+
+/** @param {any} course */
+function courseItem(course) {
+  const meta = [
+    h("span", { class: "tag" }, [CATEGORY[course.category] || course.category]),
+    h("span", {}, [DELIVERY[course.delivery] || course.delivery]),
+    h("span", {}, [`${course.credit_hours} 学时`]),
+  ];
+  if (course.provider_name) meta.push(h("span", {}, [course.provider_name]));
+  return h("li", {}, [h("h3", {}, [h("a", { href: `/courses/${course.id}` }, [course.title])]), h("div", { class: "meta" }, meta)]);
+}
+
+/** @param {{course: any, session: any}} entry */
+function sessionItem({ course, session }) {
+  return h("li", {}, [
+    h("h3", {}, [session.title]),
+    h("div", { class: "meta" }, [
+      h("span", {}, [`${when(session.scheduled_start)} – ${when(session.scheduled_end)}`]),
+      h("span", {}, [KIND[session.kind] || session.kind]),
+      h("a", { href: `/courses/${course.id}` }, [course.title]),
+    ]),
+  ]);
+}
 
 async function load() {
   const me = await whoami().catch(() => null);
@@ -9,32 +32,20 @@ async function load() {
     location.href = `/login?next=${encodeURIComponent("/me")}`;
     return;
   }
+  say("正在加载…");
   try {
     const res = await api("GET", "/api/me/learning");
     const items = res.items || [];
-    /** @type {HTMLElement[]} */
-    const upcoming = [];
+    const upcoming = items
+      .flatMap((/** @type {any} */ e) => (e.upcoming_sessions || []).map((/** @type {any} */ s) => ({ course: e.course, session: s })))
+      .sort((/** @type {any} */ a, /** @type {any} */ b) => Date.parse(a.session.scheduled_start) - Date.parse(b.session.scheduled_start));
     $("#learning").replaceChildren(
       ...(items.length
-        ? items.map((/** @type {any} */ e) => {
-            const course = e.course || e;
-            for (const s of e.upcoming_sessions || []) {
-              upcoming.push(h("li", {}, [
-                h("h3", {}, [`${course.title} · ${s.title}`]),
-                h("div", { class: "meta" }, [h("span", {}, [when(s.scheduled_start)])]),
-              ]));
-            }
-            return h("li", {}, [
-              h("h3", {}, [h("a", { href: `/courses/${course.id}` }, [course.title])]),
-              h("div", { class: "meta" }, [
-                h("span", { class: "tag" }, [CATEGORY[course.category] || course.category]),
-                h("span", {}, [`${course.credit_hours} 学时`]),
-              ]),
-            ]);
-          })
+        ? items.map((/** @type {any} */ e) => courseItem(e.course))
         : [h("li", {}, ["还没有报名课程，去", h("a", { href: "/courses" }, ["课程目录"]), "看看吧。"])]),
     );
-    $("#upcoming").replaceChildren(...(upcoming.length ? upcoming : [h("li", {}, ["暂无即将开始的课次"])]));
+    $("#upcoming").replaceChildren(...(upcoming.length ? upcoming.map(sessionItem) : [h("li", {}, ["暂无即将开始的课次"])]));
+    say("");
   } catch (err) {
     sayError(err);
   }

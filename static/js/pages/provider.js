@@ -1,33 +1,107 @@
 // @ts-check
 /** Provider console: create courses and sessions, assign experts, publish, see enrollments. */
-import { api } from "../api.js";
-import { $, CATEGORY, DELIVERY, STATUS, h, say, sayError, when, whoami } from "../ui.js";
+import { api, ApiError } from "../api.js";
+import {
+  $,
+  beijingInstant,
+  busy,
+  CATEGORY,
+  DELIVERY,
+  errorText,
+  h,
+  KIND,
+  say,
+  sayError,
+  SOURCE,
+  STATUS,
+  when,
+  whoami,
+} from "../ui.js";
 
 const courseForm = /** @type {HTMLFormElement} */ ($("#new-course"));
 const sessionForm = /** @type {HTMLFormElement} */ ($("#new-session"));
-/** @type {any} */
+const publishBtn = /** @type {HTMLButtonElement} */ ($("#publish"));
+const panelMessage = $("#panel-message");
+/** @type {any} the course open in the panel (GET /api/courses/{id}) */
 let current = null;
-/** @type {number[]} */
+/** @type {number[]} organizations the caller administers */
 let orgIds = [];
+/** Experts met in this provider's sessions, by person id: the API has no expert directory. */
+const knownExperts = new Map(/** @type {[number, string][]} */ ([]));
 
 /** @param {FormData} data @param {string} name */
 const text = (data, name) => String(data.get(name) || "").trim();
 
-/** datetime-local value (local time) → ISO instant with offset. @param {string} value */
-const instant = (value) => new Date(value).toISOString();
+/** @param {any} course */
+function learnExperts(course) {
+  for (const s of course.sessions || []) for (const e of s.experts || []) knownExperts.set(e.id, e.name);
+}
+
+/**
+ * Checkboxes of the known experts plus a box for other experts' person numbers.
+ * @param {HTMLElement} box a fieldset to fill
+ * @param {number[]} selected
+ */
+function fillExpertPicker(box, selected) {
+  const legend = box.querySelector("legend");
+  const boxes = [...knownExperts].map(([id, name]) => {
+    const input = h("input", { type: "checkbox", name: "expert", value: String(id) });
+    /** @type {HTMLInputElement} */ (input).checked = selected.includes(id);
+    return h("label", { class: "check" }, [input, `${name}（编号 ${id}）`]);
+  });
+  const others = selected.filter((id) => !knownExperts.has(id)).join(",");
+  const other = h("input", { name: "expert_ids", inputmode: "numeric", placeholder: "其他专家的人员编号，如：8,9" });
+  /** @type {HTMLInputElement} */ (other).value = others;
+  box.replaceChildren(...(legend ? [legend] : []), ...boxes, h("label", {}, ["其他专家编号（逗号分隔）", other]));
+}
+
+/**
+ * The person ids chosen in an expert picker, or a Chinese complaint.
+ * @param {HTMLElement} box
+ * @returns {number[] | string}
+ */
+function pickedExperts(box) {
+  const ids = [...box.querySelectorAll("input[name=expert]:checked")].map((el) => Number(/** @type {HTMLInputElement} */ (el).value));
+  const typed = /** @type {HTMLInputElement | null} */ (box.querySelector("input[name=expert_ids]"))?.value.trim() || "";
+  for (const part of typed.split(/[,，、\s]+/).filter(Boolean)) {
+    if (!/^\d+$/.test(part) || Number(part) < 1) return `专家编号“${part}”不是有效的人员编号。`;
+    ids.push(Number(part));
+  }
+  return [...new Set(ids)];
+}
+
+/** @param {number} id */
+async function courseOrNull(id) {
+  try {
+    return await api("GET", `/api/courses/${id}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
 
 async function loadCourses() {
-  /** @type {any[]} */
-  const all = [];
+  /** @type {Map<number, any>} */
+  const all = new Map();
   for (const org of orgIds) {
-    const res = await api("GET", `/api/courses?provider_id=${org}&status=all&page_size=100`);
-    all.push(...res.items);
+    for (let page = 1; page <= 10; page++) {
+      const res = await api("GET", `/api/courses?provider_id=${org}&status=all&page_size=100&page=${page}`);
+      for (const c of res.items) all.set(c.id, c);
+      if (page * 100 >= res.total) break;
+    }
   }
+  const courses = [...all.values()].sort((a, b) => (b.created_at > a.created_at ? 1 : -1));
+  // Experts of the newest courses' sessions become the picker's choices.
+  const details = await Promise.all(courses.filter((c) => c.status !== "draft").slice(0, 20).map((c) => courseOrNull(c.id)));
+  for (const c of details) if (c) learnExperts(c);
   $("#my-courses").replaceChildren(
-    ...(all.length
-      ? all.map((c) => {
-          const open = h("a", { href: "#", "data-course": String(c.id) }, [c.title]);
-          open.addEventListener("click", (ev) => { ev.preventDefault(); openCourse(c.id); });
+    ...(courses.length
+      ? courses.map((c) => {
+          const open = h("a", { href: `#course-${c.id}`, "data-course": String(c.id) }, [c.title]);
+          open.addEventListener("click", (ev) => {
+            ev.preventDefault();
+            openCourse(c.id);
+          });
           return h("li", {}, [
             h("h3", {}, [open]),
             h("div", { class: "meta" }, [
@@ -38,37 +112,90 @@ async function loadCourses() {
             ]),
           ]);
         })
-      : [h("li", {}, ["还没有课程"])]),
+      : [h("li", {}, ["还没有课程，先在上方新建一门吧。"])]),
   );
 }
 
-/** @param {number} id */
-async function openCourse(id) {
+/** @param {any} s a session with its experts */
+function sessionItem(s) {
+  const names = (s.experts || []).map((/** @type {any} */ e) => e.name).join("、") || "未指定";
+  const picker = h("fieldset", { class: "experts" }, [h("legend", {}, ["授课专家"])]);
+  const save = /** @type {HTMLButtonElement} */ (h("button", { class: "button", type: "button" }, ["保存专家"]));
+  const message = h("p", { class: "message", hidden: "" });
+  const edit = h("details", {}, [h("summary", {}, ["设置专家"]), picker, save, message]);
+  edit.addEventListener("toggle", () => {
+    if (/** @type {HTMLDetailsElement} */ (edit).open) fillExpertPicker(picker, (s.experts || []).map((/** @type {any} */ e) => e.id));
+  });
+  save.addEventListener("click", async () => {
+    const ids = pickedExperts(picker);
+    if (typeof ids === "string") {
+      say(ids, "error", message);
+      return;
+    }
+    const done = busy(save, "正在保存…");
+    try {
+      await api("PUT", `/api/sessions/${s.id}/experts`, { person_ids: ids });
+      await openCourse(current.id, "专家已更新。");
+    } catch (err) {
+      sayError(err, message);
+      done();
+    }
+  });
+  return h("li", {}, [
+    h("h3", {}, [s.title]),
+    h("div", { class: "meta" }, [
+      h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
+      h("span", {}, [KIND[s.kind] || s.kind]),
+      h("span", { class: "experts-names" }, [`专家：${names}`]),
+    ]),
+    edit,
+  ]);
+}
+
+/**
+ * Show one course in the panel: its sessions, the publish button, who enrolled.
+ * @param {number} id
+ * @param {string} [notice] a success line to show in the panel once loaded
+ */
+async function openCourse(id, notice = "") {
+  const panel = $("#course-panel");
+  panel.setAttribute("aria-busy", "true");
+  say("正在加载课程…", "info", panelMessage);
+  panel.hidden = false;
   try {
     current = await api("GET", `/api/courses/${id}`);
-    $("#course-panel").hidden = false;
+    learnExperts(current);
     $("#panel-title").textContent = current.title;
-    /** @type {HTMLButtonElement} */ ($("#publish")).hidden = current.status !== "draft";
-    $("#panel-sessions").replaceChildren(
-      ...(current.sessions || []).map((/** @type {any} */ s) =>
-        h("li", {}, [h("h3", {}, [s.title]), h("div", { class: "meta" }, [
-          h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
-          h("span", {}, [`专家：${(s.experts || []).map((/** @type {any} */ e) => e.name).join("、") || "未指定"}`]),
-        ])]),
-      ),
+    $("#panel-meta").replaceChildren(
+      h("span", { class: "tag", id: "panel-status" }, [STATUS[current.status] || current.status]),
+      h("span", {}, [CATEGORY[current.category] || current.category]),
+      h("span", {}, [DELIVERY[current.delivery] || current.delivery]),
+      h("span", {}, [`${current.credit_hours} 学时`]),
     );
+    $("#panel-link").setAttribute("href", `/courses/${current.id}`);
+    publishBtn.hidden = current.status !== "draft";
+    const sessions = current.sessions || [];
+    $("#panel-sessions").replaceChildren(...(sessions.length ? sessions.map(sessionItem) : [h("li", {}, ["还没有课次"])]));
+    fillExpertPicker($("#new-session-experts"), []);
     const res = await api("GET", `/api/courses/${id}/enrollments?page_size=100`);
+    $("#enrollment-count").textContent = `共 ${res.total} 人`;
     $("#enrollments").replaceChildren(
-      ...res.items.map((/** @type {any} */ e) => h("tr", {}, [
-        h("td", {}, [e.person?.name || e.name || ""]),
-        h("td", {}, [e.person?.phone || e.phone || ""]),
-        h("td", {}, [when(e.enrolled_at)]),
-        h("td", {}, [e.status === "enrolled" ? "已报名" : "已退出"]),
-      ])),
+      ...(res.items.length
+        ? res.items.map((/** @type {any} */ e) =>
+            h("tr", {}, [
+              h("td", {}, [e.person_name || ""]),
+              h("td", {}, [e.person_phone || ""]),
+              h("td", {}, [when(e.enrolled_at)]),
+              h("td", {}, [SOURCE[e.source] || e.source]),
+            ]),
+          )
+        : [h("tr", {}, [h("td", { colspan: "4" }, ["暂无报名"])])]),
     );
-    $("#course-panel").scrollIntoView();
+    say(notice, "ok", panelMessage);
   } catch (err) {
-    sayError(err);
+    sayError(err, panelMessage);
+  } finally {
+    panel.removeAttribute("aria-busy");
   }
 }
 
@@ -77,56 +204,97 @@ courseForm.addEventListener("submit", async (ev) => {
   const data = new FormData(courseForm);
   /** @type {Record<string, unknown>} */
   const body = {
-    provider_org_id: Number(text(data, "provider_org_id")),
+    provider_id: Number(text(data, "provider_id")),
     title: text(data, "title"),
     description: text(data, "description"),
     category: text(data, "category"),
     delivery: text(data, "delivery"),
     credit_hours: Number(text(data, "credit_hours")),
   };
+  if (!body.title) {
+    say("请填写课程名称。", "error");
+    return;
+  }
   if (text(data, "industry")) body.industry = text(data, "industry");
   if (text(data, "capacity")) body.capacity = Number(text(data, "capacity"));
+  const done = busy(/** @type {HTMLButtonElement} */ (courseForm.querySelector("button[type=submit]")), "正在创建…");
   try {
     const course = await api("POST", "/api/courses", body);
-    say(`课程“${course.title}”已创建（草稿）。`, "ok");
+    say(`课程“${course.title}”已创建（草稿），请添加课次后发布。`, "ok");
     courseForm.reset();
     await loadCourses();
     await openCourse(course.id);
+    $("#course-panel").scrollIntoView();
   } catch (err) {
     sayError(err);
+  } finally {
+    done();
   }
+});
+
+const kindSelect = /** @type {HTMLSelectElement} */ (sessionForm.elements.namedItem("kind"));
+kindSelect.addEventListener("change", () => {
+  $("#platform-row").hidden = kindSelect.value !== "external";
 });
 
 sessionForm.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   if (!current) return;
   const data = new FormData(sessionForm);
+  const start = text(data, "scheduled_start");
+  const end = text(data, "scheduled_end");
+  const experts = pickedExperts($("#new-session-experts"));
+  const problem = !text(data, "title")
+    ? "请填写课次名称。"
+    : !start || !end
+      ? "请填写开始和结束时间。"
+      : end <= start
+        ? "结束时间必须晚于开始时间。"
+        : typeof experts === "string"
+          ? experts
+          : "";
+  if (problem) {
+    say(problem, "error", panelMessage);
+    return;
+  }
+  const kind = text(data, "kind");
+  /** @type {Record<string, unknown>} */
+  const body = { title: text(data, "title"), kind, scheduled_start: beijingInstant(start), scheduled_end: beijingInstant(end) };
+  if (kind === "external") body.external_platform = text(data, "external_platform");
+  const done = busy(/** @type {HTMLButtonElement} */ (sessionForm.querySelector("button[type=submit]")), "正在保存…");
   try {
-    const session = await api("POST", `/api/courses/${current.id}/sessions`, {
-      title: text(data, "title"),
-      kind: text(data, "kind"),
-      scheduled_start: instant(text(data, "scheduled_start")),
-      scheduled_end: instant(text(data, "scheduled_end")),
-    });
-    const experts = text(data, "experts").split(/[,，\s]+/).filter(Boolean).map(Number);
-    if (experts.length) await api("PUT", `/api/sessions/${session.id}/experts`, { person_ids: experts });
-    say(`课次“${session.title}”已创建。`, "ok");
+    const session = await api("POST", `/api/courses/${current.id}/sessions`, body);
     sessionForm.reset();
-    await openCourse(current.id);
+    $("#platform-row").hidden = true;
+    if (Array.isArray(experts) && experts.length) {
+      try {
+        await api("PUT", `/api/sessions/${session.id}/experts`, { person_ids: experts });
+      } catch (err) {
+        await openCourse(current.id);
+        say(`课次“${session.title}”已创建，但设置专家失败：${errorText(err)}`, "error", panelMessage);
+        return;
+      }
+    }
+    await openCourse(current.id, `课次“${session.title}”已创建。`);
   } catch (err) {
-    sayError(err);
+    sayError(err, panelMessage);
+  } finally {
+    done();
   }
 });
 
-$("#publish").addEventListener("click", async () => {
+publishBtn.addEventListener("click", async () => {
   if (!current) return;
+  if (!(current.sessions || []).length && !confirm("该课程还没有课次，确定发布吗？")) return;
+  const done = busy(publishBtn, "正在发布…");
   try {
     await api("POST", `/api/courses/${current.id}/publish`, {});
-    say("课程已发布。", "ok");
     await loadCourses();
-    await openCourse(current.id);
+    await openCourse(current.id, "课程已发布，学员现在可以在课程目录中找到并报名。");
   } catch (err) {
-    sayError(err);
+    sayError(err, panelMessage);
+  } finally {
+    done();
   }
 });
 
@@ -139,12 +307,14 @@ async function init() {
   const roles = (me.roles || []).filter((/** @type {any} */ r) => r.role === "provider_admin");
   if (!roles.length) {
     say("您不是培训机构管理员，无法使用机构后台。", "error");
-    courseForm.hidden = true;
+    for (const el of document.querySelectorAll("main section")) /** @type {HTMLElement} */ (el).hidden = true;
     return;
   }
   orgIds = roles.map((/** @type {any} */ r) => r.org_id);
-  const select = /** @type {HTMLSelectElement} */ (courseForm.elements.namedItem("provider_org_id"));
+  const select = /** @type {HTMLSelectElement} */ (courseForm.elements.namedItem("provider_id"));
   select.replaceChildren(...roles.map((/** @type {any} */ r) => h("option", { value: String(r.org_id) }, [r.org_name || `机构 ${r.org_id}`])));
+  say("正在加载本机构课程…");
   await loadCourses();
+  say("");
 }
 init().catch(sayError);
