@@ -22,6 +22,8 @@ COPY catalog/ catalog/
 COPY recorder/ recorder/
 COPY infra/ infra/
 COPY static/ static/
+# The replay page loads hls.js from node_modules (served at /static/vendor/hls.min.js).
+COPY node_modules/hls.js/dist/hls.min.js node_modules/hls.js/dist/hls.min.js
 # Editable on purpose: streaming/app.py serves static/ from beside the packages, which a plain
 # `pip install .` would leave behind (static/ is not package data).
 # pyproject.toml names README.md as the long description; the image does not need its text.

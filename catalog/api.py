@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import accounts, courses, enrollments, forms, media, orgs, schemas
+from catalog import accounts, courses, enrollments, forms, media, orgs, replays, schemas
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
@@ -86,7 +86,7 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def my_learning(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    return json_ok(await enrollments.my_learning(database(request), caller, now()))
+    return json_ok(await enrollments.my_learning(database(request), caller, f.page(request.query), now()))
 
 
 # --- organizations --------------------------------------------------------------------------------------
@@ -121,7 +121,8 @@ async def assign_role(request: web.Request) -> web.Response:
 
 async def list_courses(request: web.Request) -> web.Response:
     query = forms.course_query(request.query)
-    return json_ok(await courses.search(database(request), query, f.page(request.query), now()))
+    caller = await optional_person(request)
+    return json_ok(await courses.search(database(request), caller, query, f.page(request.query), now()))
 
 
 async def create_course(request: web.Request) -> web.Response:
@@ -226,6 +227,24 @@ async def course_enrollments(request: web.Request) -> web.Response:
     )
 
 
+# --- replays --------------------------------------------------------------------------------------------
+
+
+async def get_replay(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await replays.playback(database(request), caller, request.match_info["recording_id"]))
+
+
+async def put_replay_progress(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    report = forms.progress_report(await read_json(request))
+    return json_ok(
+        await replays.report_progress(
+            database(request), caller, request.match_info["recording_id"], report, now()
+        )
+    )
+
+
 async def openapi_document(request: web.Request) -> web.Response:
     from catalog.openapi import document
 
@@ -252,6 +271,8 @@ class Route:
 COURSE = r"{course_id:\d+}"
 SESSION = r"{session_id:\d+}"
 ORG = r"{org_id:\d+}"
+# Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
+RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -297,9 +318,10 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/me/learning",
         my_learning,
-        "The caller's enrolled courses with upcoming sessions",
+        "The caller's enrolled courses (paged, newest first) and their next sessions",
         "logged in",
         "enrollments",
+        query=("page", "page_size"),
     ),
     Route(
         "GET",
@@ -344,10 +366,11 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/courses",
         list_courses,
-        "Search published courses",
+        "Search courses (published; status=draft|archived|all with provider_id for its admins)",
         "anyone",
         "courses",
         query=(
+            "status",
             "category",
             "industry",
             "provider_id",
@@ -490,6 +513,24 @@ ROUTES: tuple[Route, ...] = (
         "provider_admin of the course's provider, bureau, admin",
         "enrollments",
         query=("page", "page_size"),
+    ),
+    Route(
+        "GET",
+        f"/api/replays/{RECORDING}",
+        get_replay,
+        "Playback of a replay: angles with HLS and MP4 URLs, duration, the caller's saved progress",
+        "learners enrolled in the course, the provider's staff, the session's experts, bureau, admin",
+        "replays",
+    ),
+    Route(
+        "PUT",
+        f"/api/replays/{RECORDING}/progress",
+        put_replay_progress,
+        "Report playback progress (kept as the latest progress and appended as a raw report)",
+        "learners enrolled in the course, the provider's staff, the session's experts, bureau, admin",
+        "replays",
+        body=schemas.PROGRESS,
+        responses={200: "Stored", 429: "Reported less than 5 s ago (Retry-After)"},
     ),
     Route(
         "GET",

@@ -6,10 +6,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, delete, exists, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import forms, queries
+from catalog import forms, queries, replays
 from catalog.db import Database
 from catalog.domain import (
     PROVIDER_TYPES,
@@ -26,6 +26,8 @@ from catalog.models import Course, Organization, Session, SessionExpert
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
+
+COUNT_CAP = 2000  # search totals beyond this are reported as a lower bound
 
 
 def like_pattern(text: str) -> str:
@@ -93,9 +95,18 @@ async def _provider_name(s: AsyncSession, org_id: int) -> str | None:
     return await s.scalar(select(Organization.name).where(Organization.id == org_id))
 
 
-async def search(db: Database, query: forms.CourseQuery, page: Page, now: datetime) -> dict[str, Any]:
-    """Published courses matching the filters, one page of them and the total."""
-    conds: list[ColumnElement[bool]] = [Course.status == CourseStatus.PUBLISHED.value]
+async def search(
+    db: Database, caller: Caller | None, query: forms.CourseQuery, page: Page, now: datetime
+) -> dict[str, Any]:
+    """Courses matching the filters, one page of them and the total. Anyone sees published courses;
+    a provider's own drafts and archive only its administrators and supervisors."""
+    conds: list[ColumnElement[bool]] = []
+    if query.status != CourseStatus.PUBLISHED:
+        assert query.provider_id is not None  # forms.course_query guarantees it
+        if caller is None or not (caller.is_supervisor or caller.manages_provider(query.provider_id)):
+            raise Forbidden("only the provider's administrators may list its unpublished courses")
+    if query.status is not None:
+        conds.append(Course.status == query.status.value)
     if query.category:
         conds.append(Course.category == query.category.value)
     if query.industry:
@@ -112,14 +123,7 @@ async def search(db: Database, query: forms.CourseQuery, page: Page, now: dateti
             in_range.append(Session.scheduled_start <= query.starts_to)
         conds.append(exists().where(*in_range))
     if query.q:
-        pattern = like_pattern(query.q)
-        conds.append(
-            or_(
-                Course.title.ilike(pattern, escape="\\"),
-                Course.description.ilike(pattern, escape="\\"),
-                Course.industry.ilike(pattern, escape="\\"),
-            )
-        )
+        conds.extend(_text_match(query.q, postgres=db.url.startswith("postgresql")))
     next_start = (
         select(func.min(Session.scheduled_start))
         .where(Session.course_id == Course.id, Session.scheduled_start >= now)
@@ -134,7 +138,10 @@ async def search(db: Database, query: forms.CourseQuery, page: Page, now: dateti
     }
     order = orders[query.sort]
     async with db.sessions.begin() as s:
-        total = int(await s.scalar(select(func.count()).select_from(Course).where(*conds)) or 0)
+        # Counting every match of a broad word costs more than the page itself; past COUNT_CAP the
+        # total is reported as a lower bound ("2000+ courses").
+        capped = select(Course.id).where(*conds).limit(COUNT_CAP + 1).subquery()
+        total = int(await s.scalar(select(func.count()).select_from(capped)) or 0)
         rows = (
             await s.execute(
                 select(Course, Organization.name, next_start.label("next_start"))
@@ -150,7 +157,30 @@ async def search(db: Database, query: forms.CourseQuery, page: Page, now: dateti
         view = course_view(course, provider_name=provider_name)
         view["next_session_start"] = _aware_iso(next_at)
         items.append(view)
-    return {"items": items, "total": total, "page": page.page, "page_size": page.page_size}
+    return {
+        "items": items,
+        "total": min(total, COUNT_CAP),
+        "total_is_lower_bound": total > COUNT_CAP,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
+
+
+# One search text per course; migration 0004 indexes this expression on PostgreSQL (columns qualified
+# here because the search joins other tables; the planner matches the expression, not its spelling).
+SEARCH_TEXT_SQL = "(courses.title || ' ' || courses.industry || ' ' || courses.description)"
+
+
+def _text_match(q: str, *, postgres: bool) -> list[ColumnElement[bool]]:
+    """`q` anywhere in title, industry or description (case-insensitive, wildcards literal).
+    On PostgreSQL a bigram-containment filter lets the GIN index find candidates first; ILIKE stays
+    as the exact check (bigrams also match when the characters are apart)."""
+    search_text: ColumnElement[str] = literal_column(SEARCH_TEXT_SQL)
+    conds: list[ColumnElement[bool]] = [search_text.ilike(like_pattern(q), escape="\\")]
+    if postgres and len(q) >= 2:
+        bigrams = func.catalog_bigrams(search_text).op("@>")(func.catalog_bigrams(q))
+        conds.insert(0, bigrams)
+    return conds
 
 
 def _aware_iso(value: Any) -> str | None:
@@ -171,8 +201,15 @@ async def get(db: Database, caller: Caller | None, course_id: int) -> dict[str, 
             raise NotFound(f"course {course_id} not found", field="course_id")
         names = await queries.names_of(s, [e.person_id for ss in course.sessions for e in ss.experts])
         provider_name = await _provider_name(s, course.provider_org_id)
+        recordings = await queries.finalized_recordings(s, [ss.id for ss in course.sessions])
+        enrolled = (
+            caller is not None and await queries.active_enrollment(s, caller.person_id, course.id) is not None
+        )
     view = course_view(course, provider_name=provider_name)
+    view["enrolled"] = enrolled  # whether the caller is enrolled (false for anonymous callers)
     view["sessions"] = [session_view(ss, names) for ss in course.sessions]
+    titles = {ss.id: ss.title for ss in course.sessions}
+    view["replays"] = [replays.replay_summary(r, titles.get(r.session_id, "")) for r in recordings]
     return view
 
 
@@ -320,3 +357,32 @@ async def set_experts(db: Database, caller: Caller, session_id: int, person_ids:
         session = await queries.session_or_404(s, session_id)
         names = await queries.names_of(s, person_ids)
     return session_view(session, names)
+
+
+async def record_actual_start(db: Database, session_id: int, at: datetime) -> bool:
+    """From `session.started`: the first start wins (a redelivered event or a later restart changes
+    nothing). True when written; NotFound for an unknown session."""
+    async with db.sessions.begin() as s:
+        session = await s.get(Session, session_id, with_for_update=True)
+        if session is None:
+            raise NotFound(f"session {session_id} not found", field="session_id")
+        if session.actual_start is not None:
+            return False
+        session.actual_start = at
+    return True
+
+
+async def record_actual_end(db: Database, session_id: int, at: datetime) -> bool:
+    """From `session.ended`: the latest end wins (a room restarted after an end ends again later); an end
+    before the recorded start is ignored. True when written; NotFound for an unknown session."""
+    async with db.sessions.begin() as s:
+        session = await s.get(Session, session_id, with_for_update=True)
+        if session is None:
+            raise NotFound(f"session {session_id} not found", field="session_id")
+        if session.actual_start is not None and at <= session.actual_start:
+            log.warning("session=%s end %s before its start %s ignored", session_id, at, session.actual_start)
+            return False
+        if session.actual_end is not None and session.actual_end >= at:
+            return False
+        session.actual_end = at
+    return True

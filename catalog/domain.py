@@ -15,6 +15,7 @@ PersonId = NewType("PersonId", int)
 OrgId = NewType("OrgId", int)
 CourseId = NewType("CourseId", int)
 SessionId = NewType("SessionId", int)
+RecordingId = NewType("RecordingId", str)  # made by the recorder, e.g. "20250301T083000-3f9a1c"
 
 
 class OrgType(StrEnum):
@@ -96,6 +97,11 @@ class MediaPurpose(StrEnum):
     WHIP = "whip"
     WHEP = "whep"
     ROOM = "room"  # the room channel (WebSocket): same people as WHEP
+
+
+class RecordingState(StrEnum):
+    OPEN = "open"  # being recorded (not written by the catalog yet: only finalized recordings are replays)
+    FINALIZED = "finalized"
 
 
 # action -> (states it may start from, state it leads to)

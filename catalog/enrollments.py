@@ -13,7 +13,7 @@ from catalog.courses import course_view, session_view
 from catalog.db import Database
 from catalog.domain import Caller, CourseStatus, EnrollmentSource, EnrollmentStatus, Role, mask_phone
 from catalog.fields import Page
-from catalog.models import Course, Enrollment, Organization, Person
+from catalog.models import Course, Enrollment, Organization, Person, Session
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -138,22 +138,40 @@ async def enroll_staff(
     }
 
 
-async def my_learning(db: Database, caller: Caller, now: datetime) -> dict[str, Any]:
-    """The caller's active enrollments, each with its course and upcoming sessions."""
+UPCOMING_LIMIT = 20
+
+
+async def my_learning(db: Database, caller: Caller, page: Page, now: datetime) -> dict[str, Any]:
+    """One page of the caller's active enrollments, each with its course and upcoming sessions, plus
+    the next sessions across all of them (for the "upcoming" list, whatever the page)."""
+    active = (
+        Enrollment.person_id == caller.person_id,
+        Enrollment.status == EnrollmentStatus.ENROLLED.value,
+    )
     async with db.sessions.begin() as s:
+        total = int(await s.scalar(select(func.count()).select_from(Enrollment).where(*active)) or 0)
         rows = (
             await s.execute(
                 select(Enrollment, Course, Organization.name)
                 .join(Course, Course.id == Enrollment.course_id)
                 .join(Organization, Organization.id == Course.provider_org_id)
-                .where(
-                    Enrollment.person_id == caller.person_id,
-                    Enrollment.status == EnrollmentStatus.ENROLLED.value,
-                )
+                .where(*active)
                 .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+                .offset(page.offset)
+                .limit(page.page_size)
             )
         ).all()
         sessions = await queries.upcoming_sessions(s, [c.id for _, c, _ in rows], now)
+        next_sessions = (
+            await s.execute(
+                select(Session, Course.title)
+                .join(Course, Course.id == Session.course_id)
+                .join(Enrollment, Enrollment.course_id == Session.course_id)
+                .where(*active, Session.scheduled_end > now)
+                .order_by(Session.scheduled_start, Session.id)
+                .limit(UPCOMING_LIMIT)
+            )
+        ).all()
     by_course: dict[int, list[dict[str, Any]]] = {}
     for ss in sessions:
         view = session_view(ss, None)  # experts are on the course page
@@ -166,7 +184,14 @@ async def my_learning(db: Database, caller: Caller, now: datetime) -> dict[str, 
         }
         for e, c, name in rows
     ]
-    return {"items": items}
+    upcoming = [{**session_view(ss, None), "course_title": title} for ss, title in next_sessions]
+    return {
+        "items": items,
+        "total": total,
+        "page": page.page,
+        "page_size": page.page_size,
+        "upcoming": upcoming,
+    }
 
 
 async def of_course(db: Database, caller: Caller, course_id: int, page: Page) -> dict[str, Any]:

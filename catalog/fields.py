@@ -5,6 +5,7 @@ Pure: raises infra.errors.Invalid, knows nothing of HTTP or the database.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,6 +100,24 @@ def integer(
         raise Invalid(f"{name} must be ≥ {minimum}", field=name)
     if maximum is not None and value > maximum:
         raise Invalid(f"{name} must be ≤ {maximum}", field=name)
+    return value
+
+
+def number(body: Mapping[str, Any], name: str, *, minimum: float, maximum: float) -> float:
+    """A required finite JSON number (an integer is fine) within [minimum, maximum]."""
+    value = _get(body, name, True)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{name} must be a number", field=name)
+    number = float(value)
+    if not math.isfinite(number) or not minimum <= number <= maximum:
+        raise Invalid(f"{name} must be between {minimum:g} and {maximum:g}", field=name)
+    return number
+
+
+def boolean(body: Mapping[str, Any], name: str) -> bool:
+    value = _get(body, name, True)
+    if not isinstance(value, bool):
+        raise Invalid(f"{name} must be true or false", field=name)
     return value
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from catalog import fields as f
 from catalog.domain import (
     Category,
+    CourseStatus,
     Delivery,
     ExternalPlatform,
     MediaPurpose,
@@ -20,6 +21,8 @@ from catalog.domain import (
 )
 from infra.errors import Invalid
 
+PLAYBACK_RATE_MIN = 0.25
+PLAYBACK_RATE_MAX = 4.0
 COURSE_SORTS = ("title", "-created_at", "credit_hours", "next_session")
 
 
@@ -79,6 +82,8 @@ class CourseQuery:
     starts_to: datetime | None = None
     q: str | None = None
     sort: str = "-created_at"
+    # None = every status ("all"); other than published only for its admins and supervisors.
+    status: CourseStatus | None = CourseStatus.PUBLISHED
 
 
 def registration(body: Mapping[str, Any]) -> Registration:
@@ -252,6 +257,28 @@ def employer_enrollment(body: Mapping[str, Any]) -> tuple[int, list[int]]:
     return course, people
 
 
+@dataclass(frozen=True)
+class ProgressReport:
+    """What a replay page reports: where it is (on the recording's timeline), how fast, whether seen."""
+
+    position_s: float
+    rate: float
+    visible: bool
+    angle: str
+
+
+def progress_report(body: Mapping[str, Any]) -> ProgressReport:
+    """Checks what needs no recording; the service checks position_s against the duration and the angle."""
+    f.reject_unknown(body, {"position_s", "rate", "visible", "angle"})
+    return ProgressReport(
+        # 1e7 s is far beyond any lecture; the recording's own duration is checked by the service.
+        position_s=f.number(body, "position_s", minimum=0.0, maximum=1e7),
+        rate=f.number(body, "rate", minimum=PLAYBACK_RATE_MIN, maximum=PLAYBACK_RATE_MAX),
+        visible=f.boolean(body, "visible"),
+        angle=f.required_text(body, "angle", max_len=32),
+    )
+
+
 def media_purpose(body: Mapping[str, Any]) -> MediaPurpose:
     f.reject_unknown(body, {"purpose"})
     return f.required_choice(body, "purpose", MediaPurpose)
@@ -271,7 +298,12 @@ def course_query(query: Mapping[str, str]) -> CourseQuery:
     starts_to = f.parse_instant(query["to"], "to", allow_date=True) if query.get("to") else None
     if starts_from and starts_to and starts_to < starts_from:
         raise Invalid("to must not be before from", field="to")
+    status_text = query.get("status") or CourseStatus.PUBLISHED.value
+    status = None if status_text == "all" else f.query_choice({"status": status_text}, "status", CourseStatus)
+    if status != CourseStatus.PUBLISHED and not query.get("provider_id"):
+        raise Invalid("listing unpublished courses needs provider_id", field="provider_id")
     return CourseQuery(
+        status=status,
         category=f.query_choice(query, "category", Category),
         industry=industry or None,
         provider_id=f.query_int(query, "provider_id", default=None, minimum=1, maximum=2**63 - 1),

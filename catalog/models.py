@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -249,3 +250,58 @@ class Enrollment(Base):
     status: Mapped[str] = mapped_column(String(16))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Recording(Base):
+    """A session's recording, registered from `recording.finalized`; a replay of the session's course."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        one_of("state", domain.RecordingState, "state"),
+        CheckConstraint("duration_s >= 0", name="duration_s"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the recorder's recording_id
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    duration_s: Mapped[float] = mapped_column(Float)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # angle name -> {"playlist_key", "mp4_key", "start_s", "duration_s", "width", "height", "mp4_bytes"}
+    angles: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    master_key: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReplayProgress(Base):
+    """Where a person last was in a replay: one row per person and recording, overwritten by each report."""
+
+    __tablename__ = "replay_progress"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    recording_id: Mapped[str] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position_s: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float] = mapped_column(Float)
+    visible: Mapped[bool] = mapped_column(Boolean)
+    angle: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PlaybackReport(Base):
+    """Every accepted progress report, as sent (append-only): what attendance verification reads."""
+
+    __tablename__ = "playback_reports"
+    __table_args__ = (
+        Index("ix_playback_reports_person_recording_at", "person_id", "recording_id", "reported_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"))
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    position_s: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float] = mapped_column(Float)
+    visible: Mapped[bool] = mapped_column(Boolean)
+    angle: Mapped[str] = mapped_column(String(32))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())  # server time

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 from catalog.schemas import QUERY
 
-_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+# name and pattern; the pattern may hold braces of its own (`{1,64}`), one level deep.
+_TYPED_PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 
 ERROR = {
     "type": "object",
@@ -51,15 +52,22 @@ class RouteLike(Protocol):
     def login(self) -> bool: ...
 
 
+def _path_schema(pattern: str) -> dict[str, Any]:
+    """Digits-only patterns are catalog ids; anything else is a string matching the pattern."""
+    if pattern in ("", "\\d+"):
+        return {"type": "integer", "minimum": 1}
+    return {"type": "string", "pattern": f"^{pattern}$"}
+
+
 def openapi_path(path: str) -> str:
     """`/api/courses/{course_id:\\d+}` -> `/api/courses/{course_id}`."""
-    return _PARAM.sub(r"{\1}", path)
+    return _TYPED_PARAM.sub(r"{\1}", path)
 
 
 def _operation(route: RouteLike) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-        for name in _PARAM.findall(route.path)
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(pattern)}
+        for name, pattern in _TYPED_PARAM.findall(route.path)
     ]
     params += [
         {"name": name, "in": "query", "required": False, "schema": QUERY[name]} for name in route.query

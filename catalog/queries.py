@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from catalog.domain import EnrollmentStatus, Role
-from catalog.models import Course, Enrollment, Person, RoleAssignment, Session, SessionExpert
+from catalog.domain import EnrollmentStatus, RecordingState, Role
+from catalog.models import (
+    Course,
+    Enrollment,
+    Person,
+    Recording,
+    ReplayProgress,
+    RoleAssignment,
+    Session,
+    SessionExpert,
+)
 from infra.errors import NotFound
 
 
@@ -112,3 +123,39 @@ async def upcoming_sessions(s: AsyncSession, course_ids: Sequence[int], now: dat
             .order_by(Session.scheduled_start, Session.id)
         )
     ).all()
+
+
+async def finalized_recordings(s: AsyncSession, session_ids: Sequence[int]) -> Sequence[Recording]:
+    if not session_ids:
+        return []
+    return (
+        await s.scalars(
+            select(Recording)
+            .where(Recording.session_id.in_(session_ids), Recording.state == RecordingState.FINALIZED.value)
+            .order_by(Recording.finalized_at, Recording.id)
+        )
+    ).all()
+
+
+async def upsert_progress(
+    s: AsyncSession,
+    *,
+    person_id: int,
+    recording_id: str,
+    values: dict[str, Any],
+    now: datetime,
+    not_since: datetime,
+) -> bool:
+    """Insert or overwrite the person's progress on the recording unless it was written after `not_since`;
+    True when written. One statement (INSERT … ON CONFLICT DO UPDATE … WHERE), so two concurrent
+    reports cannot both pass the rate check, on PostgreSQL and SQLite alike."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(ReplayProgress).values(
+        person_id=person_id, recording_id=recording_id, updated_at=now, **values
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[ReplayProgress.person_id, ReplayProgress.recording_id],
+        set_={**{name: stmt.excluded[name] for name in values}, "updated_at": stmt.excluded.updated_at},
+        where=ReplayProgress.updated_at <= not_since,
+    ).returning(ReplayProgress.person_id)
+    return (await s.execute(upsert)).first() is not None

@@ -91,6 +91,22 @@ EMPLOYER_ENROLL = _obj(
     {"course_id": ID, "person_ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": 500}},
     ("course_id", "person_ids"),
 )
+PROGRESS = _obj(
+    {
+        "position_s": {
+            "type": "number",
+            "minimum": 0,
+            "description": "seconds on the recording's timeline, at most its duration_s",
+        },
+        "rate": {"type": "number", "minimum": 0.25, "maximum": 4},
+        "visible": {
+            "type": "boolean",
+            "description": "whether the page is visible (document.visibilityState)",
+        },
+        "angle": {"type": "string", "description": "the angle being watched, e.g. camera or screen"},
+    },
+    ("position_s", "rate", "visible", "angle"),
+)
 MEDIA_TOKEN = _obj({"purpose": _enum(MediaPurpose)}, ("purpose",))
 
 QUERY: dict[str, dict[str, Any]] = {
@@ -105,4 +121,10 @@ QUERY: dict[str, dict[str, Any]] = {
     "to": {"type": "string", "description": "sessions starting at or before (date or date-time)"},
     "q": {"type": "string", "maxLength": 100, "description": "text in title, description or industry"},
     "sort": {"type": "string", "enum": ["title", "-created_at", "credit_hours", "next_session"]},
+    "status": {
+        "type": "string",
+        "enum": ["published", "draft", "archived", "all"],
+        "default": "published",
+        "description": "other than published needs provider_id and its admin, the bureau or an admin",
+    },
 }

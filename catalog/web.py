@@ -1,4 +1,5 @@
-"""Wires the catalog into an aiohttp app: its database resource, readiness check and /api routes."""
+"""Wires the catalog into an aiohttp app: its database resource, readiness check, event consumer and
+/api routes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from catalog import api
+from catalog.consumer import consumer_context
 from catalog.db import Database
 from catalog.keys import DATABASE
 from infra.appkeys import READINESS, SETTINGS
@@ -23,6 +25,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS)."""
-    app.cleanup_ctx.append(_database)
+    """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS, and
+    whose cleanup contexts provide BUS before this one runs)."""
+    # The consumer needs the database: it starts after it and is cancelled before it is closed.
+    app.cleanup_ctx.extend([_database, consumer_context])
     api.add_routes(app)

@@ -78,8 +78,10 @@ class Event:
 
     Field rules, checked on construction and so also by `from_dict`: `int` ≥ 0 (≥ 1 for `*_id`),
     never a bool; `str` non-empty; `float` finite and ≥ 0 (ints accepted); `datetime` timezone-aware,
-    kept in UTC, ISO 8601 on the wire; `X | None` may be null. Unknown keys in `from_dict` are ignored
-    so that an older consumer can read events from a newer producer.
+    kept in UTC, ISO 8601 on the wire; `X | None` may be null; `tuple[V, ...]` of a `Value` dataclass
+    is a JSON array of objects. Unknown keys in `from_dict` are ignored so that an older consumer can
+    read events from a newer producer; a field with a default may be missing, so that a newer consumer
+    can read events from an older producer.
     """
 
     topic: ClassVar[str]
@@ -105,15 +107,35 @@ class Event:
         if not isinstance(data, Mapping):
             raise Invalid(f"{cls.type}: event data must be an object", field="data")
         hints = typing.get_type_hints(cls)
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                raise Invalid(f"{cls.type}: missing field {f.name}", field=f.name)
-            value = data[f.name]
-            if _base_type(hints[f.name]) is datetime and isinstance(value, str):
-                value = _parse_datetime(cls.type, f.name, value)
-            kwargs[f.name] = value
-        return cls(**kwargs)
+        return cls(**_kwargs(cls.type, cls, hints, data))
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    """A structured field value inside an event (e.g. one angle of a recording); same field rules."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _check_field(type(self).__name__, f.name, hints[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _kwargs(what: str, cls: type[Any], hints: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue  # added after the first version of the event: older producers omit it
+            raise Invalid(f"{what}: missing field {f.name}", field=f.name)
+        value = data[f.name]
+        if _base_type(hints[f.name]) is datetime and isinstance(value, str):
+            value = _parse_datetime(what, f.name, value)
+        kwargs[f.name] = value
+    return kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +211,21 @@ class RecordingSegmentStored(Event):
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordingAngle(Value):
+    """One angle (camera, screen) of a finalized recording, as in recorder.AngleSummary."""
+
+    angle: str
+    start_s: float  # on the recording's common timeline
+    duration_s: float
+    segments: int
+    width: int
+    height: int
+    playlist_key: str
+    mp4_key: str | None
+    mp4_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RecordingFinalized(Event):
     topic: ClassVar[str] = RECORDINGS
     type: ClassVar[str] = "recording.finalized"
@@ -199,6 +236,10 @@ class RecordingFinalized(Event):
     playlist_key: str
     mp4_key: str | None
     at: datetime
+    # Added with the replay catalog; optional so that events of an older producer still decode.
+    size_bytes: int | None = None
+    master_key: str | None = None
+    angles: tuple[RecordingAngle, ...] = ()
 
 
 EVENT_TYPES: Final[Mapping[str, type[Event]]] = MappingProxyType(
@@ -254,6 +295,8 @@ def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any
             return None
         raise bad("is required")
     kind = _base_type(annotation)
+    if typing.get_origin(kind) is tuple:
+        return _check_values(event_type, name, typing.get_args(kind)[0], value)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("must be an integer")
@@ -279,6 +322,26 @@ def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any
     raise TypeError(f"{event_type}.{name}: unsupported field type {annotation!r}")  # a programming error
 
 
+def _check_values(event_type: str, name: str, item_type: Any, value: Any) -> tuple[Any, ...]:
+    """A JSON array (or tuple) of `Value` objects; Invalid names the event field, e.g. `angles`."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
+        raise Invalid(f"{event_type}: {name} must be an array (got {value!r})", field=name)
+    items: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, item_type):
+            items.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise Invalid(f"{event_type}: {name}[{i}] must be an object (got {item!r})", field=name)
+        try:
+            items.append(
+                item_type(**_kwargs(item_type.__name__, item_type, typing.get_type_hints(item_type), item))
+            )
+        except Invalid as exc:
+            raise Invalid(f"{event_type}: {name}[{i}]: {exc.message}", field=name) from None
+    return tuple(items)
+
+
 def _parse_datetime(event_type: str, name: str, text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -292,4 +355,6 @@ def _parse_datetime(event_type: str, name: str, text: str) -> datetime:
 def _to_json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, tuple):
+        return [item.to_dict() if isinstance(item, Value) else _to_json(item) for item in value]
     return value

@@ -18,7 +18,11 @@ PAGES: dict[str, str] = {
     r"/courses/{course_id:\d+}": "course.html",
     "/me": "me.html",
     "/provider": "provider.html",
+    r"/replays/{recording_id:[A-Za-z0-9_-]{1,64}}": "replay.html",
 }
+# hls.js for the replay page, straight from node_modules (no build step); Chromium could play HLS natively
+# but the page prefers hls.js where MSE exists, as on every other browser.
+HLS_JS = STATIC_DIR.parent / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 
 
 def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
@@ -30,7 +34,15 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]
     return handler
 
 
+async def _hls_js(_request: web.Request) -> web.FileResponse:
+    if not HLS_JS.is_file():
+        raise web.HTTPNotFound(text="hls.js is not installed (npm install)")
+    return web.FileResponse(HLS_JS, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def add_routes(app: web.Application) -> None:
     for pattern, filename in PAGES.items():
         app.router.add_get(pattern, _page(filename))
+    # Before the /static/ prefix, which would otherwise answer for this path.
+    app.router.add_get("/static/vendor/hls.min.js", _hls_js)
     app.router.add_static("/static/", STATIC_DIR, name="static")

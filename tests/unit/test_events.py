@@ -33,9 +33,24 @@ SAMPLES: list[events.Event] = [
         recording_id="r-1",
         segment_count=1800,
         duration_s=3600.5,
-        playlist_key="recordings/r-1/vod.m3u8",
+        playlist_key="hls/1/r-1/camera/index.m3u8",
         mp4_key=None,
         at=AT,
+        size_bytes=123_456_789,
+        master_key="hls/1/r-1/master.m3u8",
+        angles=(
+            events.RecordingAngle(
+                angle="camera",
+                start_s=0.0,
+                duration_s=3600.5,
+                segments=1800,
+                width=1280,
+                height=720,
+                playlist_key="hls/1/r-1/camera/index.m3u8",
+                mp4_key="hls/1/r-1/camera.mp4",
+                mp4_bytes=100_000_000,
+            ),
+        ),
     ),
 ]
 
@@ -44,8 +59,17 @@ def sample_params() -> list[Any]:
     return [pytest.param(e, id=e.type) for e in SAMPLES]
 
 
-def field_params() -> list[Any]:
-    return [pytest.param(e, f.name, id=f"{e.type}.{f.name}") for e in SAMPLES for f in dataclasses.fields(e)]
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def field_params(required: bool = True) -> list[Any]:
+    return [
+        pytest.param(e, f.name, id=f"{e.type}.{f.name}")
+        for e in SAMPLES
+        for f in dataclasses.fields(e)
+        if _required(f) == required
+    ]
 
 
 def test_every_event_type_has_a_sample() -> None:
@@ -70,6 +94,15 @@ def test_a_missing_field_is_named(event: events.Event, name: str) -> None:
     assert name in caught.value.message
 
 
+@pytest.mark.parametrize(("event", "name"), field_params(required=False))
+def test_a_field_added_later_may_be_missing_from_an_older_producer(event: events.Event, name: str) -> None:
+    data = event.to_dict()
+    del data[name]
+    decoded = type(event).from_dict(data)
+    default = next(f for f in dataclasses.fields(event) if f.name == name).default
+    assert getattr(decoded, name) == default
+
+
 @pytest.mark.parametrize(
     ("event", "name", "value"),
     [
@@ -87,6 +120,16 @@ def test_a_missing_field_is_named(event: events.Event, name: str) -> None:
         pytest.param(SAMPLES[6], "duration_s", "2.0", id="duration-as-string"),
         pytest.param(SAMPLES[6], "duration_s", -0.5, id="negative-duration"),
         pytest.param(SAMPLES[7], "mp4_key", "", id="empty-optional-key"),
+        pytest.param(SAMPLES[7], "size_bytes", -1, id="negative-size"),
+        pytest.param(SAMPLES[7], "angles", {"angle": "camera"}, id="angles-not-an-array"),
+        pytest.param(SAMPLES[7], "angles", ["camera"], id="angle-not-an-object"),
+        pytest.param(SAMPLES[7], "angles", [{"angle": "camera"}], id="angle-missing-fields"),
+        pytest.param(
+            SAMPLES[7],
+            "angles",
+            [{**SAMPLES[7].to_dict()["angles"][0], "duration_s": -1}],
+            id="angle-negative-duration",
+        ),
     ],
 )
 def test_a_malformed_field_is_named(event: events.Event, name: str, value: Any) -> None:

@@ -49,11 +49,18 @@ async function load() {
     $("#meta").replaceChildren(...meta);
     const sessions = course.sessions || [];
     $("#sessions").replaceChildren(...(sessions.length ? sessions.map(sessionItem) : [h("li", {}, ["暂无课次安排"])]));
+    const replays = course.replays || [];
+    $("#replays-section").hidden = replays.length === 0;
+    $("#replays").replaceChildren(
+      ...replays.map((/** @type {any} */ r) =>
+        h("li", {}, [
+          h("h3", {}, [h("a", { href: `/replays/${r.id}` }, [`观看回放：${r.session_title}`])]),
+          h("div", { class: "meta" }, [h("span", {}, [`时长 ${Math.round(r.duration_s / 60)} 分钟`])]),
+        ]),
+      ),
+    );
     let enrolled = /** @type {boolean | null} */ (course.status === "published" ? false : null);
-    if (me && enrolled === false) {
-      const mine = await api("GET", "/api/me/learning");
-      enrolled = (mine.items || []).some((/** @type {any} */ e) => e.course?.id === courseId);
-    }
+    if (me && enrolled === false) enrolled = Boolean(course.enrolled);
     showEnrolled(enrolled);
     say(enrolled === null ? "该课程未发布，不接受报名。" : "");
   } catch (err) {

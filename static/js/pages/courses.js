@@ -49,7 +49,7 @@ async function load() {
     if (ticket !== latest) return;
     list.replaceChildren(...res.items.map(item));
     const pages = Math.max(1, Math.ceil(res.total / PAGE_SIZE));
-    $("#count").textContent = `共 ${res.total} 门课程`;
+    $("#count").textContent = `共 ${res.total}${res.total_is_lower_bound ? "+" : ""} 门课程`;
     $("#page").textContent = `第 ${page} / ${pages} 页`;
     prev.disabled = page <= 1;
     nextBtn.disabled = page >= pages;

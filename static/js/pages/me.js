@@ -34,14 +34,19 @@ async function load() {
   }
   say("正在加载…");
   try {
-    const res = await api("GET", "/api/me/learning");
+    const res = await api("GET", "/api/me/learning?page_size=100");
     const items = res.items || [];
-    const upcoming = items
-      .flatMap((/** @type {any} */ e) => (e.upcoming_sessions || []).map((/** @type {any} */ s) => ({ course: e.course, session: s })))
-      .sort((/** @type {any} */ a, /** @type {any} */ b) => Date.parse(a.session.scheduled_start) - Date.parse(b.session.scheduled_start));
+    // The API lists the next sessions across every enrolled course, soonest first.
+    const upcoming = (res.upcoming || []).map((/** @type {any} */ s) => ({
+      course: { id: s.course_id, title: s.course_title },
+      session: s,
+    }));
     $("#learning").replaceChildren(
       ...(items.length
-        ? items.map((/** @type {any} */ e) => courseItem(e.course))
+        ? [
+            ...items.map((/** @type {any} */ e) => courseItem(e.course)),
+            ...(res.total > items.length ? [h("li", { class: "meta" }, [`另有 ${res.total - items.length} 门课程未列出`])] : []),
+          ]
         : [h("li", {}, ["还没有报名课程，去", h("a", { href: "/courses" }, ["课程目录"]), "看看吧。"])]),
     );
     $("#upcoming").replaceChildren(...(upcoming.length ? upcoming.map(sessionItem) : [h("li", {}, ["暂无即将开始的课次"])]));

@@ -33,11 +33,13 @@ from catalog.models import (
     Enrollment,
     Organization,
     Person,
+    Recording,
     RoleAssignment,
     Session,
     SessionExpert,
 )
-from infra.appkeys import READINESS, SETTINGS
+from infra.appkeys import BUS, READINESS, SETTINGS
+from infra.bus_memory import MemoryBus
 from infra.http import error_middleware
 from infra.settings import Settings, normalise_database_url
 from tests.helpers import service_env
@@ -108,11 +110,20 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, secret_key=SECRET, data_dir=tmp_path / "var")
 
 
+async def _memory_bus(app: web.Application) -> AsyncIterator[None]:
+    bus = MemoryBus(retention=app[SETTINGS].bus_retention)
+    app[BUS] = bus
+    yield
+    await bus.close()
+
+
 def make_app(settings: Settings) -> web.Application:
-    """The catalog on its own, wired like streaming.app.create_app does (error shape included)."""
+    """The catalog on its own, wired like streaming.app.create_app does (error shape included; the
+    in-process bus the catalog's consumer reads)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[READINESS] = {}
+    app.cleanup_ctx.append(_memory_bus)
     catalog.setup(app)
     return app
 
@@ -251,6 +262,39 @@ class World:
             await s.flush()
             s.add_all(SessionExpert(session_id=ss.id, person_id=pid) for pid in experts)
             return ss.id
+
+    async def recording(self, session_id: int, *, duration_s: float = 120.0, screen: bool = True) -> str:
+        """A finalized recording of the session, as the consumer registers it from recording.finalized."""
+        recording_id = f"rec-{uuid.uuid4().hex[:12]}"
+        prefix = f"hls/{session_id}/{recording_id}"
+        angles = {
+            name: {
+                "playlist_key": f"{prefix}/{name}/index.m3u8",
+                "mp4_key": f"{prefix}/{name}.mp4",
+                "start_s": start_s,
+                "duration_s": duration_s - start_s,
+                "width": 1280,
+                "height": 720,
+                "mp4_bytes": 1000,
+            }
+            for name, start_s in [("camera", 0.0), ("screen", 10.0)][: 2 if screen else 1]
+        }
+        now = datetime.now(UTC)
+        async with self.db.sessions.begin() as s:
+            s.add(
+                Recording(
+                    id=recording_id,
+                    session_id=session_id,
+                    state="finalized",
+                    duration_s=duration_s,
+                    size_bytes=4000,
+                    angles=angles,
+                    master_key=f"{prefix}/master.m3u8",
+                    created_at=now,
+                    finalized_at=now,
+                )
+            )
+        return recording_id
 
     async def enroll(self, person_id: int, course_id: int) -> None:
         async with self.db.sessions.begin() as s:

@@ -122,6 +122,16 @@ async def _staff_enrollment(w: World, role: str) -> tuple[str, dict[str, Any] | 
     }
 
 
+async def _replay(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/replays/{await w.recording(w.session_id)}", None
+
+
+async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    recording_id = await w.recording(w.session_id)
+    body = {"position_s": 12.5, "rate": 1.25, "visible": True, "angle": "camera"}
+    return f"/api/replays/{recording_id}/progress", body
+
+
 MANAGERS = {"provider_admin": 200, "admin": 200}
 
 MATRIX: dict[str, Case] = {
@@ -171,6 +181,20 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/courses/{course_id}/enrollments": case(
         403, fixed("/api/courses/{c}/enrollments"), anonymous=401, provider_admin=200, bureau=200, admin=200
+    ),
+    # Replays: enrolled learners, the provider's staff, the session's experts and supervisors.
+    "GET /api/replays/{recording_id}": case(
+        403, _replay, anonymous=401, learner=200, expert=200, provider_admin=200, bureau=200, admin=200
+    ),
+    "PUT /api/replays/{recording_id}/progress": case(
+        403,
+        _replay_progress,
+        anonymous=401,
+        learner=200,
+        expert=200,
+        provider_admin=200,
+        bureau=200,
+        admin=200,
     ),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }

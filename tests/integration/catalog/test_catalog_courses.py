@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import catalog.courses
 from catalog.domain import CourseStatus, Role
 
 if TYPE_CHECKING:
@@ -146,3 +148,39 @@ async def test_provider_schedules_sessions_and_assigns_experts(client: Client, w
     assert by_id[session["id"]]["actual_end"] == "2031-01-05T10:58:00+00:00"
     assert len(by_id[session["id"]]["experts"]) == 2
     assert [e["name"] for e in by_id[world.session_id]["experts"]] == ["测试expert"]
+
+
+async def test_a_provider_lists_its_own_drafts_but_nobody_else_may(client: Client, world: World) -> None:
+    p = world.orgs["provider"]
+    query = f"/api/courses?provider_id={p}&status=draft"
+    resp = await client.get(query, headers=world.actors["provider_admin"].headers)
+    assert resp.status == 200
+    assert [c["id"] for c in (await resp.json())["items"]] == [world.draft_course_id]
+    resp = await client.get(
+        f"/api/courses?provider_id={p}&status=all", headers=world.actors["provider_admin"].headers
+    )
+    assert {c["id"] for c in (await resp.json())["items"]} >= {world.draft_course_id, world.course_id}
+    assert (await client.get(query, headers=world.actors["bureau"].headers)).status == 200
+    for actor in ("learner", "other_provider_admin"):
+        resp = await client.get(query, headers=world.actors[actor].headers)
+        assert resp.status == 403, actor
+    assert (await client.get(query)).status == 403
+    resp = await client.get("/api/courses?status=draft", headers=world.actors["provider_admin"].headers)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["field"] == "provider_id"
+    resp = await client.get(f"/api/courses?provider_id={p}&status=secret")
+    assert (await resp.json())["error"]["field"] == "status"
+
+
+async def test_totals_past_the_count_cap_are_a_lower_bound(
+    client: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog.courses, "COUNT_CAP", 2)
+    p = world.orgs["provider"]
+    for n in range(2):
+        await world.course(p, title=f"封顶课程{n}")
+    body = await (await client.get("/api/courses?q=封顶")).json()
+    assert (body["total"], body["total_is_lower_bound"]) == (2, False)
+    await world.course(p, title="封顶课程2")
+    body = await (await client.get("/api/courses?q=封顶&page_size=1")).json()
+    assert (body["total"], body["total_is_lower_bound"], len(body["items"])) == (2, True, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -93,8 +94,30 @@ async def test_my_learning_lists_enrolled_courses_with_upcoming_sessions(
     items = (await resp.json())["items"]
     assert [i["course"]["id"] for i in items] == [world.course_id]
     assert [s["id"] for s in items[0]["upcoming_sessions"]] == [world.session_id]
+    assert [s["id"] for s in (await resp.json())["upcoming"]] == [world.session_id]
     resp = await client.get("/api/me/learning", headers=world.actors["staff"].headers)
     assert (await resp.json())["items"] == []
+
+
+async def test_my_learning_pages_courses_but_lists_the_next_sessions_of_all(
+    client: Client, world: World
+) -> None:
+    learner = world.actors["learner"]
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    extra_sessions = []
+    for n in range(3):
+        course = await world.course(world.orgs["provider"], title=f"分页课程{n}")
+        extra_sessions.append(await world.session(course, start=soon + timedelta(minutes=n)))
+        await world.enroll(learner.person_id, course)
+    resp = await client.get("/api/me/learning?page_size=2&page=2", headers=learner.headers)
+    body = await resp.json()
+    assert body["total"] == 4
+    assert (body["page"], body["page_size"], len(body["items"])) == (2, 2, 2)
+    # The next sessions come from every enrolled course, soonest first, whatever the page.
+    assert [s["id"] for s in body["upcoming"]] == [*extra_sessions, world.session_id]
+    assert body["upcoming"][0]["course_title"] == "分页课程0"
+    resp = await client.get("/api/me/learning?page_size=101", headers=learner.headers)
+    assert resp.status == 400
 
 
 async def test_provider_sees_enrollments_paginated_with_masked_phones(client: Client, world: World) -> None:
@@ -107,3 +130,10 @@ async def test_provider_sees_enrollments_paginated_with_masked_phones(client: Cl
     assert (body["total"], len(body["items"])) == (2, 1)
     phone = world.actors["staff"].phone
     assert body["items"][0]["person_phone"] == phone[:3] + "****" + phone[-4:]
+
+
+async def test_course_detail_says_whether_the_caller_is_enrolled(client: Client, world: World) -> None:
+    url = f"/api/courses/{world.course_id}"
+    assert (await (await client.get(url, headers=world.actors["learner"].headers)).json())["enrolled"] is True
+    assert (await (await client.get(url, headers=world.actors["staff"].headers)).json())["enrolled"] is False
+    assert (await (await client.get(url)).json())["enrolled"] is False

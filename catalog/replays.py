@@ -1,0 +1,270 @@
+"""Replays: finalized recordings registered from `recording.finalized`, who may watch them, and the
+playback progress their pages report (the latest per person, and every report for attendance checks)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import forms, queries
+from catalog.db import Database
+from catalog.domain import Caller, RecordingState
+from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
+from infra.errors import Forbidden, Invalid, NotFound, TooMany
+from infra.events import RecordingFinalized
+
+log = logging.getLogger(__name__)
+
+# One accepted report per person and recording per this many seconds; pages report every REPORT_EVERY_S.
+REPORT_MIN_INTERVAL_S = 5.0
+REPORT_EVERY_S = 10.0
+# Players round; a report a little past the end (the last frame's duration) is not an error.
+POSITION_SLACK_S = 1.0
+HLS_PREFIX = "hls/"
+ANGLE_ORDER = ("camera", "screen")
+
+
+# -- pure helpers ------------------------------------------------------------------------------------
+
+
+def angles_of(event: RecordingFinalized) -> dict[str, dict[str, Any]]:
+    """angle -> its keys and times. An event from before `angles` existed names one playlist: its
+    directory (`.../{angle}/index.m3u8`) is the angle."""
+    if event.angles:
+        return {
+            a.angle: {
+                "playlist_key": a.playlist_key,
+                "mp4_key": a.mp4_key,
+                "start_s": a.start_s,
+                "duration_s": a.duration_s,
+                "width": a.width,
+                "height": a.height,
+                "mp4_bytes": a.mp4_bytes,
+            }
+            for a in event.angles
+        }
+    parts = event.playlist_key.split("/")
+    name = parts[-2] if len(parts) >= 2 and parts[-1] == "index.m3u8" else "camera"
+    return {
+        name: {
+            "playlist_key": event.playlist_key,
+            "mp4_key": event.mp4_key,
+            "start_s": 0.0,
+            "duration_s": event.duration_s,
+            "width": 0,
+            "height": 0,
+            "mp4_bytes": None,
+        }
+    }
+
+
+def hls_url(key: str | None) -> str | None:
+    """The path a browser loads an object under hls/ from: `/hls/...` (nginx or streaming.hls_routes)."""
+    if not key or not key.startswith(HLS_PREFIX):
+        return None
+    return "/hls/" + quote(key.removeprefix(HLS_PREFIX), safe="/")
+
+
+def ordered_angles(angles: dict[str, Any]) -> list[str]:
+    """Camera first, then screen, then anything else by name."""
+    return sorted(angles, key=lambda a: (ANGLE_ORDER.index(a) if a in ANGLE_ORDER else len(ANGLE_ORDER), a))
+
+
+def replay_summary(recording: Recording, session_title: str) -> dict[str, Any]:
+    """A replay as listed on its course page."""
+    return {
+        "id": recording.id,
+        "session_id": recording.session_id,
+        "session_title": session_title,
+        "duration_s": recording.duration_s,
+        "angles": ordered_angles(recording.angles),
+        "finalized_at": recording.finalized_at.isoformat() if recording.finalized_at else None,
+    }
+
+
+def _progress_view(progress: ReplayProgress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {
+        "position_s": progress.position_s,
+        "rate": progress.rate,
+        "visible": progress.visible,
+        "angle": progress.angle,
+        "updated_at": progress.updated_at.isoformat(),
+    }
+
+
+# -- registering recordings (the event consumer) -----------------------------------------------------
+
+
+async def register(db: Database, event: RecordingFinalized, now: datetime) -> bool:
+    """Record a finalized recording as a replay of its session; False when it already was (events are
+    delivered at least once). NotFound when the session does not exist."""
+    try:
+        async with db.sessions.begin() as s:
+            if await s.get(Session, event.session_id) is None:
+                raise NotFound(f"session {event.session_id} not found", field="session_id")
+            existing = await s.get(Recording, event.recording_id)
+            if existing is not None:
+                if existing.session_id != event.session_id:
+                    log.warning(
+                        "recording=%s already registered for session=%s, not session=%s",
+                        event.recording_id,
+                        existing.session_id,
+                        event.session_id,
+                    )
+                return False
+            s.add(
+                Recording(
+                    id=event.recording_id,
+                    session_id=event.session_id,
+                    state=RecordingState.FINALIZED.value,
+                    duration_s=event.duration_s,
+                    size_bytes=event.size_bytes,
+                    angles=angles_of(event),
+                    master_key=event.master_key,
+                    created_at=now,
+                    finalized_at=event.at,
+                )
+            )
+    except IntegrityError:
+        # Another consumer registered it between our check and our insert: the same outcome.
+        log.info("recording=%s registered concurrently", event.recording_id)
+        return False
+    log.info(
+        "replay registered session=%s recording=%s duration_s=%.1f",
+        event.session_id,
+        event.recording_id,
+        event.duration_s,
+    )
+    return True
+
+
+# -- watching ----------------------------------------------------------------------------------------
+
+
+async def _watchable(s: AsyncSession, caller: Caller, recording_id: str) -> tuple[Recording, Session]:
+    """The recording and its session, when `caller` may watch it: learners enrolled in the course, the
+    provider's staff, the session's experts, bureau and admins. Forbidden otherwise."""
+    recording = await s.get(Recording, recording_id)
+    if recording is None or recording.state != RecordingState.FINALIZED:
+        raise NotFound(f"replay {recording_id} not found", field="recording_id")
+    session = await queries.session_or_404(s, recording.session_id)
+    course = session.course
+    allowed = (
+        caller.is_supervisor
+        or caller.manages_provider(course.provider_org_id)
+        or any(e.person_id == caller.person_id for e in session.experts)
+        or await queries.active_enrollment(s, caller.person_id, course.id) is not None
+    )
+    if not allowed:
+        raise Forbidden(
+            "only the course's enrolled learners, its provider, the session's experts and supervisors"
+            " may watch this replay"
+        )
+    return recording, session
+
+
+async def playback(db: Database, caller: Caller, recording_id: str) -> dict[str, Any]:
+    """What the replay page needs: the angles' HLS and MP4 URLs, the duration, the caller's progress."""
+    async with db.sessions.begin() as s:
+        recording, session = await _watchable(s, caller, recording_id)
+        progress = await s.get(ReplayProgress, (caller.person_id, recording.id))
+        course_title = session.course.title
+    angles = []
+    for name in ordered_angles(recording.angles):
+        info = recording.angles[name]
+        angles.append(
+            {
+                "name": name,
+                "hls_url": hls_url(info.get("playlist_key")),
+                "mp4_url": hls_url(info.get("mp4_key")),
+                "start_s": info.get("start_s", 0.0),
+                "duration_s": info.get("duration_s", recording.duration_s),
+                "width": info.get("width", 0),
+                "height": info.get("height", 0),
+                "mp4_bytes": info.get("mp4_bytes"),
+            }
+        )
+    return {
+        "id": recording.id,
+        "session_id": session.id,
+        "session_title": session.title,
+        "course_id": session.course_id,
+        "course_title": course_title,
+        "duration_s": recording.duration_s,
+        "size_bytes": recording.size_bytes,
+        "finalized_at": recording.finalized_at.isoformat() if recording.finalized_at else None,
+        "master_url": hls_url(recording.master_key),
+        "angles": angles,
+        "progress": _progress_view(progress),
+        "report_every_s": REPORT_EVERY_S,
+        "report_min_interval_s": REPORT_MIN_INTERVAL_S,
+    }
+
+
+async def report_progress(
+    db: Database, caller: Caller, recording_id: str, report: forms.ProgressReport, now: datetime
+) -> dict[str, Any]:
+    """Keep the latest progress and append the raw report; TooMany (with retry_after_s) when this person
+    reported on this recording less than REPORT_MIN_INTERVAL_S ago."""
+    async with db.sessions.begin() as s:
+        recording, _session = await _watchable(s, caller, recording_id)
+        if report.position_s > recording.duration_s + POSITION_SLACK_S:
+            raise Invalid(
+                f"position_s must be at most the duration ({recording.duration_s:.1f} s)", field="position_s"
+            )
+        if report.angle not in recording.angles:
+            raise Invalid(
+                f"angle must be one of: {', '.join(ordered_angles(recording.angles))}", field="angle"
+            )
+        position_s = min(report.position_s, recording.duration_s)
+        accepted = await queries.upsert_progress(
+            s,
+            person_id=caller.person_id,
+            recording_id=recording.id,
+            values={
+                "position_s": position_s,
+                "rate": report.rate,
+                "visible": report.visible,
+                "angle": report.angle,
+            },
+            now=now,
+            not_since=now - timedelta(seconds=REPORT_MIN_INTERVAL_S),
+        )
+        if not accepted:
+            last = await s.scalar(
+                select(ReplayProgress.updated_at).where(
+                    ReplayProgress.person_id == caller.person_id, ReplayProgress.recording_id == recording.id
+                )
+            )
+            wait_s = REPORT_MIN_INTERVAL_S - ((now - last).total_seconds() if last else 0.0)
+            raise TooMany(
+                f"at most one progress report per {REPORT_MIN_INTERVAL_S:g} s",
+                details={"retry_after_s": max(1, math.ceil(wait_s))},
+            )
+        s.add(
+            PlaybackReport(
+                person_id=caller.person_id,
+                recording_id=recording.id,
+                position_s=position_s,
+                rate=report.rate,
+                visible=report.visible,
+                angle=report.angle,
+                reported_at=now,
+            )
+        )
+    return {
+        "position_s": position_s,
+        "rate": report.rate,
+        "visible": report.visible,
+        "angle": report.angle,
+        "updated_at": now.isoformat(),
+    }

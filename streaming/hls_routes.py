@@ -1,0 +1,100 @@
+"""`GET /hls/{key}`: recordings and live playlists served from the app's object store (embedded mode),
+with HLS content types, single Range requests and caching fit for playlists and segments.
+
+In the compose stack nginx serves /hls/ from the bucket's hls/ prefix instead; this is the same contract.
+Anyone may GET: recording ids are random, like the anonymously readable hls/ prefix behind nginx.
+"""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from typing import Final
+
+from aiohttp import web
+
+from infra.appkeys import OBJECTS
+from infra.errors import Invalid, NotFound
+from infra.http import error_response
+from infra.objects import ObjectNotFound
+from infra.objects_local import check_key, resolve_range
+from streaming.objects_routes import parse_range
+
+PREFIX: Final = "hls/"
+CHUNK_BYTES: Final = 1024 * 1024
+CONTENT_TYPES: Final = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".json": "application/json",
+}
+# Playlists change (the live one after every segment); segments, init segments and MP4s never do once
+# stored (new periods get new names), so browsers and proxies may keep them.
+NO_CACHE: Final = "no-cache"
+IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
+
+def _content_type(key: str, stored: str) -> str:
+    suffix = key[key.rfind(".") :] if "." in key.rsplit("/", 1)[-1] else ""
+    return CONTENT_TYPES.get(suffix, stored or "application/octet-stream")
+
+
+def _cache_control(key: str) -> str:
+    return NO_CACHE if key.endswith((".m3u8", ".json")) else IMMUTABLE
+
+
+def object_key(path_key: str) -> str:
+    """The object key behind `/hls/<path_key>`; Invalid (naming `key`) for '..', '.', '//' or NUL."""
+    return check_key(PREFIX + path_key)
+
+
+async def get_hls(request: web.Request) -> web.StreamResponse:
+    key = object_key(request.match_info["key"])
+    store = request.app[OBJECTS]
+    try:
+        info = await store.stat(key)
+    except ObjectNotFound:
+        # ObjectNotFound is not an errors.NotFound subclass everywhere: answer 404 explicitly.
+        raise NotFound(f"no object {key!r}", field="key") from None
+    etag = f'"{info.etag}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": _cache_control(key),
+        "ETag": etag,
+        "Last-Modified": format_datetime(info.modified_at, usegmt=True),
+    }
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    wanted = parse_range(request.headers.get("Range", ""))
+    try:
+        offset, length = resolve_range(*wanted, info.size) if wanted else (0, info.size)
+    except Invalid:
+        return error_response(
+            416,
+            "range_not_satisfiable",
+            f"range {request.headers['Range']!r} is outside the object",
+            headers={"Content-Range": f"bytes */{info.size}"},
+        )
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    response.content_type = _content_type(key, info.content_type)
+    response.content_length = length
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    # Chunks through the store's ranged get: works for the local folder and S3 alike, never whole MP4s
+    # in memory. Objects under hls/ are immutable once named, except playlists (one chunk).
+    position, end = offset, offset + length
+    while position < end:
+        last = min(position + CHUNK_BYTES, end) - 1
+        chunk = await store.get(key, position, last)
+        if not chunk:
+            break  # the object shrank under us (a rewritten playlist): end the response, never loop
+        await response.write(chunk)
+        position += len(chunk)
+    await response.write_eof()
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/hls/{key:.+}", get_hls)

@@ -1,0 +1,377 @@
+"""Replays: the catalog's event consumer turns session and recording events into rows (idempotently,
+dropping malformed events), and the replay API gives playback to those who may watch and stores progress."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+import catalog
+from catalog.consumer import CONSUMER, GROUP, EventConsumer
+from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
+from infra import events
+from infra.appkeys import BUS
+from infra.bus_memory import MemoryBus
+from tests.helpers import wait_until
+
+if TYPE_CHECKING:
+    from tests.integration.catalog.conftest import World
+
+Client = TestClient[web.Request, web.Application]
+AT = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+
+
+def finalized(
+    session_id: int, recording_id: str = "r-20260301-abc", **changes: Any
+) -> events.RecordingFinalized:
+    prefix = f"hls/{session_id}/{recording_id}"
+    angles = tuple(
+        events.RecordingAngle(
+            angle=name,
+            start_s=start_s,
+            duration_s=60.0 - start_s,
+            segments=30,
+            width=1280,
+            height=720,
+            playlist_key=f"{prefix}/{name}/index.m3u8",
+            mp4_key=f"{prefix}/{name}.mp4",
+            mp4_bytes=5_000_000,
+        )
+        for name, start_s in (("camera", 0.0), ("screen", 10.0))
+    )
+    values: dict[str, Any] = {
+        "session_id": session_id,
+        "recording_id": recording_id,
+        "segment_count": 60,
+        "duration_s": 60.0,
+        "playlist_key": f"{prefix}/camera/index.m3u8",
+        "mp4_key": f"{prefix}/camera.mp4",
+        "at": AT + timedelta(hours=1),
+        "size_bytes": 20_000_000,
+        "master_key": f"{prefix}/master.m3u8",
+        "angles": angles,
+    }
+    values.update(changes)
+    return events.RecordingFinalized(**values)
+
+
+async def session_row(w: World) -> Session:
+    async with w.db.sessions.begin() as s:
+        row = await s.get(Session, w.session_id)
+        assert row is not None
+        return row
+
+
+async def recordings(w: World) -> list[Recording]:
+    async with w.db.sessions.begin() as s:
+        return list(await s.scalars(select(Recording).order_by(Recording.id)))
+
+
+# -- the consumer -------------------------------------------------------------------------------------
+
+
+async def test_published_events_reach_the_database_through_the_running_consumer(
+    client: Client, world: World
+) -> None:
+    bus = client.app[BUS]
+    await events.publish(bus, events.SessionStarted(session_id=world.session_id, at=AT))
+    await events.publish(
+        bus,
+        events.SessionEnded(
+            session_id=world.session_id, at=AT + timedelta(hours=1), reason="ended_by_expert"
+        ),
+    )
+    await events.publish(bus, finalized(world.session_id))
+
+    async def all_done() -> bool:
+        return await bus.pending_count(events.RECORDINGS, GROUP) == 0 and bool(await recordings(world))
+
+    await wait_until(all_done, timeout_s=10, message="the recording registered")
+    session = await wait_until(_ended(world), timeout_s=10, message="session actual_end")
+    assert session.actual_start == AT
+    assert session.actual_end == AT + timedelta(hours=1)
+    (recording,) = await recordings(world)
+    assert recording.id == "r-20260301-abc"
+    assert recording.state == "finalized"
+    assert recording.duration_s == 60.0
+    assert recording.size_bytes == 20_000_000
+    assert recording.finalized_at == AT + timedelta(hours=1)
+    assert recording.master_key == f"hls/{world.session_id}/r-20260301-abc/master.m3u8"
+    assert set(recording.angles) == {"camera", "screen"}
+    assert recording.angles["screen"]["start_s"] == 10.0
+    assert recording.angles["camera"]["mp4_key"].endswith("/camera.mp4")
+    assert client.app[CONSUMER].name  # one named consumer per process
+
+
+def _ended(w: World) -> Any:
+    async def check() -> Session | None:
+        row = await session_row(w)
+        return row if row.actual_end is not None else None
+
+    return check
+
+
+@pytest.fixture
+async def consumer(client: Client, world: World) -> EventConsumer:
+    """A second consumer driven by hand (the app's own is running too; both share group "catalog")."""
+    return EventConsumer(MemoryBus(retention=1000), world.db, "test-consumer", block_s=0)
+
+
+async def drain(consumer: EventConsumer, topic: str) -> None:
+    await consumer.handle(await consumer.bus.consume(topic, GROUP, consumer.name, block_s=0))
+
+
+async def test_duplicate_deliveries_change_nothing_and_the_first_start_wins(
+    consumer: EventConsumer, world: World
+) -> None:
+    bus = consumer.bus
+    later = AT + timedelta(minutes=5)
+    for event in (
+        events.SessionStarted(session_id=world.session_id, at=AT),
+        events.SessionStarted(session_id=world.session_id, at=AT),
+        events.SessionStarted(session_id=world.session_id, at=later),  # a restart: the first start stays
+        events.SessionEnded(session_id=world.session_id, at=AT + timedelta(hours=1), reason="publisher_lost"),
+        events.SessionEnded(
+            session_id=world.session_id, at=AT + timedelta(hours=2), reason="ended_by_expert"
+        ),
+        events.SessionEnded(
+            session_id=world.session_id, at=AT + timedelta(hours=1), reason="ended_by_expert"
+        ),
+    ):
+        await events.publish(bus, event)
+    for _ in range(3):
+        await events.publish(bus, finalized(world.session_id))
+    await drain(consumer, events.SESSIONS)
+    await drain(consumer, events.RECORDINGS)
+    session = await session_row(world)
+    assert session.actual_start == AT
+    assert session.actual_end == AT + timedelta(hours=2)  # the latest end wins
+    assert len(await recordings(world)) == 1
+    assert await bus.pending_count(events.SESSIONS, GROUP) == 0
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 0
+
+
+async def test_malformed_and_unknown_session_events_are_acknowledged_and_logged_not_retried(
+    consumer: EventConsumer, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = consumer.bus
+    await bus.publish(events.RECORDINGS, "recording.finalized", {"session_id": world.session_id})
+    await bus.publish(events.SESSIONS, "session.paused", {"session_id": world.session_id})
+    await events.publish(bus, finalized(999_999, recording_id="orphan"))
+    await events.publish(
+        bus,
+        events.RecordingSegmentStored(
+            session_id=world.session_id, recording_id="r", track="camera", seq=0, duration_s=2.0
+        ),
+    )
+    with caplog.at_level(logging.ERROR, logger="catalog.consumer"):
+        await drain(consumer, events.SESSIONS)
+        await drain(consumer, events.RECORDINGS)
+    assert await bus.pending_count(events.SESSIONS, GROUP) == 0
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 0
+    assert await recordings(world) == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "malformed" in logged
+    assert "missing field recording_id" in logged
+    assert "unknown event type 'session.paused'" in logged
+    assert "session 999999 not found" in logged
+
+
+async def test_a_failing_handler_leaves_the_event_pending_and_a_claim_retries_it(
+    consumer: EventConsumer, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = consumer.bus
+    await events.publish(bus, finalized(world.session_id))
+    original = catalog.replays.register
+
+    async def down(*_args: Any) -> bool:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(catalog.replays, "register", down)
+    await drain(consumer, events.RECORDINGS)
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 1
+    assert await recordings(world) == []
+
+    monkeypatch.setattr(catalog.replays, "register", original)
+    claimed = await bus.claim_stale(events.RECORDINGS, GROUP, "another-process", min_idle_s=0)
+    assert [d.attempts for d in claimed] == [2]
+    await consumer.handle(claimed)
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 0
+    assert len(await recordings(world)) == 1
+
+
+async def test_an_event_failing_max_attempts_times_is_dropped(
+    consumer: EventConsumer, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = consumer.bus
+    consumer.max_attempts = 2
+    await events.publish(bus, finalized(world.session_id))
+
+    async def broken(*_args: Any) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(catalog.replays, "register", broken)
+    await drain(consumer, events.RECORDINGS)
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 1
+    await consumer.handle(await bus.claim_stale(events.RECORDINGS, GROUP, consumer.name, min_idle_s=0))
+    assert await bus.pending_count(events.RECORDINGS, GROUP) == 0
+
+
+async def test_an_event_from_an_older_producer_registers_one_angle_from_its_playlist(
+    consumer: EventConsumer, world: World
+) -> None:
+    data = finalized(world.session_id).to_dict()
+    for name in ("size_bytes", "master_key", "angles"):
+        del data[name]
+    await consumer.bus.publish(events.RECORDINGS, "recording.finalized", data)
+    await drain(consumer, events.RECORDINGS)
+    (recording,) = await recordings(world)
+    assert list(recording.angles) == ["camera"]
+    assert recording.size_bytes is None
+    assert recording.angles["camera"]["playlist_key"] == data["playlist_key"]
+
+
+# -- the API -----------------------------------------------------------------------------------------
+
+
+async def test_course_page_lists_its_finalized_recordings_as_replays(client: Client, world: World) -> None:
+    recording_id = await world.recording(world.session_id, duration_s=90.0)
+    resp = await client.get(f"/api/courses/{world.course_id}")
+    assert resp.status == 200
+    (replay,) = (await resp.json())["replays"]
+    assert replay == {
+        "id": recording_id,
+        "session_id": world.session_id,
+        "session_title": "第一讲",
+        "duration_s": 90.0,
+        "angles": ["camera", "screen"],
+        "finalized_at": replay["finalized_at"],
+    }
+
+
+async def test_enrolled_learner_gets_hls_and_mp4_urls_and_no_progress_yet(
+    client: Client, world: World
+) -> None:
+    recording_id = await world.recording(world.session_id)
+    resp = await client.get(f"/api/replays/{recording_id}", headers=world.actors["learner"].headers)
+    assert resp.status == 200
+    body = await resp.json()
+    prefix = f"/hls/{world.session_id}/{recording_id}"
+    assert [a["name"] for a in body["angles"]] == ["camera", "screen"]
+    assert body["angles"][0]["hls_url"] == f"{prefix}/camera/index.m3u8"
+    assert body["angles"][1]["mp4_url"] == f"{prefix}/screen.mp4"
+    assert body["angles"][1]["start_s"] == 10.0
+    assert body["master_url"] == f"{prefix}/master.m3u8"
+    assert body["duration_s"] == 120.0
+    assert body["course_id"] == world.course_id
+    assert body["progress"] is None
+
+
+async def test_unknown_replay_is_404_naming_the_recording(client: Client, world: World) -> None:
+    resp = await client.get("/api/replays/no-such-thing", headers=world.actors["learner"].headers)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["field"] == "recording_id"
+    assert (await client.get("/api/replays/bad.id", headers=world.actors["learner"].headers)).status == 404
+
+
+async def test_progress_is_kept_per_person_and_every_report_is_appended(client: Client, world: World) -> None:
+    recording_id = await world.recording(world.session_id)
+    headers = world.actors["learner"].headers
+    body = {"position_s": 42.5, "rate": 1.5, "visible": False, "angle": "screen"}
+    resp = await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    saved = (await (await client.get(f"/api/replays/{recording_id}", headers=headers)).json())["progress"]
+    assert {k: saved[k] for k in body} == body
+    # The expert's progress is their own.
+    expert = await (
+        await client.get(f"/api/replays/{recording_id}", headers=world.actors["expert"].headers)
+    ).json()
+    assert expert["progress"] is None
+
+    async with world.db.sessions.begin() as s:
+        await s.execute(
+            ReplayProgress.__table__.update().values(updated_at=datetime.now(UTC) - timedelta(seconds=6))
+        )
+    body2 = {**body, "position_s": 52.5, "visible": True}
+    assert (
+        await client.put(f"/api/replays/{recording_id}/progress", json=body2, headers=headers)
+    ).status == 200
+    async with world.db.sessions.begin() as s:
+        reports = list(await s.scalars(select(PlaybackReport).order_by(PlaybackReport.id)))
+        progress_rows = await s.scalar(select(func.count()).select_from(ReplayProgress))
+    assert [(r.position_s, r.visible, r.rate, r.angle) for r in reports] == [
+        (42.5, False, 1.5, "screen"),
+        (52.5, True, 1.5, "screen"),
+    ]
+    assert all(r.person_id == world.actors["learner"].person_id for r in reports)
+    assert reports[0].reported_at.tzinfo is not None
+    assert progress_rows == 1
+
+
+async def test_a_second_report_within_five_seconds_is_429_with_retry_after(
+    client: Client, world: World
+) -> None:
+    recording_id = await world.recording(world.session_id)
+    headers = world.actors["learner"].headers
+    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera"}
+    assert (
+        await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
+    ).status == 200
+    resp = await client.put(
+        f"/api/replays/{recording_id}/progress", json={**body, "position_s": 2}, headers=headers
+    )
+    assert resp.status == 429
+    assert 1 <= int(resp.headers["Retry-After"]) <= 5
+    assert (await resp.json())["error"]["code"] == "too_many_requests"
+    # Another person, or another recording, is not limited by it.
+    other = await world.recording(world.session_id)
+    assert (await client.put(f"/api/replays/{other}/progress", json=body, headers=headers)).status == 200
+    expert = world.actors["expert"].headers
+    assert (
+        await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=expert)
+    ).status == 200
+    async with world.db.sessions.begin() as s:
+        assert await s.scalar(select(func.count()).select_from(PlaybackReport)) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"position_s": -1}, "position_s", id="negative-position"),
+        pytest.param({"position_s": 500}, "position_s", id="past-the-end"),
+        pytest.param({"position_s": "10"}, "position_s", id="position-as-string"),
+        pytest.param({"rate": 0.2}, "rate", id="rate-too-slow"),
+        pytest.param({"rate": 4.5}, "rate", id="rate-too-fast"),
+        pytest.param({"visible": "yes"}, "visible", id="visible-not-bool"),
+        pytest.param({"angle": "balcony"}, "angle", id="unknown-angle"),
+        pytest.param({"angle": ""}, "angle", id="empty-angle"),
+        pytest.param({"extra": 1}, "extra", id="unknown-key"),
+    ],
+)
+async def test_bad_progress_is_400_naming_the_field(
+    client: Client, world: World, change: dict[str, Any], field: str
+) -> None:
+    recording_id = await world.recording(world.session_id)
+    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera", **change}
+    resp = await client.put(
+        f"/api/replays/{recording_id}/progress", json=body, headers=world.actors["learner"].headers
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["field"] == field
+
+
+async def test_missing_progress_field_is_named(client: Client, world: World) -> None:
+    recording_id = await world.recording(world.session_id)
+    resp = await client.put(
+        f"/api/replays/{recording_id}/progress",
+        json={"position_s": 1, "rate": 1, "angle": "camera"},
+        headers=world.actors["learner"].headers,
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"]["field"] == "visible"

@@ -1,0 +1,142 @@
+"""`/hls/{key}` serves recordings from the object store: HLS content types, caching, Range, 404 and
+no way out of the hls/ prefix; the replay page's hls.js is served from node_modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from infra.appkeys import OBJECTS, SETTINGS
+from infra.errors import Invalid
+from infra.http import error_middleware
+from infra.objects_local import LocalObjectStore
+from infra.settings import Settings
+from streaming import hls_routes, pages
+
+Client = TestClient[web.Request, web.Application]
+AiohttpClient = Callable[..., Awaitable[Client]]
+SEGMENT = bytes(range(256)) * 40  # 10 240 bytes
+PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-ENDLIST\n"
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, embedded_settings: Settings) -> AsyncIterator[Client]:
+    store = LocalObjectStore(embedded_settings.objects_dir, signing_key="k", base_url="http://127.0.0.1")
+    await store.put("hls/7/r1/camera/index.m3u8", PLAYLIST, "application/octet-stream")
+    await store.put("hls/7/r1/camera/seg_000001.m4s", SEGMENT)
+    await store.put("hls/7/r1/camera/init.mp4", b"\x00\x00\x00\x18ftypiso6")
+    await store.put("hls/7/r1/camera.mp4", SEGMENT, "video/mp4")
+    await store.put("private/secret.txt", b"not under hls/")
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = embedded_settings
+    app[OBJECTS] = store
+    hls_routes.add_routes(app)
+    pages.add_routes(app)
+    yield await aiohttp_client(app)
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "cache"),
+    [
+        pytest.param("7/r1/camera/index.m3u8", "application/vnd.apple.mpegurl", "no-cache", id="playlist"),
+        pytest.param("7/r1/camera/seg_000001.m4s", "video/iso.segment", hls_routes.IMMUTABLE, id="segment"),
+        pytest.param("7/r1/camera/init.mp4", "video/mp4", hls_routes.IMMUTABLE, id="init"),
+        pytest.param("7/r1/camera.mp4", "video/mp4", hls_routes.IMMUTABLE, id="download"),
+    ],
+)
+async def test_objects_are_served_with_their_hls_content_type_and_caching(
+    client: Client, path: str, content_type: str, cache: str
+) -> None:
+    resp = await client.get(f"/hls/{path}")
+    assert resp.status == 200
+    assert resp.content_type == content_type
+    assert resp.headers["Cache-Control"] == cache
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    assert int(resp.headers["Content-Length"]) == len(await resp.read())
+
+
+async def test_a_range_request_gets_206_with_exactly_those_bytes(client: Client) -> None:
+    resp = await client.get("/hls/7/r1/camera/seg_000001.m4s", headers={"Range": "bytes=100-1099"})
+    assert resp.status == 206
+    assert resp.headers["Content-Range"] == f"bytes 100-1099/{len(SEGMENT)}"
+    assert await resp.read() == SEGMENT[100:1100]
+    suffix = await client.get("/hls/7/r1/camera.mp4", headers={"Range": "bytes=-10"})
+    assert suffix.status == 206
+    assert await suffix.read() == SEGMENT[-10:]
+
+
+async def test_a_range_past_the_end_is_416_with_the_size(client: Client) -> None:
+    resp = await client.get("/hls/7/r1/camera.mp4", headers={"Range": f"bytes={len(SEGMENT)}-"})
+    assert resp.status == 416
+    assert resp.headers["Content-Range"] == f"bytes */{len(SEGMENT)}"
+    assert (await resp.json())["error"]["code"] == "range_not_satisfiable"
+
+
+async def test_a_large_object_is_streamed_in_chunks_intact(client: Client) -> None:
+    store = client.app[OBJECTS]
+    big = bytes(range(251)) * 12_000  # ~3 MB: several chunks
+    await store.put("hls/7/r1/screen.mp4", big, "video/mp4")
+    assert await (await client.get("/hls/7/r1/screen.mp4")).read() == big
+
+
+async def test_etag_revalidation_answers_304(client: Client) -> None:
+    first = await client.get("/hls/7/r1/camera/index.m3u8")
+    again = await client.get("/hls/7/r1/camera/index.m3u8", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304
+
+
+async def test_head_answers_the_headers_only(client: Client) -> None:
+    resp = await client.head("/hls/7/r1/camera.mp4")
+    assert resp.status == 200
+    assert int(resp.headers["Content-Length"]) == len(SEGMENT)
+
+
+async def test_a_missing_object_is_404_in_the_json_error_shape(client: Client) -> None:
+    resp = await client.get("/hls/7/r1/camera/seg_000099.m4s")
+    assert resp.status == 404
+    assert (await resp.json())["error"] == {
+        "code": "not_found",
+        "message": "no object 'hls/7/r1/camera/seg_000099.m4s'",
+        "field": "key",
+        "details": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/hls/7/%2E%2E/%2E%2E/private/secret.txt", id="encoded-dot-dot"),
+        pytest.param("/hls/..%2Fprivate%2Fsecret.txt", id="encoded-slash"),
+        pytest.param("/hls/../private/secret.txt", id="raw-dot-dot"),
+        pytest.param("/hls/7/../../private/secret.txt", id="raw-dot-dot-deeper"),
+        pytest.param("/hls/%2E%2E%2Fprivate%2Fsecret.txt", id="all-encoded"),
+    ],
+)
+async def test_paths_that_could_leave_the_hls_prefix_are_refused(client: Client, path: str) -> None:
+    # Sent as written: the client must not normalise the dots away before the server sees them.
+    resp = await client.session.get(client.make_url("").join(URL(path, encoded=True)))
+    assert resp.status in (400, 404), await resp.text()
+    assert b"not under hls/" not in await resp.read()
+    assert (await resp.json())["error"]["code"] in ("invalid", "not_found")
+
+
+@pytest.mark.parametrize("key", ["7/../x.m3u8", "..", "7/./r1/x.m3u8", "7//x.m3u8", "x\x00.m3u8"])
+def test_keys_with_dot_segments_empty_segments_or_nul_are_invalid(key: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        hls_routes.object_key(key)
+    assert caught.value.field == "key"
+
+
+async def test_hls_js_is_served_for_the_replay_page(client: Client) -> None:
+    if not pages.HLS_JS.is_file():
+        pytest.fail(f"{pages.HLS_JS} missing: run npm install")
+    resp = await client.get("/static/vendor/hls.min.js")
+    assert resp.status == 200
+    assert resp.content_type in ("application/javascript", "text/javascript")
+    assert b"Hls" in (await resp.read())[:100_000]
+    assert (await client.get("/replays/rec-1")).status == 200
