@@ -1,0 +1,486 @@
+"""Rooms: one per live session — its publishers (WHIP), viewers (WHEP), track slots, seat limit and
+lifecycle (first publish starts it; the expert leaving, or every publisher gone past a grace period,
+ends it), announced on the bus topic "sessions" as session.started / session.ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NewType
+
+from infra.bus import BusUnavailable, EventBus
+from infra.errors import Conflict, Forbidden, Invalid, NotFound
+from streaming import rtc_adapter
+from streaming.forwarding import H264, VP8, EncodedFrame, FrameQueue, KeyframeRequests, TrackSlot
+
+log = logging.getLogger(__name__)
+
+ResourceId = NewType("ResourceId", str)
+SessionId = NewType("SessionId", int)
+
+SESSIONS_TOPIC = "sessions"
+# Slots every room has, and their media kind. A viewer's video m-lines bind to VIDEO_LABELS in order.
+SLOT_KINDS = {"camera": "video", "screen": "video", "audio": "audio"}
+VIDEO_LABELS = ("camera", "screen")
+# What we ask publishers for: H.264 remuxes straight into HLS; VP8 still works live.
+PUBLISH_VIDEO_PREFERENCE = (H264, VP8)
+PUBLISHER_ROLES = frozenset({"expert", "speaker"})
+VIEWER_ROLES = frozenset({"learner", "staff", "expert"})
+
+
+class RoomFull(Conflict):
+    code = "room_full"
+
+
+class SlotTaken(Conflict):
+    code = "slot_taken"
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    ice_servers: tuple[str, ...] = ()
+    ice_host_addresses: tuple[str, ...] = ()
+    seat_limit: int = 50
+    grace_s: float = 30.0
+    keyframe_interval_s: float = 0.5
+    video_queue_frames: int = 60
+    video_queue_bytes: int = 4 * 1024 * 1024
+    audio_queue_frames: int = 50
+    audio_queue_bytes: int = 256 * 1024
+    hls_url_template: str = "/hls/sessions/{session_id}/index.m3u8"
+    # A peer that has not connected this long after its answer is dropped (its seat or slot freed).
+    connect_timeout_s: float = 20.0
+
+
+@dataclass(eq=False)
+class Publisher:
+    rid: ResourceId
+    session_id: SessionId
+    person_id: int
+    role: str
+    pc: rtc_adapter.PeerConnection
+    labels: tuple[str, ...]  # per m-line, in the offer's order
+    keyframes: dict[str, KeyframeRequests] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class Viewer:
+    rid: ResourceId
+    session_id: SessionId
+    person_id: int
+    pc: rtc_adapter.PeerConnection | None = None
+    queues: dict[str, FrameQueue] = field(default_factory=dict)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class Room:
+    session_id: SessionId
+    slots: dict[str, TrackSlot]
+    started_at: datetime | None = None  # when the first publisher's media arrived
+    publishers: dict[ResourceId, Publisher] = field(default_factory=dict)
+    viewers: dict[ResourceId, Viewer] = field(default_factory=dict)
+    grace_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def new(cls, session_id: SessionId) -> Room:
+        return cls(session_id, {label: TrackSlot(label, kind) for label, kind in SLOT_KINDS.items()})
+
+
+def publisher_labels(
+    offered: Sequence[rtc_adapter.OfferedMedia], video_labels: Sequence[str] | None
+) -> tuple[str, ...]:
+    """Slot label per m-line: audio → "audio"; video m-lines take `video_labels` (the `video` query
+    parameter) in order, else "screen" for a=content:slides, else camera then screen."""
+    videos = [m for m in offered if m.kind == "video"]
+    audios = [m for m in offered if m.kind == "audio"]
+    if len(audios) > 1:
+        raise Invalid("a publisher may send at most one audio track", field="sdp")
+    if len(videos) > len(VIDEO_LABELS):
+        raise Invalid(f"a publisher may send at most {len(VIDEO_LABELS)} video tracks", field="sdp")
+    if video_labels is not None:
+        unknown = [v for v in video_labels if v not in VIDEO_LABELS]
+        if unknown:
+            raise Invalid(f"unknown video label(s) {unknown}; use {list(VIDEO_LABELS)}", field="video")
+        if len(video_labels) != len(videos) or len(set(video_labels)) != len(video_labels):
+            raise Invalid(
+                f"video lists {len(video_labels)} distinct label(s) for {len(videos)} video m-line(s)",
+                field="video",
+            )
+        chosen = list(video_labels)
+    else:
+        chosen = ["screen" if m.content == "slides" else "" for m in videos]
+        free = [label for label in VIDEO_LABELS if label not in chosen]
+        chosen = [label or free.pop(0) for label in chosen]
+        if len(set(chosen)) != len(chosen):
+            raise Invalid("two video m-lines claim the same slot; use the video query parameter")
+    it = iter(chosen)
+    return tuple("audio" if m.kind == "audio" else next(it) for m in offered)
+
+
+def viewer_labels(offered: Sequence[rtc_adapter.OfferedMedia]) -> tuple[str, ...]:
+    """A viewer's video m-lines bind to camera then screen; its audio m-line to audio."""
+    videos = sum(1 for m in offered if m.kind == "video")
+    audios = sum(1 for m in offered if m.kind == "audio")
+    if videos > len(VIDEO_LABELS) or audios > 1:
+        raise Invalid(
+            f"a viewer may receive at most {len(VIDEO_LABELS)} video and 1 audio m-line "
+            f"(offer has {videos} video, {audios} audio)",
+            field="sdp",
+        )
+    it = iter(VIDEO_LABELS)
+    return tuple("audio" if m.kind == "audio" else next(it) for m in offered)
+
+
+class Rooms:
+    """The live rooms of this process. Owns every peer connection and background task it starts;
+    `close()` ends the rooms, cancels and awaits the tasks."""
+
+    def __init__(
+        self,
+        config: RoomConfig,
+        bus: EventBus | None = None,
+        *,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_ended: Callable[[int, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        # Told after a room has ended (its peers closed): the room channel announces it to everyone.
+        self._on_ended = on_ended
+        self._wall_clock = wall_clock
+        self._rooms: dict[SessionId, Room] = {}
+        self._resources: dict[ResourceId, Publisher | Viewer] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._publish_lock = asyncio.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ queries
+
+    def room(self, session_id: int) -> Room | None:
+        return self._rooms.get(SessionId(session_id))
+
+    def resource(self, rid: str) -> Publisher | Viewer | None:
+        return self._resources.get(ResourceId(rid))
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(
+        self,
+        session_id: int,
+        person_id: int,
+        role: str,
+        offer_sdp: str,
+        video_labels: Sequence[str] | None = None,
+    ) -> tuple[ResourceId, str]:
+        """Accept a WHIP offer; returns the resource id and the SDP answer."""
+        sid = SessionId(session_id)
+        offered = rtc_adapter.parse_offer(offer_sdp)
+        labels = publisher_labels(offered, video_labels)
+        async with self._publish_lock:
+            existing = self._rooms.get(sid)
+            replaced = self._check_slots(existing, labels, person_id)
+            room = existing if existing is not None else Room.new(sid)
+            rid = ResourceId(secrets.token_urlsafe(12))
+            pc = rtc_adapter.make_peer_connection(self.config.ice_servers)
+            publisher = Publisher(rid, sid, person_id, role, pc, labels)
+            sinks = [self._sink(room, publisher, room.slots[label]) for label in labels]
+            try:
+                answer, tracks = await rtc_adapter.answer_publisher(
+                    pc,
+                    offered,
+                    offer_sdp,
+                    self.config.ice_host_addresses,
+                    PUBLISH_VIDEO_PREFERENCE,
+                    sinks,
+                )
+            except BaseException:
+                await pc.close()
+                raise
+            for old in replaced:
+                await self._drop_publisher(old, reason="replaced by a new publish")
+            if self._rooms.get(sid) is not room:  # a new room, or the old one ended meanwhile
+                room.started_at = None
+                self._rooms[sid] = room
+                log.info("session=%s room opened by person=%s", sid, person_id)
+            if room.grace_task is not None:
+                room.grace_task.cancel()
+                room.grace_task = None
+            room.publishers[rid] = publisher
+            self._resources[rid] = publisher
+            for label, track in zip(labels, tracks, strict=True):
+                mime = rtc_adapter.answer_codec(pc, track.media.index) or ""
+                requests = KeyframeRequests(self.config.keyframe_interval_s)
+                publisher.keyframes[label] = requests
+                if track.media.kind == "video":
+                    send = functools.partial(rtc_adapter.send_pli, track.receiver)
+                    publisher.tasks.append(self._spawn(requests.run(send)))
+                room.slots[label].attach(publisher, mime, requests.request)
+            rtc_adapter.on_connection_state(pc, lambda state: self._on_publisher_state(publisher, state))
+            self._spawn(self._expire_unconnected(publisher))
+            log.info("session=%s publisher=%s person=%s role=%s labels=%s", sid, rid, person_id, role, labels)
+            return rid, answer
+
+    def _check_slots(self, room: Room | None, labels: Sequence[str], person_id: int) -> list[Publisher]:
+        """Publishers of the same person to replace (a reconnect); SlotTaken if someone else holds one."""
+        if room is None:
+            return []
+        replaced: list[Publisher] = []
+        for publisher in room.publishers.values():
+            overlap = set(publisher.labels) & set(labels)
+            if not overlap:
+                continue
+            if publisher.person_id != person_id:
+                raise SlotTaken(
+                    f"{sorted(overlap)} already published by another presenter in this session",
+                    details={"labels": sorted(overlap)},
+                )
+            replaced.append(publisher)
+        return replaced
+
+    def _sink(self, room: Room, publisher: Publisher, slot: TrackSlot) -> Callable[[EncodedFrame], None]:
+        def sink(frame: EncodedFrame) -> None:
+            if room.started_at is None and self._rooms.get(room.session_id) is room:
+                # The session's actual start is when media first arrives (docs/events.md).
+                room.started_at = self._wall_clock()
+                data = {"session_id": room.session_id, "at": room.started_at.isoformat()}
+                self._spawn(self._emit("session.started", data))
+            if frame.keyframe:
+                requests = publisher.keyframes.get(slot.label)
+                if requests is not None:
+                    requests.satisfied()
+            slot.push(publisher, frame)
+
+        return sink
+
+    def _on_publisher_state(self, publisher: Publisher, state: str) -> None:
+        if state == "connected":
+            publisher.connected.set()
+        elif state in ("failed", "closed") and publisher.rid in self._resources:
+            log.info("session=%s publisher=%s connection %s", publisher.session_id, publisher.rid, state)
+            self._spawn(self._drop_publisher(publisher, reason=f"connection {state}"))
+
+    async def unpublish(self, rid: str, person_id: int) -> None:
+        """WHIP DELETE. The expert deleting their last publisher ends the session."""
+        publisher = self._resources.get(ResourceId(rid))
+        if not isinstance(publisher, Publisher):
+            raise NotFound("no such WHIP resource")
+        if publisher.person_id != person_id:
+            raise Forbidden("this WHIP resource belongs to someone else")
+        room = self._rooms.get(publisher.session_id)
+        others = [] if room is None else [p for p in room.publishers.values() if p is not publisher]
+        if publisher.role == "expert" and not any(p.role == "expert" for p in others):
+            await self.end(publisher.session_id, reason="ended_by_expert")
+        else:
+            await self._drop_publisher(publisher, reason="deleted")
+
+    async def _drop_publisher(self, publisher: Publisher, *, reason: str) -> None:
+        if self._resources.pop(publisher.rid, None) is None:
+            return
+        room = self._rooms.get(publisher.session_id)
+        for label in publisher.labels:
+            if room is not None:
+                room.slots[label].detach(publisher)
+        await self._cancel(publisher.tasks)
+        await publisher.pc.close()
+        log.info("session=%s publisher=%s gone: %s", publisher.session_id, publisher.rid, reason)
+        last_gone = (
+            room is not None and room.publishers.pop(publisher.rid, None) is not None and not room.publishers
+        )
+        if (
+            last_gone
+            and room is not None
+            and self._rooms.get(room.session_id) is room
+            and room.grace_task is None
+            and not self._closed
+        ):
+            room.grace_task = self._spawn(self._end_after_grace(room))
+
+    async def _end_after_grace(self, room: Room) -> None:
+        await asyncio.sleep(self.config.grace_s)
+        room.grace_task = None  # so that end() does not cancel the task running it
+        if self._rooms.get(room.session_id) is room and not room.publishers:
+            await self.end(room.session_id, reason="publisher_lost")
+
+    # ------------------------------------------------------------------ watching
+
+    async def watch(self, session_id: int, person_id: int, offer_sdp: str) -> tuple[ResourceId, str]:
+        """Accept a WHEP offer; returns the resource id and the SDP answer."""
+        sid = SessionId(session_id)
+        room = self._rooms.get(sid)
+        if room is None:
+            raise NotFound("session is not live")
+        offered = rtc_adapter.parse_offer(offer_sdp)
+        labels = viewer_labels(offered)
+        if len(room.viewers) >= self.config.seat_limit:
+            hls_url = self.config.hls_url_template.format(session_id=sid)
+            raise RoomFull(
+                f"all {self.config.seat_limit} interactive seats are taken; "
+                f"watch the HLS stream at {hls_url}",
+                details={"hls_url": hls_url, "seat_limit": self.config.seat_limit},
+            )
+        rid = ResourceId(secrets.token_urlsafe(12))
+        viewer = Viewer(rid, sid, person_id)
+        room.viewers[rid] = viewer  # the seat is taken now, so concurrent joins cannot overbook
+        try:
+            answer = await self._negotiate_viewer(room, viewer, offered, labels, offer_sdp)
+        except BaseException:
+            room.viewers.pop(rid, None)
+            if viewer.pc is not None:
+                await viewer.pc.close()
+            raise
+        if self._rooms.get(sid) is not room:  # the room ended meanwhile
+            room.viewers.pop(rid, None)
+            if viewer.pc is not None:
+                await viewer.pc.close()
+            raise NotFound("session is not live")
+        self._resources[rid] = viewer
+        self._spawn(self._expire_unconnected(viewer))
+        log.info("session=%s viewer=%s person=%s labels=%s", sid, rid, person_id, labels)
+        return rid, answer
+
+    async def _negotiate_viewer(
+        self,
+        room: Room,
+        viewer: Viewer,
+        offered: Sequence[rtc_adapter.OfferedMedia],
+        labels: Sequence[str],
+        offer_sdp: str,
+    ) -> str:
+        cfg = self.config
+        tracks, hooks, video_codecs = [], [], []
+        for label in labels:
+            slot = room.slots[label]
+            if slot.kind == "video":
+                queue = FrameQueue(
+                    "video",
+                    mime_type=None,
+                    max_frames=cfg.video_queue_frames,
+                    max_bytes=cfg.video_queue_bytes,
+                )
+                video_codecs.append([slot.mime_type] if slot.mime_type else list(PUBLISH_VIDEO_PREFERENCE))
+            else:
+                queue = FrameQueue(
+                    "audio",
+                    mime_type=None,
+                    max_frames=cfg.audio_queue_frames,
+                    max_bytes=cfg.audio_queue_bytes,
+                )
+            viewer.queues[label] = queue
+            tracks.append(rtc_adapter.PacketTrack(slot.kind, queue))
+            hooks.append(slot.request_keyframe)
+        viewer.pc = rtc_adapter.make_peer_connection(cfg.ice_servers)
+        answer, codecs = await rtc_adapter.answer_viewer(
+            viewer.pc, offered, offer_sdp, cfg.ice_host_addresses, video_codecs or [[H264]], tracks, hooks
+        )
+        for label, codec in zip(labels, codecs, strict=True):
+            viewer.queues[label].mime_type = codec
+        rtc_adapter.on_connection_state(viewer.pc, lambda state: self._on_viewer_state(room, viewer, state))
+        return answer
+
+    def _on_viewer_state(self, room: Room, viewer: Viewer, state: str) -> None:
+        if state == "connected" and not viewer.connected.is_set() and viewer.rid in room.viewers:
+            # Subscribing once media can flow: the keyframe asked for now reaches the viewer promptly.
+            viewer.connected.set()
+            for label, queue in viewer.queues.items():
+                room.slots[label].subscribe(queue)
+        elif state in ("failed", "closed") and viewer.rid in self._resources:
+            self._spawn(self._drop_viewer(viewer, reason=f"connection {state}"))
+
+    async def unwatch(self, rid: str, person_id: int) -> None:
+        viewer = self._resources.get(ResourceId(rid))
+        if not isinstance(viewer, Viewer):
+            raise NotFound("no such WHEP resource")
+        if viewer.person_id != person_id:
+            raise Forbidden("this WHEP resource belongs to someone else")
+        await self._drop_viewer(viewer, reason="deleted")
+
+    async def _drop_viewer(self, viewer: Viewer, *, reason: str) -> None:
+        if self._resources.pop(viewer.rid, None) is None:
+            return
+        room = self._rooms.get(viewer.session_id)
+        if room is not None:
+            room.viewers.pop(viewer.rid, None)
+            for label, queue in viewer.queues.items():
+                room.slots[label].unsubscribe(queue)
+        for queue in viewer.queues.values():
+            queue.close()
+        if viewer.pc is not None:
+            await viewer.pc.close()
+        log.info("session=%s viewer=%s gone: %s", viewer.session_id, viewer.rid, reason)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _expire_unconnected(self, resource: Publisher | Viewer) -> None:
+        try:
+            await asyncio.wait_for(resource.connected.wait(), self.config.connect_timeout_s)
+        except TimeoutError:
+            reason = f"not connected after {self.config.connect_timeout_s:g} s"
+            if isinstance(resource, Publisher):
+                await self._drop_publisher(resource, reason=reason)
+            else:
+                await self._drop_viewer(resource, reason=reason)
+
+    async def end(self, session_id: int, *, reason: str) -> None:
+        """End a room: close every peer, announce session.ended with `reason` (a docs/events.md code:
+        ended_by_expert, publisher_lost, scheduled_end, server_shutdown)."""
+        room = self._rooms.pop(SessionId(session_id), None)
+        if room is None:
+            return
+        if room.grace_task is not None:
+            room.grace_task.cancel()
+            room.grace_task = None
+        for slot in room.slots.values():
+            slot.close()
+        await asyncio.gather(
+            *(self._drop_publisher(p, reason="session ended") for p in list(room.publishers.values())),
+            *(self._drop_viewer(v, reason="session ended") for v in list(room.viewers.values())),
+        )
+        log.info("session=%s room ended: %s", session_id, reason)
+        if room.started_at is not None:  # no media ever arrived: the session never started
+            at = self._wall_clock().isoformat()
+            await self._emit("session.ended", {"session_id": session_id, "at": at, "reason": reason})
+        if self._on_ended is not None:
+            await self._on_ended(session_id, reason)
+
+    async def close(self) -> None:
+        """Shut down: end every room, then cancel and await every task this registry started."""
+        self._closed = True
+        for session_id in list(self._rooms):
+            await self.end(session_id, reason="server_shutdown")
+        await self._cancel(list(self._tasks))
+
+    async def _emit(self, type_: str, data: dict[str, Any]) -> None:
+        if self.bus is None:
+            return
+        try:
+            await self.bus.publish(SESSIONS_TOPIC, type_, data)
+        except BusUnavailable:
+            # Live media must not stop because the bus is down; the catalog reconciles later.
+            log.warning("session=%s could not publish %s: bus unavailable", data.get("session_id"), type_)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room task failed", exc_info=task.exception())
+
+    async def _cancel(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in tasks if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

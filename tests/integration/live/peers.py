@@ -1,0 +1,166 @@
+"""Live-path test peers: an app with WHIP/WHEP over loopback, a robot lecturer (a real aiortc peer
+publishing synthetic video encoded by aiortc, plus audio) and viewers that count encoded frames
+without decoding them (they tap their receivers the same way the server does)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiortc import RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+from infra.bus_memory import MemoryBus
+from infra.tokens import Claims, sign
+from streaming import live, rtc_adapter
+from streaming.forwarding import EncodedFrame
+from streaming.rooms import Rooms
+
+SECRET = "test-secret-key-not-for-production"
+LOOPBACK = ("127.0.0.1",)
+
+
+def token(purpose: str, session_id: int, role: str, person_id: int = 1, expires_in_s: float = 600.0) -> str:
+    claims = Claims(person_id, f"session:{session_id}", role, time.time() + expires_in_s, {})
+    return sign(SECRET, purpose, claims)
+
+
+def sdp_headers(bearer: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/sdp"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return headers
+
+
+@dataclass
+class LiveServer:
+    client: TestClient  # type: ignore[type-arg]
+    app: web.Application
+    bus: MemoryBus
+
+    @property
+    def rooms(self) -> Rooms:
+        return self.app[live.ROOMS]
+
+    async def events(self, topic: str = "sessions") -> list[tuple[str, dict[str, Any]]]:
+        await self.bus.ensure_group(topic, "test")
+        out = []
+        for delivery in await self.bus.consume(topic, "test", "t", count=100):
+            out.append((delivery.type, delivery.data))
+        return out
+
+
+LiveServerFactory = Callable[..., Awaitable[LiveServer]]
+
+
+class SyntheticVideo(VideoStreamTrack):
+    """Moving stripes, paced at 30 fps by VideoStreamTrack.next_timestamp()."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        size = width * height
+        base = bytes((x * 7) % 256 for x in range(2 * size))
+        self._lumas = [base[k * 97 : k * 97 + size] for k in range(30)]
+        self._chroma = bytes([128]) * (size // 4)
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        frame.planes[0].update(_fit(self._lumas[self.count % 30], frame.planes[0].buffer_size))
+        frame.planes[1].update(_fit(self._chroma, frame.planes[1].buffer_size))
+        frame.planes[2].update(_fit(self._chroma, frame.planes[2].buffer_size))
+        frame.pts, frame.time_base = pts, time_base
+        self.count += 1
+        return frame
+
+
+def _fit(data: bytes, size: int) -> bytes:
+    return data[:size] if len(data) >= size else data + bytes(size - len(data))
+
+
+class Robot:
+    """A robot lecturer: publishes synthetic video (and audio) over WHIP with a real aiortc peer."""
+
+    def __init__(self, video_codec: str | None = None, videos: int = 1, audio: bool = True) -> None:
+        self.pc = rtc_adapter.make_peer_connection([])
+        self.tracks: list[Any] = []
+        for _ in range(videos):
+            track = SyntheticVideo()
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            if video_codec is not None:
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences([c for c in caps if c.mimeType == video_codec])
+            self.tracks.append(track)
+        if audio:
+            self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        rtc_adapter.restrict_host_addresses(self.pc, LOOPBACK)
+        self.location: str | None = None
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def publish(self, client: TestClient, session_id: int, bearer: str, query: str = "") -> None:  # type: ignore[type-arg]
+        resp = await client.post(
+            f"/whip/sessions/{session_id}{query}", data=await self.offer(), headers=sdp_headers(bearer)
+        )
+        assert resp.status == 201, await resp.text()
+        assert resp.content_type == "application/sdp"
+        self.location = resp.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=await resp.text(), type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+@dataclass
+class Received:
+    at: float
+    frame: EncodedFrame
+
+
+@dataclass
+class WatchingPeer:
+    """A WHEP viewer whose receivers are tapped: it records encoded frames, never decodes them."""
+
+    videos: int = 1
+    audio: bool = True
+    frames: dict[str, list[Received]] = field(default_factory=lambda: {"video": [], "audio": []})
+    location: str | None = None
+    posted_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.pc = rtc_adapter.make_peer_connection([])
+        kinds = ["video"] * self.videos + (["audio"] if self.audio else [])
+        for kind in kinds:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            rtc_adapter.tap_receiver(transceiver.receiver, self._sink)
+        rtc_adapter.restrict_host_addresses(self.pc, LOOPBACK)
+
+    def _sink(self, frame: EncodedFrame) -> None:
+        self.frames[frame.kind].append(Received(time.monotonic(), frame))
+
+    def count(self, kind: str = "video") -> int:
+        return len(self.frames[kind])
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def watch(self, client: TestClient, session_id: int, bearer: str) -> None:  # type: ignore[type-arg]
+        offer = await self.offer()
+        self.posted_at = time.monotonic()
+        resp = await client.post(f"/whep/sessions/{session_id}", data=offer, headers=sdp_headers(bearer))
+        assert resp.status == 201, await resp.text()
+        self.location = resp.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=await resp.text(), type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
