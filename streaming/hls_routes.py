@@ -13,11 +13,10 @@ from typing import Final
 from aiohttp import web
 
 from infra.appkeys import OBJECTS
-from infra.errors import Invalid, NotFound
-from infra.http import error_response
+from infra.errors import NotFound
 from infra.objects import ObjectNotFound
-from infra.objects_local import check_key, resolve_range
-from streaming.objects_routes import parse_range
+from infra.objects_local import check_key
+from streaming.objects_routes import plan_range, range_headers
 
 PREFIX: Final = "hls/"
 CHUNK_BYTES: Final = 1024 * 1024
@@ -53,32 +52,23 @@ async def get_hls(request: web.Request) -> web.StreamResponse:
     try:
         info = await store.stat(key)
     except ObjectNotFound:
-        # ObjectNotFound is not an errors.NotFound subclass everywhere: answer 404 explicitly.
         raise NotFound(f"no object {key!r}", field="key") from None
     etag = f'"{info.etag}"'
     headers = {
-        "Accept-Ranges": "bytes",
         "Cache-Control": _cache_control(key),
         "ETag": etag,
         "Last-Modified": format_datetime(info.modified_at, usegmt=True),
     }
     if request.headers.get("If-None-Match") == etag:
-        return web.Response(status=304, headers=headers)
-    wanted = parse_range(request.headers.get("Range", ""))
-    try:
-        offset, length = resolve_range(*wanted, info.size) if wanted else (0, info.size)
-    except Invalid:
-        return error_response(
-            416,
-            "range_not_satisfiable",
-            f"range {request.headers['Range']!r} is outside the object",
-            headers={"Content-Range": f"bytes */{info.size}"},
-        )
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+        return web.Response(status=304, headers={"Accept-Ranges": "bytes", **headers})
+    planned = plan_range(request, info.size)
+    if isinstance(planned, web.Response):
+        return planned
+    offset, length, partial = planned
+    headers.update(range_headers(offset, length, partial, info.size))
+    response = web.StreamResponse(status=206 if partial else 200, headers=headers)
     response.content_type = _content_type(key, info.content_type)
     response.content_length = length
-    if wanted:
-        response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
     await response.prepare(request)
     if request.method == "HEAD":
         return response

@@ -35,6 +35,29 @@ def parse_range(header: str) -> tuple[int | None, int | None] | None:
     return start, end
 
 
+def plan_range(request: web.Request, size: int) -> tuple[int, int, bool] | web.Response:
+    """(offset, length, partial) to send of an object of `size` bytes for this request's Range
+    header, or the 416 response when the range lies outside the object."""
+    wanted = parse_range(request.headers.get("Range", ""))
+    try:
+        offset, length = resolve_range(*wanted, size) if wanted else (0, size)
+    except Invalid:
+        return error_response(
+            416,
+            "range_not_satisfiable",
+            f"range {request.headers['Range']!r} is outside the object",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return offset, length, wanted is not None
+
+
+def range_headers(offset: int, length: int, partial: bool, size: int) -> dict[str, str]:
+    headers = {"Accept-Ranges": "bytes"}
+    if partial:
+        headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{size}"
+    return headers
+
+
 def _signed_params(request: web.Request) -> tuple[int, str]:
     try:
         expires = int(request.query["expires"])
@@ -56,27 +79,18 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     try:
         f, info = await store.open(key)
     except ObjectNotFound:
-        # ObjectNotFound is not an errors.NotFound subclass, so the middleware would answer 400.
-        raise NotFound(f"no object {key!r}", field="key") from None
+        raise NotFound(f"no object {key!r}", field="key") from None  # name the field, like /hls/
     try:
-        wanted = parse_range(request.headers.get("Range", ""))
-        try:
-            offset, length = resolve_range(*wanted, info.size) if wanted else (0, info.size)
-        except Invalid:
-            return error_response(
-                416,
-                "range_not_satisfiable",
-                f"range {request.headers['Range']!r} is outside the object",
-                headers={"Content-Range": f"bytes */{info.size}"},
-            )
-        response = web.StreamResponse(status=206 if wanted else 200)
+        planned = plan_range(request, info.size)
+        if isinstance(planned, web.Response):
+            return planned
+        offset, length, partial = planned
+        response = web.StreamResponse(status=206 if partial else 200)
         response.content_type = info.content_type
         response.content_length = length
-        response.headers["Accept-Ranges"] = "bytes"
+        response.headers.update(range_headers(offset, length, partial, info.size))
         response.headers["ETag"] = f'"{info.etag}"'
         response.headers["Last-Modified"] = format_datetime(info.modified_at, usegmt=True)
-        if wanted:
-            response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
         await response.prepare(request)
         if request.method == "HEAD":
             return response
