@@ -28,6 +28,7 @@ from streaming.channel_state import (
     CheckId,
     ConnId,
     Effect,
+    EndStage,
     GrantSpeaker,
     Limits,
     Message,
@@ -48,6 +49,10 @@ EndRequestHook = Callable[[int], Awaitable[None]]
 # Optional: called with the session id when its expert sends {"type": "end_session"}. The live-room code
 # sets it; it decides whether and how the session ends (and then calls announce_session_ended).
 ON_END_REQUEST: web.AppKey[EndRequestHook] = web.AppKey("channel_on_end_request")
+DemoteHook = Callable[[int, int], Awaitable[None]]
+# Optional: called with (session id, person id) when the expert demotes a speaker. The live-room code
+# sets it to end that person's stage publication; without it only their page stops (on "demoted").
+ON_DEMOTE: web.AppKey[DemoteHook] = web.AppKey("channel_on_demote")
 
 CLOSE_TIMEOUT_S = 5.0  # how long a closing socket waits for the peer's close frame
 HEARTBEAT_S = 30.0  # pings find dead peers (and peers that stopped reading)
@@ -249,6 +254,12 @@ class Channels:
                             in_reply_to="end_session",
                         )
                     self._spawn(self._request_end(hook, room.state.session_id), "channel-end-request")
+                case EndStage(person_id):
+                    demoted = self._app.get(ON_DEMOTE)
+                    if demoted is not None:
+                        self._spawn(
+                            self._end_stage(demoted, room.state.session_id, person_id), "channel-end-stage"
+                        )
                 case _:
                     self._send(room, [effect])
 
@@ -288,6 +299,10 @@ class Channels:
     async def _request_end(self, hook: EndRequestHook, session_id: int) -> None:
         log.info("session=%s expert asked to end the session", session_id)
         await hook(session_id)
+
+    async def _end_stage(self, hook: DemoteHook, session_id: int, person_id: int) -> None:
+        log.info("session=%s person=%s demoted: ending their stage publication", session_id, person_id)
+        await hook(session_id, person_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)

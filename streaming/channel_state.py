@@ -63,7 +63,7 @@ class Limits:
     max_name_chars: int = 64
     chat_history: int = 50  # recent chat sent to a joining client
     max_questions: int = 200
-    max_speakers: int = 8
+    max_speakers: int = 2  # = streaming.rooms.STAGE_SEATS: every speaker can publish (tested)
     max_checks: int = 100  # presence checks kept per room
     check_window_default_s: float = 60.0
     check_window_min_s: float = 10.0
@@ -357,7 +357,14 @@ class RequestEnd:
     """The expert asked to end the session; whoever owns the live room decides."""
 
 
-Effect = Send | Publish | StartTimer | GrantSpeaker | RequestEnd
+@dataclass(frozen=True)
+class EndStage:
+    """`person_id` left the stage: whoever owns the live room ends their publication (frees the seat)."""
+
+    person_id: PersonId
+
+
+Effect = Send | Publish | StartTimer | GrantSpeaker | RequestEnd | EndStage
 
 
 # -- room state -----------------------------------------------------------------------------------------
@@ -648,7 +655,11 @@ class RoomState:
     def _demote(self, person_id: PersonId) -> list[Effect]:
         if self._stage.pop(person_id, None) is None:
             raise ChannelError("not_on_stage", f"person {person_id} is not on stage", field="person_id")
-        return [Send(Person(person_id), {"type": "demoted"}), Send(Everyone(), self._stage_message())]
+        return [
+            Send(Person(person_id), {"type": "demoted"}),
+            Send(Everyone(), self._stage_message()),
+            EndStage(person_id),
+        ]
 
     def _issue_check(self, window_s: float, now: float) -> list[Effect]:
         if len(self._checks) >= self.limits.max_checks:

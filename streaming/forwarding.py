@@ -92,6 +92,10 @@ class KeyframeRequests:
             self._wanted.clear()
             if await send():
                 self.sent += 1
+            else:
+                # Nothing to send to yet (a publisher whose RTP has not arrived): try again next turn,
+                # unless its first keyframe satisfies the request meanwhile.
+                self._wanted.set()
             # The rate limit itself: requests made meanwhile wait here and merge into one.
             await asyncio.sleep(self.min_interval_s)
 

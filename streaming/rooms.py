@@ -1,6 +1,7 @@
-"""Rooms: one per live session — its publishers (WHIP), viewers (WHEP), track slots, seat limit and
-lifecycle (first publish starts it; the expert leaving, or every publisher gone past a grace period,
-ends it), announced on the bus topic "sessions" as session.started / session.ended.
+"""Rooms: one per live session — its publishers (WHIP: the expert's slots and the speakers' stage
+seats), viewers (WHEP), track slots, seat limit and lifecycle (the expert's first publish starts it; the
+expert leaving, or gone past a grace period, ends it), announced on the bus topic "sessions" as
+session.started / session.ended.
 """
 
 from __future__ import annotations
@@ -25,9 +26,25 @@ ResourceId = NewType("ResourceId", str)
 SessionId = NewType("SessionId", int)
 
 SESSIONS_TOPIC = "sessions"
-# Slots every room has, and their media kind. A viewer's video m-lines bind to VIDEO_LABELS in order.
-SLOT_KINDS = {"camera": "video", "screen": "video", "audio": "audio"}
-VIDEO_LABELS = ("camera", "screen")
+# The expert's slots and their media kind; whoever publishes them keeps the room alive.
+EXPERT_SLOTS = {"camera": "video", "screen": "video", "audio": "audio"}
+VIDEO_LABELS = ("camera", "screen")  # what an expert's video m-lines may be labelled
+# Promoted learners ("speaker" tokens) publish into stage seats 1..STAGE_SEATS, one video and one audio.
+STAGE_SEATS = 2
+
+
+def stage_slot(seat: int, kind: str) -> str:
+    """The slot of stage seat `seat` for `kind` ("video" | "audio"), e.g. "stage1.video"."""
+    return f"stage{seat}.{kind}"
+
+
+STAGE_SLOTS = {stage_slot(n, k): k for n in range(1, STAGE_SEATS + 1) for k in ("video", "audio")}
+# Slots every room has, and their media kind.
+SLOT_KINDS = {**EXPERT_SLOTS, **STAGE_SLOTS}
+# What a viewer's m-lines receive, in this order (docs/protocol.md): the n-th video m-line of an offer
+# gets the n-th video slot here and the n-th audio m-line the n-th audio slot, so the layout itself,
+# or any prefix of it, maps position by position.
+VIEWER_LAYOUT: tuple[str, ...] = ("camera", "screen", "audio", *STAGE_SLOTS)
 # What we ask publishers for: H.264 remuxes straight into HLS; VP8 still works live.
 PUBLISH_VIDEO_PREFERENCE = (H264, VP8)
 PUBLISHER_ROLES = frozenset({"expert", "speaker"})
@@ -40,6 +57,10 @@ class RoomFull(Conflict):
 
 class SlotTaken(Conflict):
     code = "slot_taken"
+
+
+class StageFull(Conflict):
+    code = "stage_full"
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,7 @@ class Publisher:
     role: str
     pc: rtc_adapter.PeerConnection
     labels: tuple[str, ...]  # per m-line, in the offer's order
+    seat: int | None = None  # a speaker's stage seat; None for the expert's slots
     keyframes: dict[str, KeyframeRequests] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -93,6 +115,19 @@ class Room:
     @classmethod
     def new(cls, session_id: SessionId) -> Room:
         return cls(session_id, {label: TrackSlot(label, kind) for label, kind in SLOT_KINDS.items()})
+
+    @property
+    def expert_present(self) -> bool:
+        """Someone publishes the expert's slots: what keeps the room alive (speakers do not)."""
+        return any(p.seat is None for p in self.publishers.values())
+
+    def stage(self) -> dict[int, Publisher | None]:
+        """Stage seat → its speaker's publication (None: free)."""
+        seats: dict[int, Publisher | None] = dict.fromkeys(range(1, STAGE_SEATS + 1))
+        for publisher in self.publishers.values():
+            if publisher.seat is not None:
+                seats[publisher.seat] = publisher
+        return seats
 
 
 def publisher_labels(
@@ -126,18 +161,55 @@ def publisher_labels(
     return tuple("audio" if m.kind == "audio" else next(it) for m in offered)
 
 
-def viewer_labels(offered: Sequence[rtc_adapter.OfferedMedia]) -> tuple[str, ...]:
-    """A viewer's video m-lines bind to camera then screen; its audio m-line to audio."""
+def speaker_labels(
+    offered: Sequence[rtc_adapter.OfferedMedia], video_labels: Sequence[str] | None, seat: int
+) -> tuple[str, ...]:
+    """A speaker's m-lines feed stage seat `seat`: at most one video and one audio m-line. The `video`
+    query parameter, if given, must say "camera" (a speaker has no screen slot)."""
     videos = sum(1 for m in offered if m.kind == "video")
     audios = sum(1 for m in offered if m.kind == "audio")
-    if videos > len(VIDEO_LABELS) or audios > 1:
+    if videos > 1 or audios > 1:
         raise Invalid(
-            f"a viewer may receive at most {len(VIDEO_LABELS)} video and 1 audio m-line "
+            f"a speaker may send at most 1 video and 1 audio m-line "
             f"(offer has {videos} video, {audios} audio)",
             field="sdp",
         )
-    it = iter(VIDEO_LABELS)
-    return tuple("audio" if m.kind == "audio" else next(it) for m in offered)
+    if video_labels and list(video_labels) != ["camera"] * videos:
+        raise Invalid(
+            f"a speaker publishes one camera: video must be 'camera' (or absent), not {list(video_labels)}",
+            field="video",
+        )
+    return tuple(stage_slot(seat, m.kind) for m in offered)
+
+
+def viewer_labels(offered: Sequence[rtc_adapter.OfferedMedia]) -> tuple[str, ...]:
+    """The slot each viewer m-line receives: the n-th video m-line the n-th video slot of VIEWER_LAYOUT,
+    the n-th audio m-line its n-th audio slot."""
+    layout = {
+        kind: [label for label in VIEWER_LAYOUT if SLOT_KINDS[label] == kind] for kind in ("video", "audio")
+    }
+    videos = sum(1 for m in offered if m.kind == "video")
+    audios = sum(1 for m in offered if m.kind == "audio")
+    if videos > len(layout["video"]) or audios > len(layout["audio"]):
+        raise Invalid(
+            f"a viewer may receive at most {len(layout['video'])} video and {len(layout['audio'])} audio "
+            f"m-lines (offer has {videos} video, {audios} audio)",
+            field="sdp",
+        )
+    slots = {kind: iter(labels) for kind, labels in layout.items()}
+    return tuple(next(slots[m.kind]) for m in offered)
+
+
+def viewer_codecs(slot: TrackSlot) -> list[str]:
+    """The codecs a viewer's video m-line for `slot` is answered with, in preference order.
+
+    The expert's slots: the codec the slot carries (its current or last publisher's), H.264 then VP8
+    if never published. Stage slots change hands between speakers: the live speaker's codec first, then
+    H.264 and VP8; a free seat H.264 then VP8 (what the pages publish)."""
+    if slot.label in EXPERT_SLOTS:
+        return [slot.mime_type] if slot.mime_type else list(PUBLISH_VIDEO_PREFERENCE)
+    preferred = [slot.mime_type] if slot.live and slot.mime_type else []
+    return preferred + [c for c in PUBLISH_VIDEO_PREFERENCE if c not in preferred]
 
 
 class Rooms:
@@ -151,11 +223,17 @@ class Rooms:
         *,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_ended: Callable[[int, str], Awaitable[None]] | None = None,
+        on_started: Callable[[int], Coroutine[Any, Any, None]] | None = None,
+        hls_url: Callable[[int], str | None] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
         # Told after a room has ended (its peers closed): the room channel announces it to everyone.
         self._on_ended = on_ended
+        # Told (in a task of ours) when a room's first media arrives: the recorder starts then.
+        self._on_started = on_started
+        # The live HLS playlist of a session (the recording's), for overflow learners; None: the template.
+        self._hls_url = hls_url
         self._wall_clock = wall_clock
         self._rooms: dict[SessionId, Room] = {}
         self._resources: dict[ResourceId, Publisher | Viewer] = {}
@@ -181,17 +259,31 @@ class Rooms:
         offer_sdp: str,
         video_labels: Sequence[str] | None = None,
     ) -> tuple[ResourceId, str]:
-        """Accept a WHIP offer; returns the resource id and the SDP answer."""
+        """Accept a WHIP offer; returns the resource id and the SDP answer.
+
+        Role "speaker" publishes into a stage seat of a live room: the one the same person already
+        holds (a reconnect), else the first free one (StageFull when none is)."""
         sid = SessionId(session_id)
         offered = rtc_adapter.parse_offer(offer_sdp)
-        labels = publisher_labels(offered, video_labels)
+        speaker = role == "speaker"
+        # Checked before taking the lock, so that a bad offer never waits behind other publishes.
+        labels = (
+            speaker_labels(offered, video_labels, 1) if speaker else publisher_labels(offered, video_labels)
+        )
         async with self._publish_lock:
             existing = self._rooms.get(sid)
-            replaced = self._check_slots(existing, labels, person_id)
+            seat: int | None = None
+            if speaker:
+                if existing is None:
+                    raise NotFound("session is not live: speakers join the expert's room")
+                seat, replaced = self._take_seat(existing, person_id)
+                labels = speaker_labels(offered, video_labels, seat)
+            else:
+                replaced = self._check_slots(existing, labels, person_id)
             room = existing if existing is not None else Room.new(sid)
             rid = ResourceId(secrets.token_urlsafe(12))
             pc = rtc_adapter.make_peer_connection(self.config.ice_servers)
-            publisher = Publisher(rid, sid, person_id, role, pc, labels)
+            publisher = Publisher(rid, sid, person_id, role, pc, labels, seat)
             sinks = [self._sink(room, publisher, room.slots[label]) for label in labels]
             try:
                 answer, tracks = await rtc_adapter.answer_publisher(
@@ -211,7 +303,7 @@ class Rooms:
                 room.started_at = None
                 self._rooms[sid] = room
                 log.info("session=%s room opened by person=%s", sid, person_id)
-            if room.grace_task is not None:
+            if room.grace_task is not None and seat is None:  # a speaker does not keep the room alive
                 room.grace_task.cancel()
                 room.grace_task = None
             room.publishers[rid] = publisher
@@ -228,6 +320,20 @@ class Rooms:
             self._spawn(self._expire_unconnected(publisher))
             log.info("session=%s publisher=%s person=%s role=%s labels=%s", sid, rid, person_id, role, labels)
             return rid, answer
+
+    def _take_seat(self, room: Room, person_id: int) -> tuple[int, list[Publisher]]:
+        """The stage seat for a speaker's publish and the publications it replaces (their own)."""
+        seats = room.stage()
+        own = [p for p in seats.values() if p is not None and p.person_id == person_id]
+        if own and own[0].seat is not None:
+            return own[0].seat, own
+        free = [seat for seat, publisher in seats.items() if publisher is None]
+        if not free:
+            raise StageFull(
+                f"all {STAGE_SEATS} stage seats are taken; ask the expert to demote a speaker",
+                details={"stage_seats": STAGE_SEATS},
+            )
+        return free[0], []
 
     def _check_slots(self, room: Room | None, labels: Sequence[str], person_id: int) -> list[Publisher]:
         """Publishers of the same person to replace (a reconnect); SlotTaken if someone else holds one."""
@@ -253,6 +359,8 @@ class Rooms:
                 room.started_at = self._wall_clock()
                 data = {"session_id": room.session_id, "at": room.started_at.isoformat()}
                 self._spawn(self._emit("session.started", data))
+                if self._on_started is not None:
+                    self._spawn(self._on_started(room.session_id))
             if frame.keyframe:
                 requests = publisher.keyframes.get(slot.label)
                 if requests is not None:
@@ -292,8 +400,12 @@ class Rooms:
         await self._cancel(publisher.tasks)
         await publisher.pc.close()
         log.info("session=%s publisher=%s gone: %s", publisher.session_id, publisher.rid, reason)
+        # The grace period starts when the expert's last publication goes; speakers do not count.
         last_gone = (
-            room is not None and room.publishers.pop(publisher.rid, None) is not None and not room.publishers
+            room is not None
+            and room.publishers.pop(publisher.rid, None) is not None
+            and publisher.seat is None
+            and not room.expert_present
         )
         if (
             last_gone
@@ -307,8 +419,20 @@ class Rooms:
     async def _end_after_grace(self, room: Room) -> None:
         await asyncio.sleep(self.config.grace_s)
         room.grace_task = None  # so that end() does not cancel the task running it
-        if self._rooms.get(room.session_id) is room and not room.publishers:
+        if self._rooms.get(room.session_id) is room and not room.expert_present:
             await self.end(room.session_id, reason="publisher_lost")
+
+    async def drop_speaker(self, session_id: int, person_id: int, *, reason: str = "demoted") -> bool:
+        """End `person_id`'s stage publication in this session (the expert demoted them), freeing the
+        seat. False if they had none. Waits for a publish in progress, which it then ends too."""
+        async with self._publish_lock:
+            room = self._rooms.get(SessionId(session_id))
+            if room is None:
+                return False
+            gone = [p for p in room.stage().values() if p is not None and p.person_id == person_id]
+            for publisher in gone:
+                await self._drop_publisher(publisher, reason=reason)
+            return bool(gone)
 
     # ------------------------------------------------------------------ watching
 
@@ -321,7 +445,8 @@ class Rooms:
         offered = rtc_adapter.parse_offer(offer_sdp)
         labels = viewer_labels(offered)
         if len(room.viewers) >= self.config.seat_limit:
-            hls_url = self.config.hls_url_template.format(session_id=sid)
+            live_url = self._hls_url(sid) if self._hls_url is not None else None
+            hls_url = live_url or self.config.hls_url_template.format(session_id=sid)
             raise RoomFull(
                 f"all {self.config.seat_limit} interactive seats are taken; "
                 f"watch the HLS stream at {hls_url}",
@@ -366,7 +491,7 @@ class Rooms:
                     max_frames=cfg.video_queue_frames,
                     max_bytes=cfg.video_queue_bytes,
                 )
-                video_codecs.append([slot.mime_type] if slot.mime_type else list(PUBLISH_VIDEO_PREFERENCE))
+                video_codecs.append(viewer_codecs(slot))
             else:
                 queue = FrameQueue(
                     "audio",

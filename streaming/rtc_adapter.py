@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -58,8 +59,17 @@ PeerConnection = RTCPeerConnection
 
 def make_peer_connection(ice_servers: Sequence[str]) -> RTCPeerConnection:
     """A peer connection that uses only the configured ICE servers: an empty list means none, never
-    aiortc's default (a public STUN server)."""
-    config = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers])
+    aiortc's default (a public STUN server).
+
+    Max-bundle: with aiortc's default ("balanced"), a second transceiver of a kind created before the
+    remote description rides on that kind's first transport, and when the BUNDLE group later moves the
+    first one onto the primary transport the second stays behind on a discarded transport and never
+    sends (e.g. a viewer's stage audio m-lines). WHIP and WHEP peers bundle everything anyway.
+    """
+    config = RTCConfiguration(
+        iceServers=[RTCIceServer(urls=url) for url in ice_servers],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+    )
     return RTCPeerConnection(config)
 
 

@@ -19,6 +19,7 @@ from streaming.channel_state import (
     ConnId,
     Demote,
     EndSession,
+    EndStage,
     Everyone,
     Experts,
     GrantSpeaker,
@@ -366,11 +367,12 @@ def test_the_stage_is_bounded() -> None:
     assert refusal(state, EXPERT_CONN, Promote(BOB.person_id)) == "stage_full"
 
 
-def test_demoting_tells_the_learner_and_everyone() -> None:
+def test_demoting_tells_the_learner_and_everyone_and_ends_their_publication() -> None:
     state = room()
     state.handle(EXPERT_CONN, Promote(BOB.person_id), T0)
     effects = state.handle(EXPERT_CONN, Demote(BOB.person_id), T0)
     assert sends(effects) == [(Person(BOB.person_id), "demoted"), (Everyone(), "stage")]
+    assert [e for e in effects if not isinstance(e, Send)] == [EndStage(BOB.person_id)]
     assert state.stage() == []
     assert refusal(state, EXPERT_CONN, Demote(BOB.person_id)) == "not_on_stage"
 

@@ -6,8 +6,17 @@ import asyncio
 
 import pytest
 
+from infra.errors import Invalid
 from streaming.forwarding import H264, VP8, EncodedFrame, FrameQueue, KeyframeRequests, TrackSlot, is_keyframe
-from streaming.rooms import publisher_labels, viewer_labels
+from streaming.rooms import (
+    SLOT_KINDS,
+    STAGE_SEATS,
+    VIEWER_LAYOUT,
+    publisher_labels,
+    speaker_labels,
+    viewer_codecs,
+    viewer_labels,
+)
 from streaming.rtc_adapter import OfferedMedia
 from tests.helpers import wait_until
 
@@ -165,8 +174,6 @@ def test_publisher_tracks_are_labelled(
     ids=["three-videos", "two-audios", "unknown-label", "label-count"],
 )
 def test_bad_publisher_labelling_is_invalid(kinds: list[str], query: list[str] | None) -> None:
-    from infra.errors import Invalid
-
     with pytest.raises(Invalid):
         publisher_labels([_media(k, i) for i, k in enumerate(kinds)], query)
 
@@ -174,3 +181,128 @@ def test_bad_publisher_labelling_is_invalid(kinds: list[str], query: list[str] |
 def test_viewer_m_lines_bind_to_camera_then_screen() -> None:
     offered = [_media("video", 0), _media("audio", 1), _media("video", 2)]
     assert viewer_labels(offered) == ("camera", "audio", "screen")
+
+
+def test_the_viewer_layout_is_the_documented_contract() -> None:
+    assert STAGE_SEATS == 2
+    assert VIEWER_LAYOUT == (
+        "camera",
+        "screen",
+        "audio",
+        "stage1.video",
+        "stage1.audio",
+        "stage2.video",
+        "stage2.audio",
+    )
+    assert set(VIEWER_LAYOUT) == set(SLOT_KINDS)
+
+
+@pytest.mark.parametrize("length", range(1, len(VIEWER_LAYOUT) + 1))
+def test_a_viewer_offering_a_prefix_of_the_layout_gets_it_position_by_position(length: int) -> None:
+    offered = [_media(SLOT_KINDS[label], i) for i, label in enumerate(VIEWER_LAYOUT[:length])]
+    assert viewer_labels(offered) == VIEWER_LAYOUT[:length]
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [["video"] * 5, ["audio"] * 4, [SLOT_KINDS[label] for label in VIEWER_LAYOUT] + ["video"]],
+    ids=["five-videos", "four-audios", "layout-plus-one"],
+)
+def test_a_viewer_offering_more_than_the_layout_is_invalid(kinds: list[str]) -> None:
+    with pytest.raises(Invalid, match="at most 4 video and 3 audio"):
+        viewer_labels([_media(k, i) for i, k in enumerate(kinds)])
+
+
+@pytest.mark.parametrize(
+    ("kinds", "query", "seat", "labels"),
+    [
+        (["video", "audio"], None, 1, ("stage1.video", "stage1.audio")),
+        (["audio", "video"], None, 2, ("stage2.audio", "stage2.video")),
+        (["video"], ["camera"], 2, ("stage2.video",)),
+        (["audio"], None, 1, ("stage1.audio",)),
+    ],
+    ids=["camera-audio-seat1", "order-seat2", "query-camera", "audio-only"],
+)
+def test_a_speakers_tracks_feed_their_stage_seat(
+    kinds: list[str], query: list[str] | None, seat: int, labels: tuple[str, ...]
+) -> None:
+    assert speaker_labels([_media(k, i) for i, k in enumerate(kinds)], query, seat) == labels
+
+
+@pytest.mark.parametrize(
+    ("kinds", "query", "field"),
+    [
+        (["video", "video"], None, "sdp"),
+        (["audio", "audio"], None, "sdp"),
+        (["video"], ["screen"], "video"),
+        (["video", "audio"], ["camera", "screen"], "video"),
+    ],
+    ids=["two-videos", "two-audios", "screen-label", "two-labels"],
+)
+def test_a_speaker_publishes_at_most_one_camera_and_one_microphone(
+    kinds: list[str], query: list[str] | None, field: str
+) -> None:
+    with pytest.raises(Invalid) as refused:
+        speaker_labels([_media(k, i) for i, k in enumerate(kinds)], query, 1)
+    assert refused.value.field == field
+
+
+def _slot(label: str, mime: str | None, live: bool) -> TrackSlot:
+    """A video slot that carries (live) or carried (not live) `mime`; never published if None."""
+    slot, publisher = TrackSlot(label, "video"), object()
+    if mime is not None:
+        slot.attach(publisher, mime, lambda: None)
+    if not live:
+        slot.detach(publisher)
+    return slot
+
+
+@pytest.mark.parametrize(
+    ("label", "mime", "live", "codecs"),
+    [
+        ("camera", None, False, [H264, VP8]),
+        ("camera", VP8, True, [VP8]),
+        ("camera", VP8, False, [VP8]),
+        ("stage1.video", None, False, [H264, VP8]),
+        ("stage1.video", VP8, True, [VP8, H264]),
+        ("stage2.video", H264, True, [H264, VP8]),
+        ("stage1.video", VP8, False, [H264, VP8]),
+    ],
+    ids=[
+        "camera-never-published",
+        "camera-live",
+        "camera-last-codec",
+        "stage-free",
+        "stage-live-vp8",
+        "stage-live-h264",
+        "stage-freed-after-vp8",
+    ],
+)
+def test_viewer_codecs_per_slot(label: str, mime: str | None, live: bool, codecs: list[str]) -> None:
+    assert viewer_codecs(_slot(label, mime, live)) == codecs
+
+
+async def test_a_keyframe_request_waits_for_a_publisher_that_cannot_be_asked_yet() -> None:
+    requests = KeyframeRequests(min_interval_s=0.05)
+    attempts: list[bool] = []
+
+    async def send() -> bool:
+        attempts.append(len(attempts) >= 2)  # no RTP source known for the first two turns
+        return attempts[-1]
+
+    task = asyncio.create_task(requests.run(send))
+    try:
+        requests.request()
+        await wait_until(lambda: requests.sent == 1, timeout_s=2, message="the request finally sent")
+        assert attempts == [False, False, True]
+        assert not requests.pending
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_the_channel_promotes_no_more_speakers_than_the_room_has_stage_seats() -> None:
+    from streaming.channel_state import Limits
+    from streaming.rooms import STAGE_SEATS
+
+    assert Limits().max_speakers == STAGE_SEATS

@@ -103,6 +103,20 @@ async def test_packet_track_packets_are_packed_without_encoding(mime: str, clock
     track.stop()
 
 
+async def test_every_transceiver_of_a_peer_connection_shares_one_transport() -> None:
+    # Max-bundle: under aiortc's "balanced" default a second audio m-line (a viewer's stage audio) rides
+    # on the first audio's transport, which the answer's BUNDLE group then discards: it never sends.
+    pc = rtc_adapter.make_peer_connection([])
+    try:
+        for kind in ("video", "video", "audio", "video", "audio"):
+            pc.addTransceiver(kind, direction="recvonly")
+        transports = {id(t.receiver.transport) for t in pc.getTransceivers()}
+        transports |= {id(t.sender.transport) for t in pc.getTransceivers()}
+        assert len(transports) == 1
+    finally:
+        await pc.close()
+
+
 async def test_peer_connections_use_no_default_stun_and_only_the_configured_host_addresses() -> None:
     pc = rtc_adapter.make_peer_connection([])
     try:

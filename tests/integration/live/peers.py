@@ -5,7 +5,7 @@ without decoding them (they tap their receivers the same way the server does).""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,11 +88,17 @@ def _fit(data: bytes, size: int) -> bytes:
 class Robot:
     """A robot lecturer: publishes synthetic video (and audio) over WHIP with a real aiortc peer."""
 
-    def __init__(self, video_codec: str | None = None, videos: int = 1, audio: bool = True) -> None:
+    def __init__(
+        self,
+        video_codec: str | None = None,
+        videos: int = 1,
+        audio: bool = True,
+        size: tuple[int, int] = (320, 240),
+    ) -> None:
         self.pc = rtc_adapter.make_peer_connection([])
         self.tracks: list[Any] = []
         for _ in range(videos):
-            track = SyntheticVideo()
+            track = SyntheticVideo(*size)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             if video_codec is not None:
                 caps = RTCRtpSender.getCapabilities("video").codecs
@@ -128,24 +134,36 @@ class Received:
 
 @dataclass
 class WatchingPeer:
-    """A WHEP viewer whose receivers are tapped: it records encoded frames, never decodes them."""
+    """A WHEP viewer whose receivers are tapped: it records encoded frames, never decodes them.
+
+    Its m-lines are `videos` video then (with `audio`) one audio, or exactly `kinds` when given.
+    `frames` groups what arrived by kind, `lines` by m-line."""
 
     videos: int = 1
     audio: bool = True
+    kinds: Sequence[str] | None = None
     frames: dict[str, list[Received]] = field(default_factory=lambda: {"video": [], "audio": []})
+    lines: list[list[Received]] = field(default_factory=list)
     location: str | None = None
     posted_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.pc = rtc_adapter.make_peer_connection([])
-        kinds = ["video"] * self.videos + (["audio"] if self.audio else [])
-        for kind in kinds:
+        if self.kinds is None:
+            self.kinds = ["video"] * self.videos + (["audio"] if self.audio else [])
+        for index, kind in enumerate(self.kinds):
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            rtc_adapter.tap_receiver(transceiver.receiver, self._sink)
+            self.lines.append([])
+            rtc_adapter.tap_receiver(transceiver.receiver, self._sink(index))
         rtc_adapter.restrict_host_addresses(self.pc, LOOPBACK)
 
-    def _sink(self, frame: EncodedFrame) -> None:
-        self.frames[frame.kind].append(Received(time.monotonic(), frame))
+    def _sink(self, index: int) -> Callable[[EncodedFrame], None]:
+        def sink(frame: EncodedFrame) -> None:
+            received = Received(time.monotonic(), frame)
+            self.frames[frame.kind].append(received)
+            self.lines[index].append(received)
+
+        return sink
 
     def count(self, kind: str = "video") -> int:
         return len(self.frames[kind])

@@ -171,14 +171,14 @@ async def test_a_second_presenter_cannot_take_a_published_slot(
     resp = await server.client.post(
         f"/whip/sessions/{SESSION}",
         data=await second.offer(),
-        headers=sdp_headers(token("whip", SESSION, "speaker", person_id=2)),
+        headers=sdp_headers(token("whip", SESSION, "expert", person_id=2)),
     )
     assert resp.status == 409
     assert (await resp.json())["error"]["code"] == "slot_taken"
     screen = Robot(audio=False)
     peers.append(screen)
     await screen.publish(
-        server.client, SESSION, token("whip", SESSION, "speaker", person_id=2), query="?video=screen"
+        server.client, SESSION, token("whip", SESSION, "expert", person_id=2), query="?video=screen"
     )
     room = server.rooms.room(SESSION)
     assert room is not None
