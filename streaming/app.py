@@ -14,7 +14,7 @@ from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
 from infra.factories import make_bus, make_object_store
 from infra.http import Handler, error_middleware
 from infra.settings import Settings
-from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages
+from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, recording
 
 log = logging.getLogger(__name__)
 
@@ -74,5 +74,6 @@ def create_app(settings: Settings) -> web.Application:
     objects_routes.add_routes(app)
     hls_routes.add_routes(app)
     channel.setup(app)
+    recording.setup(app)  # before live: the rooms end (and recordings finalize) before it closes
     live.setup(app)
     return app

@@ -1,5 +1,6 @@
 """Wires the live path into an app: the Rooms registry (in a cleanup context), WHIP/WHEP routes, and
-the link between rooms and the room channel (a room that ends is announced; an expert's "end" ends it).
+the link between rooms and the room channel (a room that ends is announced; an expert's "end" ends it;
+a demoted speaker's stage publication ends).
 
 Call `setup(app)` after the bus's cleanup context and `channel.setup(app)`: rooms publish session
 events on the bus and announce endings through the channel.
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from infra.appkeys import BUS, SETTINGS
-from streaming import channel, signaling
+from streaming import channel, recording, signaling
 from streaming.rooms import RoomConfig, Rooms
 
 ROOMS = signaling.ROOMS
@@ -30,8 +31,12 @@ def setup(app: web.Application, *, grace_s: float = 30.0, keyframe_interval_s: f
         else:
             await channel.announce_session_ended(app, session_id, "ended_by_expert")
 
+    async def demoted(session_id: int, person_id: int) -> None:
+        await app[ROOMS].drop_speaker(session_id, person_id)  # frees the stage seat
+
     # Set before the app starts: app keys are frozen afterwards.
     app[channel.ON_END_REQUEST] = end_requested
+    app[channel.ON_DEMOTE] = demoted
 
 
 def _rooms_context(
@@ -47,11 +52,23 @@ def _rooms_context(
             keyframe_interval_s=keyframe_interval_s,
         )
 
+        recordings = app.get(recording.RECORDINGS)
+
         async def announce(session_id: int, reason: str) -> None:
+            if recordings is not None:
+                await recordings.room_ended(session_id)
             if channel.CHANNELS in app:
                 await channel.announce_session_ended(app, session_id, reason)
 
-        registry = Rooms(config, app.get(BUS), on_ended=announce)
+        registry = Rooms(
+            config,
+            app.get(BUS),
+            on_ended=announce,
+            on_started=recordings.room_started if recordings is not None else None,
+            hls_url=recordings.live_playlist_url if recordings is not None else None,
+        )
+        if recordings is not None:
+            recordings.bind(registry.room)
         app[ROOMS] = registry
         yield
         await registry.close()

@@ -35,7 +35,7 @@ async def test_readyz_reports_each_dependency_in_embedded_mode(
     resp = await client.get("/readyz")
     assert resp.status == 200
     body = await resp.json()
-    assert body["checks"] == {"objects": "ok", "bus": "ok", "database": "ok"}
+    assert body["checks"] == {"objects": "ok", "bus": "ok", "database": "ok", "recordings": "ok"}
 
 
 async def test_readyz_names_an_unreachable_bus(aiohttp_client: Any, embedded_settings: Settings) -> None:
