@@ -18,6 +18,8 @@ PAGES: dict[str, str] = {
     r"/courses/{course_id:\d+}": "course.html",
     "/me": "me.html",
     "/provider": "provider.html",
+    r"/studio/{session_id:\d+}": "studio.html",
+    r"/watch/{session_id:\d+}": "watch.html",
     r"/replays/{recording_id:[A-Za-z0-9_-]{1,64}}": "replay.html",
 }
 # hls.js for the replay page, straight from node_modules (no build step); Chromium could play HLS natively

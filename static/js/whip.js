@@ -143,7 +143,21 @@ export async function publish(sessionUrl, token, tracks, iceServers = []) {
 }
 
 /**
- * Watch through WHEP: receives camera, screen and audio; `onTrack(label, stream)` for each that arrives.
+ * The m-lines a viewer offers, in the order the server binds them to a room's slots (docs/protocol.md):
+ * the expert's camera, screen and audio, then two stage seats for promoted speakers.
+ */
+export const VIEWER_LAYOUT = /** @type {const} */ ([
+  ["camera", "video"],
+  ["screen", "video"],
+  ["audio", "audio"],
+  ["stage1.video", "video"],
+  ["stage1.audio", "audio"],
+  ["stage2.video", "video"],
+  ["stage2.audio", "audio"],
+]);
+
+/**
+ * Watch through WHEP: `onTrack(label, track)` for each slot's track (labels from VIEWER_LAYOUT).
  * @param {string} sessionUrl e.g. /whep/sessions/42
  * @param {string} token a WHEP bearer token
  * @param {(label: string, track: MediaStreamTrack) => void} onTrack
@@ -152,17 +166,14 @@ export async function publish(sessionUrl, token, tracks, iceServers = []) {
  */
 export async function watch(sessionUrl, token, onTrack, iceServers = []) {
   const pc = peer(iceServers);
-  // m-line order = slot order on the server: camera, screen, audio.
-  const labels = ["camera", "screen", "audio"];
-  const transceivers = [
-    pc.addTransceiver("video", { direction: "recvonly" }),
-    pc.addTransceiver("video", { direction: "recvonly" }),
-    pc.addTransceiver("audio", { direction: "recvonly" }),
-  ];
-  transceivers.slice(0, 2).forEach(preferH264);
+  const transceivers = VIEWER_LAYOUT.map(([, kind]) => {
+    const t = pc.addTransceiver(kind, { direction: "recvonly" });
+    if (kind === "video") preferH264(t);
+    return t;
+  });
   pc.addEventListener("track", (ev) => {
     const index = transceivers.indexOf(ev.transceiver);
-    onTrack(labels[index] || "unknown", ev.track);
+    onTrack(index >= 0 ? VIEWER_LAYOUT[index][0] : "unknown", ev.track);
   });
   return negotiate(pc, sessionUrl, token);
 }

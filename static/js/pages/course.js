@@ -20,7 +20,17 @@ function sessionItem(s) {
   }
   const experts = (s.experts || []).map((/** @type {any} */ e) => e.name).filter(Boolean);
   if (experts.length) meta.push(h("span", {}, [`主讲：${experts.join("、")}`]));
-  return h("li", {}, [h("h3", {}, [s.title]), h("div", { class: "meta" }, meta)]);
+  /** @type {HTMLElement[]} */
+  const links = [];
+  if (s.kind === "live" && !s.actual_end) {
+    const mine = me && (s.experts || []).some((/** @type {any} */ e) => e.id === me.person?.id);
+    links.push(
+      mine
+        ? h("a", { class: "button small primary", href: `/studio/${s.id}` }, ["进入讲师直播间"])
+        : h("a", { class: "button small", href: `/watch/${s.id}` }, ["进入直播间"]),
+    );
+  }
+  return h("li", {}, [h("h3", {}, [s.title]), h("div", { class: "meta" }, meta), ...links]);
 }
 
 /** @param {boolean | null} enrolled null: enrollment not possible here (e.g. a draft) */

@@ -23,6 +23,7 @@ function sessionItem({ course, session }) {
       h("span", {}, [KIND[session.kind] || session.kind]),
       h("a", { href: `/courses/${course.id}` }, [course.title]),
     ]),
+    ...(session.kind === "live" ? [h("a", { class: "button small", href: `/watch/${session.id}` }, ["进入直播间"])] : []),
   ]);
 }
 
