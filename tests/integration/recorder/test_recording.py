@@ -216,7 +216,7 @@ async def test_abandoned_recording_is_recovered_missing_at_most_the_open_segment
     recorder = make_recorder(store, tmp_path, lecture)
     await recorder.start()
     await feed(recorder, lecture, 0.0, 5.0)
-    await wait_until(lambda: recorder.health["upload_backlog"] == 0 and recorder.health["segments"] >= 6)
+    await wait_until(lambda: settled(recorder))
     await recorder.abandon()  # what a kill -9 leaves: an open manifest, no VOD playlist, no MP4
 
     summaries = await recover(store, tmp_path / "spool")
@@ -233,12 +233,21 @@ async def test_recording_is_recovered_from_the_store_alone_when_the_spool_is_gon
     recorder = make_recorder(store, tmp_path, lecture)
     await recorder.start()
     await feed(recorder, lecture, 0.0, 5.0)
-    await wait_until(lambda: recorder.health["upload_backlog"] == 0 and recorder.health["segments"] >= 6)
+    await wait_until(lambda: settled(recorder))
     await recorder.abandon()
     shutil.rmtree(tmp_path / "spool")
 
     (summary,) = await recover(store, tmp_path / "spool")
     assert_recovered(store, lecture, summary)
+
+
+def settled(recorder: Recorder) -> bool:
+    """Every pushed frame processed by the worker and every closed segment uploaded: what a crash
+    then loses is only each angle's segment in progress (frames still queued would be lost too)."""
+    health = recorder.health
+    return bool(
+        health["queued_frame_bytes"] == 0 and health["upload_backlog"] == 0 and health["segments"] >= 6
+    )
 
 
 def assert_recovered(store: SpyStore, lecture: SyntheticLecture, summary: RecordingSummary) -> None:
