@@ -3,7 +3,6 @@ with ffmpeg/ffprobe: playable HLS, packet counts, duration, MP4 codecs, upload o
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from pathlib import Path
@@ -35,7 +34,10 @@ async def feed(recorder: Recorder, lecture: SyntheticLecture, start_s: float, en
     for i, frame in enumerate(lecture.frames(start_s, end_s)):
         recorder.push(frame)
         if i % 20 == 0:
-            await asyncio.sleep(0)  # let the feeder and uploader run, as the live loop would
+            # A live publisher sends in real time, so the recorder's keyframe requests (made once the
+            # worker has seen the frames) reach it before the segment is due. Generated faster than
+            # real time, the frames must wait for the worker, or segments grow past their target.
+            await wait_until(lambda: recorder.health["queued_frame_bytes"] == 0, interval_s=0.002)
 
 
 def check_playable(path: Path) -> None:
