@@ -184,20 +184,33 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
 
     async def join(i: int, http: Any) -> None:
         pc = rtc_adapter.make_peer_connection([])
-        v: dict[str, Any] = {"pc": pc, "frames": [], "seqs": 0, "gaps": 0, "last": None, "posted": 0.0}
+        v: dict[str, Any] = {
+            "pc": pc,
+            "frames": [],
+            "seqs": 0,
+            "gaps": 0,
+            "last": None,
+            "ts": None,
+            "posted": 0.0,
+        }
         video = pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
+        audio = pc.addTransceiver("audio", direction="recvonly")
 
-        def on_seq(seq: int) -> None:
+        def on_packet(seq: int, timestamp: int) -> None:
             last = v["last"]
             if last is not None and seq != (last + 1) & 0xFFFF and ((seq - last) & 0xFFFF) < 0x8000:
                 v["gaps"] += ((seq - last) & 0xFFFF) - 1
             if last is None or ((seq - last) & 0xFFFF) < 0x8000:
                 v["last"] = seq
             v["seqs"] += 1
+            if timestamp != v["ts"]:  # the packets of one video frame share its RTP timestamp
+                v["ts"] = timestamp
+                v["frames"].append(time.monotonic())
 
-        rtc_adapter.observe_rtp(video.receiver, on_seq)
-        rtc_adapter.tap_receiver(video.receiver, lambda f: v["frames"].append(time.monotonic()))
+        # Count, never reassemble or decode: the client must not be what saturates (ENVIRONMENT.md's
+        # method). ICE, DTLS and SRTP are still real.
+        rtc_adapter.observe_rtp(video.receiver, on_packet, deliver=False)
+        rtc_adapter.observe_rtp(audio.receiver, lambda seq, ts: None, deliver=False)
         rtc_adapter.restrict_host_addresses(pc, LOOPBACK)
         await pc.setLocalDescription(await pc.createOffer())
         headers = {
@@ -333,8 +346,8 @@ def main() -> None:
     v.add_argument("--count", type=int, required=True)
     v.add_argument("--warmup-s", type=float, default=3.0)
     v.add_argument("--window-s", type=float, default=10.0)
-    parser.add_argument("--relay", default="1,16,32,64,128", help="viewer counts for forwarding")
-    parser.add_argument("--baseline", default="1,2,4,8", help="viewer counts for the MediaRelay baseline")
+    parser.add_argument("--relay", default="1,32,64,128,192,256", help="viewer counts for forwarding")
+    parser.add_argument("--baseline", default="1,2,4,8,12", help="viewer counts for the MediaRelay baseline")
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--window-s", type=float, default=10.0)
     args = parser.parse_args()

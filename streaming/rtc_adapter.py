@@ -393,13 +393,17 @@ async def answer_viewer(
     return answer, [answer_codec(pc, media.index) for media in offered]
 
 
-def observe_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[int], None]) -> None:
-    """Call `on_packet(sequence_number)` for every RTP packet the receiver gets (benchmarks count
-    packets and sequence gaps this way, before the jitter buffer)."""
+def observe_rtp(
+    receiver: RTCRtpReceiver, on_packet: Callable[[int, int], None], *, deliver: bool = True
+) -> None:
+    """Call `on_packet(sequence_number, rtp_timestamp)` for every RTP packet the receiver gets, before
+    the jitter buffer (benchmarks count packets, frames and sequence gaps this way). With
+    `deliver=False` the packets stop there: no jitter buffer, no reassembly, as a light load client."""
     handle = receiver._handle_rtp_packet
 
     async def counting(packet: Any, arrival_time_ms: int) -> None:
-        on_packet(int(packet.sequence_number))
-        await handle(packet, arrival_time_ms)
+        on_packet(int(packet.sequence_number), int(packet.timestamp))
+        if deliver:
+            await handle(packet, arrival_time_ms)
 
     setattr(receiver, "_handle_rtp_packet", counting)  # noqa: B010

@@ -4,11 +4,13 @@ and the server forwards the publisher's encoded frames without decoding them."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
 import av
 
+from streaming import rtc_adapter
 from streaming.forwarding import H264, VP8
 from streaming.rooms import Viewer
 from tests.helpers import wait_until
@@ -229,3 +231,23 @@ async def test_viewers_beyond_the_seat_limit_are_sent_to_hls(
     assert error["code"] == "room_full"
     assert "HLS" in error["message"]
     assert error["details"]["hls_url"].endswith(".m3u8")
+
+
+async def test_observing_rtp_without_delivery_counts_packets_and_frames_but_reassembles_nothing(
+    live_server: LiveServerFactory, peers: list[Any]
+) -> None:
+    """The benchmarks' light viewer: every RTP packet is seen (sequence, timestamp) before the jitter
+    buffer, and with deliver=False nothing reaches the jitter buffer or the frame tap."""
+    server = await live_server()
+    await _publish(server, peers)
+    viewer = WatchingPeer(audio=False)
+    seen: list[tuple[int, int]] = []
+    rtc_adapter.observe_rtp(
+        viewer.pc.getTransceivers()[0].receiver, lambda s, t: seen.append((s, t)), deliver=False
+    )
+    peers.append(viewer)
+    await viewer.watch(server.client, SESSION, token("whep", SESSION, "learner", person_id=100))
+    await wait_until(lambda: len({t for _, t in seen}) >= 15, timeout_s=15, message="15 frames of packets")
+    steps = [(b - a) & 0xFFFF for (a, _), (b, _) in itertools.pairwise(seen)]
+    assert steps.count(1) >= len(steps) - 2  # in order; loopback may at worst drop a packet or two
+    assert viewer.count("video") == 0  # nothing was reassembled into frames
