@@ -24,7 +24,11 @@ SEARCH_TEXT = "(title || ' ' || industry || ' ' || description)"
 
 
 def upgrade() -> None:
+    # One per sort of the catalog page: a broad word matches thousands of courses, and walking the
+    # sort's index with the filter stops after a page instead of sorting every match.
     op.create_index("ix_courses_status_created", "courses", ["status", "created_at", "id"])
+    op.create_index("ix_courses_status_title", "courses", ["status", "title", "id"])
+    op.create_index("ix_courses_status_credit_hours", "courses", ["status", "credit_hours", "id"])
     op.create_index("ix_sessions_course_start", "sessions", ["course_id", "scheduled_start"])
     if op.get_bind().dialect.name != "postgresql":
         return
@@ -47,4 +51,6 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_courses_search_bigrams")
         op.execute("DROP FUNCTION IF EXISTS catalog_bigrams(text)")
     op.drop_index("ix_sessions_course_start", table_name="sessions")
+    op.drop_index("ix_courses_status_credit_hours", table_name="courses")
+    op.drop_index("ix_courses_status_title", table_name="courses")
     op.drop_index("ix_courses_status_created", table_name="courses")
