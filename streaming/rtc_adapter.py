@@ -29,6 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from infra.errors import Invalid
@@ -41,6 +42,8 @@ RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_STARTED = "_RTCRtpReceiver__started"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
 SENDER_KEYFRAME_HOOK = "_send_keyframe"
+# RTCRtpSender keeps its encoder in a name-mangled private attribute, made on the first frame.
+SENDER_ENCODER = "_RTCRtpSender__encoder"
 ICE_CONNECTION_PRIVATE = (
     "_local_candidates_start",
     "_local_candidates_end",
@@ -316,6 +319,8 @@ class PacketTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self.frames = frames
+        self.sender: RTCRtpSender | None = None  # set by answer_viewer, for share_packetization
+        self.current: EncodedFrame | None = None  # the frame recv() returned last
 
     async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
@@ -331,11 +336,43 @@ class PacketTrack(MediaStreamTrack):
             packet.dts = frame.timestamp
             packet.time_base = Fraction(1, frame.clock_rate)
             frame.media = packet  # shared by every viewer of the slot: pack() only reads it
+        if self.sender is not None:
+            share_packetization(self.sender, self)
+        self.current = frame
         return packet
 
     def stop(self) -> None:
         self.frames.close()
         super().stop()
+
+
+class SharedH264Packer:
+    """Stands in for an RTCRtpSender's H.264 encoder: every viewer of a slot sends the same frame, so
+    its RTP payloads are cut once (on the shared frame) and reused; each sender still writes its own
+    RTP headers. H.264's pack() is stateless; VP8's is not (per-sender picture ids), so only H.264."""
+
+    def __init__(self, encoder: H264Encoder, track: PacketTrack) -> None:
+        self.encoder = encoder
+        self.track = track
+
+    def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
+        # The sender calls recv() then pack() with no await between: `current` is this packet's frame.
+        frame = self.track.current
+        if frame is None or frame.media is not packet:
+            return self.encoder.pack(packet)
+        if frame.packed is None:
+            frame.packed = self.encoder.pack(packet)
+        return frame.packed  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+
+def share_packetization(sender: RTCRtpSender, track: PacketTrack) -> None:
+    """Once the sender has made its H.264 encoder (after its first frame), put SharedH264Packer in front."""
+    encoder = getattr(sender, SENDER_ENCODER, None)
+    if isinstance(encoder, H264Encoder):
+        setattr(sender, SENDER_ENCODER, SharedH264Packer(encoder, track))
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -387,8 +424,9 @@ async def answer_viewer(
         if media.direction not in ("recvonly", "sendrecv"):
             raise Invalid(f"m-line {media.index} is {media.direction}: a viewer must receive", field="sdp")
     transceivers = _prepare_transceivers(pc, offered, "sendonly", video_codecs, tracks)
-    for transceiver, hook in zip(transceivers, on_keyframe_requests, strict=True):
+    for transceiver, hook, track in zip(transceivers, on_keyframe_requests, tracks, strict=True):
         on_keyframe_request(transceiver.sender, hook)
+        track.sender = transceiver.sender
     answer = await _answer(pc, offer_sdp, host_addresses)
     return answer, [answer_codec(pc, media.index) for media in offered]
 

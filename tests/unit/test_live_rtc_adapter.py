@@ -71,6 +71,36 @@ def test_the_sender_turns_pli_and_fir_into_send_keyframe() -> None:
     assert "self.__encoder.pack(data)" in inspect.getsource(rtcrtpsender.RTCRtpSender._next_encoded_frame)
 
 
+def test_the_sender_keeps_its_encoder_where_shared_packetization_replaces_it() -> None:
+    source = inspect.getsource(rtcrtpsender.RTCRtpSender._next_encoded_frame)
+    # recv() then pack() with no await between: SharedH264Packer relies on that order.
+    recv_at, pack_at = source.index("await self.__track.recv()"), source.index("self.__encoder.pack(data)")
+    assert recv_at < pack_at
+    between = source[recv_at + len("await self.__track.recv()") : pack_at]
+    # The only await between them is the encode of decoded frames (a branch packets never take).
+    assert between.count("await") == 1
+    assert "await self.__loop.run_in_executor(\n                None, self.__encoder.encode" in between
+    assert rtc_adapter.SENDER_ENCODER == "_RTCRtpSender__encoder"
+    assert "self.__encoder = get_encoder(codec)" in source
+
+
+async def test_an_h264_frame_is_packetized_once_for_every_viewer() -> None:
+    data = b"\x00\x00\x00\x01\x67\x42\x00\x1f" + b"\x00\x00\x00\x01\x65" + bytes(5000)
+    frame = EncodedFrame("video", "video/H264", data, 90_000, 90_000, keyframe=True)
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90_000, payloadType=96)
+    results = []
+    for _ in range(2):  # two viewers of one slot get the same EncodedFrame object
+        frames = FrameQueue("video", mime_type="video/H264", max_frames=4, max_bytes=1 << 20)
+        frames.waiting_for_keyframe = False
+        frames.offer(frame)
+        track = rtc_adapter.PacketTrack("video", frames)
+        packer = rtc_adapter.SharedH264Packer(get_encoder(codec), track)  # type: ignore[arg-type]
+        results.append(packer.pack(await track.recv()))
+        track.stop()
+    assert results[0] is results[1]  # the second viewer reused the first one's payloads
+    assert results[0] == get_encoder(codec).pack(frame.media)  # and they are what pack() cuts
+
+
 def test_aioice_gathers_through_an_overridable_instance_method() -> None:
     connection = aioice.Connection(ice_controlling=False)
     for name in rtc_adapter.ICE_CONNECTION_PRIVATE:

@@ -52,6 +52,11 @@ async def test_a_publisher_reaches_two_viewers_as_forwarded_h264(
     assert room is not None
     assert room.slots["camera"].mime_type == H264
     assert room.slots["camera"].viewers == 2
+    # Each viewer's H.264 sender reuses the payloads cut once per frame for the whole slot.
+    for watcher in room.viewers.values():
+        video_senders = [t.sender for t in watcher.pc.getTransceivers() if t.kind == "video"]
+        encoders = [getattr(sender, rtc_adapter.SENDER_ENCODER) for sender in video_senders]
+        assert all(isinstance(e, rtc_adapter.SharedH264Packer) for e in encoders), encoders
     assert [t for t, _ in await server.events()] == ["session.started"]
 
 
