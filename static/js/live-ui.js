@@ -1,7 +1,7 @@
 // @ts-check
 /** UI pieces shared by the studio and watch pages: chat, questions, speaker tiles, tokens. */
 import { api } from "./api.js";
-import { $, h, when } from "./ui.js";
+import { $, h } from "./ui.js";
 
 /** @param {string} iso */
 export function clock(iso) {
@@ -92,4 +92,17 @@ export function showStageTrack(label, track) {
   }
 }
 
-export { when };
+/**
+ * A one-line form (chat, question): send its trimmed text on submit and clear the input.
+ * @param {string} selector the form
+ * @param {(text: string) => void} send
+ */
+export function onSubmitText(selector, send) {
+  $(selector).addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($(`${selector} input`));
+    if (input.value.trim()) send(input.value.trim());
+    input.value = "";
+  });
+}
+

@@ -263,3 +263,18 @@ export async function whoami() {
   renderNav(me);
   return me;
 }
+
+/** Send the visitor to the login page, coming back to this page afterwards. */
+export function goToLogin() {
+  location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+}
+
+/**
+ * The logged-in person for a page that needs one; otherwise off to the login page (resolves null).
+ * @returns {Promise<any>}
+ */
+export async function requireLogin() {
+  const me = await whoami().catch(() => null);
+  if (!me) goToLogin();
+  return me;
+}

@@ -18,9 +18,9 @@ import catalog
 from catalog import accounts, replays
 from catalog.db import Database
 from catalog.models import Course, Enrollment, Organization, Person, RoleAssignment, Session
-from infra import events
 from infra.objects_local import LocalObjectStore
 from recorder import Recorder, RecordingSummary
+from streaming.recording import finalized_event
 from tests.helpers import wait_until
 from tests.integration.recorder.recorder_testkit import SyntheticLecture
 from tests.server import LecternServer, running_server
@@ -41,36 +41,6 @@ class ReplayWorld:
     session_id: int
     recording_id: str
     summary: RecordingSummary
-
-
-def finalized_event(summary: RecordingSummary, at: datetime) -> events.RecordingFinalized:
-    """recording.finalized from the recorder's summary: what the live server publishes."""
-    first = summary.angles[0]
-    return events.RecordingFinalized(
-        session_id=summary.session_id,
-        recording_id=summary.recording_id,
-        segment_count=sum(a.segments for a in summary.angles),
-        duration_s=summary.duration_s,
-        playlist_key=first.playlist_key,
-        mp4_key=first.mp4_key,
-        at=at,
-        size_bytes=summary.bytes,
-        master_key=summary.master_key,
-        angles=tuple(
-            events.RecordingAngle(
-                angle=a.angle,
-                start_s=a.start_s,
-                duration_s=a.duration_s,
-                segments=a.segments,
-                width=a.width,
-                height=a.height,
-                playlist_key=a.playlist_key,
-                mp4_key=a.mp4_key,
-                mp4_bytes=a.mp4_bytes,
-            )
-            for a in summary.angles
-        ),
-    )
 
 
 async def _seed(db: Database) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 // @ts-check
 /** Course detail: description, sessions with their experts, enroll / withdraw. */
 import { api } from "../api.js";
-import { $, busy, CATEGORY, DELIVERY, h, KIND, PLATFORM, say, sayError, STATUS, when, whoami } from "../ui.js";
+import { $, busy, CATEGORY, DELIVERY, goToLogin, h, KIND, PLATFORM, say, sayError, STATUS, when, whoami } from "../ui.js";
 
 const courseId = Number(location.pathname.split("/").filter(Boolean)[1]);
 const enrollBtn = /** @type {HTMLButtonElement} */ ($("#enroll"));
@@ -80,7 +80,7 @@ async function load() {
 
 enrollBtn.addEventListener("click", async () => {
   if (!me) {
-    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+    goToLogin();
     return;
   }
   const done = busy(enrollBtn, "正在报名…");

@@ -1,7 +1,7 @@
 // @ts-check
 /** "My learning": the logged-in learner's enrolled courses and, across them, the upcoming sessions. */
 import { api } from "../api.js";
-import { $, CATEGORY, DELIVERY, h, KIND, say, sayError, when, whoami } from "../ui.js";
+import { $, CATEGORY, DELIVERY, h, KIND, requireLogin, say, sayError, when } from "../ui.js";
 
 /** @param {any} course */
 function courseItem(course) {
@@ -28,11 +28,8 @@ function sessionItem({ course, session }) {
 }
 
 async function load() {
-  const me = await whoami().catch(() => null);
-  if (!me) {
-    location.href = `/login?next=${encodeURIComponent("/me")}`;
-    return;
-  }
+  const me = await requireLogin();
+  if (!me) return;
   say("正在加载…");
   try {
     const res = await api("GET", "/api/me/learning?page_size=100");

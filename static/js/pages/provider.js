@@ -1,22 +1,7 @@
 // @ts-check
 /** Provider console: create courses and sessions, assign experts, publish, see enrollments. */
 import { api, ApiError } from "../api.js";
-import {
-  $,
-  beijingInstant,
-  busy,
-  CATEGORY,
-  DELIVERY,
-  errorText,
-  h,
-  KIND,
-  say,
-  sayError,
-  SOURCE,
-  STATUS,
-  when,
-  whoami,
-} from "../ui.js";
+import { $, beijingInstant, busy, CATEGORY, DELIVERY, errorText, h, KIND, requireLogin, say, sayError, SOURCE, STATUS, when } from "../ui.js";
 
 const courseForm = /** @type {HTMLFormElement} */ ($("#new-course"));
 const sessionForm = /** @type {HTMLFormElement} */ ($("#new-session"));
@@ -299,11 +284,8 @@ publishBtn.addEventListener("click", async () => {
 });
 
 async function init() {
-  const me = await whoami().catch(() => null);
-  if (!me) {
-    location.href = `/login?next=${encodeURIComponent("/provider")}`;
-    return;
-  }
+  const me = await requireLogin();
+  if (!me) return;
   const roles = (me.roles || []).filter((/** @type {any} */ r) => r.role === "provider_admin");
   if (!roles.length) {
     say("您不是培训机构管理员，无法使用机构后台。", "error");

@@ -1,9 +1,9 @@
 // @ts-check
 /** The expert's studio: devices, preview, go live over WHIP, screen share, mute, end; the room channel. */
 import { api, ApiError } from "../api.js";
-import { addChat, mediaToken, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
+import { addChat, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
 import { RoomChannel } from "../room.js";
-import { $, h, say, sayError, whoami } from "../ui.js";
+import { $, h, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
 
 const sessionId = sessionIdFromPath();
@@ -187,11 +187,8 @@ function renderSpeakers(speakers) {
 }
 
 async function init() {
-  const me = await whoami().catch(() => null);
-  if (!me) {
-    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
-    return;
-  }
+  const me = await requireLogin();
+  if (!me) return;
   try {
     const session = await api("GET", `/api/sessions/${sessionId}`);
     $("#title").textContent = `讲师直播间 · ${session.title}`;
@@ -219,11 +216,6 @@ muteBtn.addEventListener("click", toggleMute);
 endBtn.addEventListener("click", () => {
   if (confirm("确定结束本场直播吗？")) channel.endSession();
 });
-$("#chat-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const input = /** @type {HTMLInputElement} */ ($("#chat-form input"));
-  if (input.value.trim()) channel.chat(input.value.trim());
-  input.value = "";
-});
+onSubmitText("#chat-form", (t) => channel.chat(t));
 $("#check").addEventListener("click", () => channel.presenceCheck(Number((/** @type {HTMLSelectElement} */ ($("#check-window"))).value)));
 init();

@@ -2,9 +2,9 @@
 /** The learner's live page: WHEP video (screen large, camera small), chat, questions, raise hand,
  * presence checks, going on stage when promoted; HLS when the room is full or WebRTC fails. */
 import { ApiError } from "../api.js";
-import { addChat, mediaToken, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
+import { addChat, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
 import { RoomChannel } from "../room.js";
-import { $, say, sayError, whoami } from "../ui.js";
+import { $, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
 
 const sessionId = sessionIdFromPath();
@@ -202,11 +202,8 @@ function renderLearnerQuestions(questions) {
 }
 
 async function init() {
-  const me = await whoami().catch(() => null);
-  if (!me) {
-    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
-    return;
-  }
+  const me = await requireLogin();
+  if (!me) return;
   try {
     await mediaToken(sessionId, "whep");
   } catch (err) {
@@ -236,15 +233,6 @@ $("#check-answer").addEventListener("click", () => {
   const id = $("#check-prompt").dataset.check;
   if (id) channel.answerPresence(id);
 });
-/** @param {string} selector @param {(text: string) => void} send */
-function wireForm(selector, send) {
-  $(selector).addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const input = /** @type {HTMLInputElement} */ ($(`${selector} input`));
-    if (input.value.trim()) send(input.value.trim());
-    input.value = "";
-  });
-}
-wireForm("#chat-form", (t) => channel.chat(t));
-wireForm("#ask-form", (t) => channel.ask(t));
+onSubmitText("#chat-form", (t) => channel.chat(t));
+onSubmitText("#ask-form", (t) => channel.ask(t));
 init();
