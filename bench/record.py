@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 SECRET = "bench-secret-not-for-production"
 SESSION = 1
@@ -47,12 +47,6 @@ def _token(purpose: str) -> str:
     from infra.tokens import Claims, sign
 
     return sign(SECRET, purpose, Claims(1, f"session:{SESSION}", "expert", time.time() + 3600, {}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- server process
@@ -236,32 +230,6 @@ async def _publish(url: str, seconds: float) -> None:
 # ---------------------------------------------------------------- orchestration
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-
-
-def _wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
-
-
 def _output_ready(mode: str, objects: Path) -> bool:
     if mode == "baseline":
         return (objects / "baseline.done").exists()
@@ -276,23 +244,23 @@ def run(mode: str, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-record-{mode}-") as tmp:
         data_dir = Path(tmp)
         objects = data_dir / "objects"
-        port = _free_port()
-        server = _spawn("serve", mode, str(port), str(data_dir))
+        port = benchkit.free_port()
+        server = benchkit.spawn(__file__, "serve", mode, str(port), str(data_dir))
         try:
-            _wait_port(port)
-            publisher = _spawn("publish", f"http://127.0.0.1:{port}", str(seconds))
+            benchkit.wait_port(port)
+            publisher = benchkit.spawn(__file__, "publish", f"http://127.0.0.1:{port}", str(seconds))
             assert publisher.stdout is not None
             json.loads(publisher.stdout.readline())  # published
-            cpu0, t0 = _cpu_s(server.pid), time.monotonic()
+            cpu0, t0 = benchkit.cpu_s(server.pid), time.monotonic()
             end = json.loads(publisher.stdout.readline())
-            cpu_live, t_live = _cpu_s(server.pid), time.monotonic()
+            cpu_live, t_live = benchkit.cpu_s(server.pid), time.monotonic()
             deadline = time.monotonic() + 120
             while not _output_ready(mode, objects):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{mode}: output not ready 120 s after the end")
                 time.sleep(0.02)
             ready_after_end_s = time.time() - end["ended_at"]
-            cpu1 = _cpu_s(server.pid)
+            cpu1 = benchkit.cpu_s(server.pid)
             publisher.wait(timeout=30)
             result = {
                 "mode": mode,

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 SECRET = "bench-secret-not-for-production"
 SESSION = 1
@@ -38,12 +38,6 @@ def _token(purpose: str, role: str, person_id: int) -> str:
     from infra.tokens import Claims, sign
 
     return sign(SECRET, purpose, Claims(person_id, f"session:{SESSION}", role, time.time() + 3600, {}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- server process
@@ -248,37 +242,17 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
 # ---------------------------------------------------------------- orchestration
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ}
-    )
-
-
-def _wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {port}")
-
-
 def step(mode: str, viewers: int, warmup_s: float, window_s: float) -> dict[str, Any]:
-    port = _free_port()
+    port = benchkit.free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _spawn("server", "--mode", mode, "--port", str(port))
+    server = benchkit.spawn(__file__, "server", "--mode", mode, "--port", str(port))
     procs = [server]
     try:
-        _wait_port(port)
-        procs.append(_spawn("publisher", "--url", f"{base}/whip/sessions/{SESSION}"))
+        benchkit.wait_port(port)
+        procs.append(benchkit.spawn(__file__, "publisher", "--url", f"{base}/whip/sessions/{SESSION}"))
         time.sleep(2.0)  # let the publisher connect and its encoder settle
-        watcher = _spawn(
+        watcher = benchkit.spawn(
+            __file__,
             "viewers",
             "--url",
             f"{base}/whep/sessions/{SESSION}",
@@ -294,9 +268,9 @@ def step(mode: str, viewers: int, warmup_s: float, window_s: float) -> dict[str,
         line = watcher.stdout.readline()
         if line.strip() != "WINDOW":
             raise RuntimeError(f"viewers failed: {line!r}")
-        cpu0, t0 = _cpu_s(server.pid), time.monotonic()
+        cpu0, t0 = benchkit.cpu_s(server.pid), time.monotonic()
         result: dict[str, Any] = json.loads(watcher.stdout.readline())
-        cpu1, t1 = _cpu_s(server.pid), time.monotonic()
+        cpu1, t1 = benchkit.cpu_s(server.pid), time.monotonic()
         # the window measured by the viewers ends when they report; close is not counted
         result["cpu_pct"] = 100.0 * (cpu1 - cpu0) / (t1 - t0)
         watcher.wait(timeout=30)
