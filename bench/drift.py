@@ -28,11 +28,8 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +42,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 SECRET = "bench-secret-not-for-production"
 SESSION = 1
@@ -64,12 +63,6 @@ def _token(purpose: str) -> str:
     from infra.tokens import Claims, sign
 
     return sign(SECRET, purpose, Claims(1, f"session:{SESSION}", "expert", time.time() + 36_000, {}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- the frame counter and the tone
@@ -469,23 +462,6 @@ def report(source: str, points: list[Checkpoint]) -> tuple[float, float]:
 # ---------------------------------------------------------------- orchestration
 
 
-def _spawn(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), *args], stdout=stdout, text=True, env=env, cwd=ROOT
-    )
-
-
-def _wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
-
-
 def _finalized(objects: Path) -> Path | None:
     for path in objects.glob(f"hls/{SESSION}/*/manifest.json"):
         try:
@@ -505,19 +481,26 @@ def _lines(stream: Any) -> Iterator[dict[str, Any]]:
 def run(minutes: float, keep: bool, drop_audio_every_s: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     objects = tmp / "objects"
-    port = _free_port()
-    server = _spawn("serve", str(port), str(tmp), str(drop_audio_every_s), stdout=None)
+    port = benchkit.free_port()
+    server = benchkit.spawn(__file__, "serve", str(port), str(tmp), str(drop_audio_every_s))
     try:
-        _wait_port(port)
-        publisher = _spawn("publish", f"http://127.0.0.1:{port}", str(minutes * 60))
+        benchkit.wait_port(port)
+        publisher = benchkit.spawn(__file__, "publish", f"http://127.0.0.1:{port}", str(minutes * 60))
         assert publisher.stdout is not None
+        cpu0 = {"server": benchkit.cpu_s(server.pid), "publisher": benchkit.cpu_s(publisher.pid)}
+        t0 = time.monotonic()
         print(f"publishing {minutes:g} min of camera + screen (320x180 {FPS} fps) + audio", flush=True)
         end: dict[str, Any] = {}
+        cpu: dict[str, str] = {}
         for msg in _lines(publisher.stdout):
             if "elapsed_s" in msg and msg["elapsed_s"] % 300 < 60:
                 print(f"  {msg['elapsed_s'] // 60} min", flush=True)
             if "ended_at" in msg:
                 end = msg
+                cpu = {
+                    name: f"{100 * (benchkit.cpu_s(proc.pid) - cpu0[name]) / (time.monotonic() - t0):.1f} %"
+                    for name, proc in (("server", server), ("publisher", publisher))
+                }
         if publisher.wait(timeout=60) != 0 or not end:
             raise RuntimeError("the publisher failed")
         deadline = time.monotonic() + 120
@@ -528,6 +511,7 @@ def run(minutes: float, keep: bool, drop_audio_every_s: float) -> None:
         print(
             f"sent {end['sent']}; finalized {time.time() - end['ended_at']:.2f} s after the end", flush=True
         )
+        print(f"CPU during the lecture, % of one core: {cpu}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
