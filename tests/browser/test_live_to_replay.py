@@ -1,5 +1,6 @@
-"""From a live lecture to a replay, in real Chromium: the expert publishes camera and screen from the studio,
-ends the session, and a learner plays the recording on the replay page with hls.js, switching angles."""
+"""The recording path in real Chromium: the expert publishes camera and screen from the studio, ends the
+session, and a learner plays the recording on the replay page with hls.js, switching angles; and a learner
+beyond the room's seats watches the live recording's HLS instead of WebRTC."""
 
 from __future__ import annotations
 
@@ -104,6 +105,60 @@ async def test_a_lecture_published_from_the_studio_becomes_a_replay_with_two_ang
         await wait_until(lambda: advanced_past(switched["t"] + 1.0), timeout_s=15, message="screen advancing")
         assert (await page.evaluate(STATE))["frames"] > frames
         assert first["frames"] > 0
+    finally:
+        await expert_ctx.close()
+        await learner_ctx.close()
+
+
+@pytest.fixture
+def full_room_server(tmp_path: Path, lectern_server_env: dict[str, str]) -> Iterator[LecternServer]:
+    """No interactive seats at all: every learner is an overflow learner."""
+    data_dir = tmp_path / "var"
+    seed_demo(data_dir)
+    env = {
+        **lectern_server_env,
+        "LECTERN_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "LECTERN_SEGMENT_DURATION_S": "1",
+        "LECTERN_ROOM_SEAT_LIMIT": "0",
+    }
+    with running_server(data_dir, env) as server:
+        yield server
+
+
+async def test_a_learner_beyond_the_seat_limit_watches_the_live_hls_with_hls_js(
+    browser: Browser, full_room_server: LecternServer, tmp_path: Path
+) -> None:
+    expert_ctx = await browser.new_context(locale="zh-CN")
+    learner_ctx = await browser.new_context(locale="zh-CN")
+    try:
+        studio = await expert_ctx.new_page()
+        await log_in(studio, full_room_server, EXPERT, f"/studio/{SESSION}")
+        await studio.get_by_role("button", name="开始直播").click()
+        await expect(studio.locator("#state")).to_have_text("直播中", timeout=20_000)
+        await wait_until(
+            lambda: segments(tmp_path / "var", "camera") >= 3, timeout_s=30, message="live segments"
+        )
+
+        page = await learner_ctx.new_page()
+        hls_requests: list[str] = []
+        page.on("request", lambda r: hls_requests.append(r.url) if "/hls/" in r.url else None)
+        await log_in(page, full_room_server, LEARNER, f"/watch/{SESSION}")
+        await expect(page.locator("#message")).to_contain_text("互动席位已满", timeout=20_000)
+        await expect(page.locator("#state")).to_have_text("直播流")
+        assert await page.evaluate("window.Hls !== undefined && window.Hls.isSupported()")
+        await page.evaluate(
+            "() => { const v = document.querySelector('#main-video'); v.muted = true; v.play(); }"
+        )
+        frames = "document.querySelector('#main-video').getVideoPlaybackQuality().totalVideoFrames"
+        await page.wait_for_function(f"{frames} > 10", timeout=30_000)
+        before = await page.evaluate(frames)
+        await page.wait_for_function(f"{frames} > {before}", timeout=15_000)
+        assert any("/camera/index.m3u8" in u for u in hls_requests)
+        assert any("/camera/seg_" in u for u in hls_requests)
+        # The room channel still works for an overflow learner.
+        await page.locator("#chat-form input").fill("我在看直播流")
+        await page.locator("#chat-form button").click()
+        await expect(studio.locator("#chat")).to_contain_text("我在看直播流")
     finally:
         await expert_ctx.close()
         await learner_ctx.close()
