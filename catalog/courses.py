@@ -242,16 +242,23 @@ async def create(db: Database, caller: Caller, draft: forms.CourseDraft, now: da
     return course_view(course, provider_name=org.name)
 
 
+async def _changeable_course(s: AsyncSession, caller: Caller, course_id: int, archived: str) -> Course:
+    """The course, if the caller may see it (else NotFound), manages it (else Forbidden) and it is not
+    archived (else Conflict with the message `archived`)."""
+    course = await queries.course_or_404(s, course_id)
+    if not _visible(course, caller):
+        raise NotFound(f"course {course_id} not found", field="course_id")
+    _require_manager(course, caller)
+    if course.status == CourseStatus.ARCHIVED:
+        raise Conflict(archived, field="status")
+    return course
+
+
 async def update(
     db: Database, caller: Caller, course_id: int, changes: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     async with db.sessions.begin() as s:
-        course = await queries.course_or_404(s, course_id)
-        if not _visible(course, caller):
-            raise NotFound(f"course {course_id} not found", field="course_id")
-        _require_manager(course, caller)
-        if course.status == CourseStatus.ARCHIVED:
-            raise Conflict("an archived course cannot be changed", field="status")
+        course = await _changeable_course(s, caller, course_id, "an archived course cannot be changed")
         if "capacity" in changes and changes["capacity"] is not None:
             enrolled = await queries.active_count(s, course.id)
             if changes["capacity"] < enrolled:
@@ -283,12 +290,7 @@ async def add_session(
     db: Database, caller: Caller, course_id: int, draft: forms.SessionDraft
 ) -> dict[str, Any]:
     async with db.sessions.begin() as s:
-        course = await queries.course_or_404(s, course_id)
-        if not _visible(course, caller):
-            raise NotFound(f"course {course_id} not found", field="course_id")
-        _require_manager(course, caller)
-        if course.status == CourseStatus.ARCHIVED:
-            raise Conflict("an archived course takes no new sessions", field="status")
+        course = await _changeable_course(s, caller, course_id, "an archived course takes no new sessions")
         session = Session(
             course_id=course.id,
             title=draft.title,
