@@ -8,7 +8,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from infra.errors import Unavailable
@@ -78,4 +77,4 @@ async def migrate_async(url: str) -> None:
     await asyncio.to_thread(migrate, url)
 
 
-__all__ = ["Database", "Engine", "migrate", "migrate_async"]
+__all__ = ["Database", "migrate", "migrate_async"]
