@@ -80,6 +80,12 @@ async def test_a_recording_cut_by_kill_9_is_finalized_at_restart_missing_at_most
     assert not list((data_dir / "spool").glob("*/*")), "the spool is cleared once finalized"
 
 
+def settled(health: dict[str, Any]) -> bool:
+    return bool(
+        health["segments"] >= 2 and health["queued_frame_bytes"] == 0 and health["upload_backlog"] == 0
+    )
+
+
 async def test_a_restart_announces_recovered_recordings_and_ends_only_their_interrupted_sessions(
     recording_app: RecordingAppFactory, tmp_path: Path
 ) -> None:
@@ -99,7 +105,8 @@ async def test_a_restart_announces_recovered_recordings_and_ends_only_their_inte
         await recorder.start()
         for frame in lecture.frames(0.0, 5.0):
             recorder.push(frame)
-        await wait_until(lambda r=recorder: r.health["segments"] >= 2, message="segments")  # type: ignore[misc]
+        # What a crash leaves: closed segments and the open manifest stored, nothing still queued.
+        await wait_until(lambda r=recorder: settled(r.health), message="segments stored")  # type: ignore[misc]
         await recorder.abandon()
     (data_dir / "spool" / "402" / "ended-while-store-down" / ENDED_MARKER).write_text("{}")
 
