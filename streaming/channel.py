@@ -9,9 +9,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -20,6 +19,7 @@ from infra.appkeys import BUS, SETTINGS
 from infra.bus import BusUnavailable
 from infra.errors import Forbidden, Invalid
 from infra.events import PresenceCheckIssued
+from infra.tasks import OwnedTasks
 from infra.tokens import Claims, sign, verify
 from streaming.channel_state import (
     CLOSE_SESSION_ENDED,
@@ -142,7 +142,7 @@ class Channels:
         self._clock = clock
         self.limits = limits
         self._rooms: dict[int, _Room] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks(log, "channel")
         self._next_conn = 0
 
     # -- the public surface ------------------------------------------------------------------------
@@ -171,8 +171,8 @@ class Channels:
         log.info("session=%s conn=%s person=%s role=%s joined", session_id, conn.id, who.person_id, who.role)
         room.conns[conn.id] = conn
         self._send(room, room.state.join(conn.id, who, self._clock()))
-        conn.writer = self._spawn(conn.write(), f"channel-writer-{conn.id}")
-        conn.reader = self._spawn(self._read(room, conn), f"channel-reader-{conn.id}")
+        conn.writer = self._tasks.spawn(conn.write(), f"channel-writer-{conn.id}")
+        conn.reader = self._tasks.spawn(self._read(room, conn), f"channel-reader-{conn.id}")
         try:
             await asyncio.wait({conn.reader, conn.writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -205,10 +205,7 @@ class Channels:
 
     async def close(self) -> None:
         """Cancel and await every background task (deadline timers, end-request hooks)."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -242,7 +239,7 @@ class Channels:
                 case Publish(event):
                     await events.publish(self._app[BUS], event)
                 case StartTimer(check_id, deadline_at):
-                    room.timers[check_id] = self._spawn(
+                    room.timers[check_id] = self._tasks.spawn(
                         self._deadline(room, check_id, deadline_at), f"presence-deadline-{check_id}"
                     )
                 case RequestEnd():
@@ -253,11 +250,11 @@ class Channels:
                             "ending the session is not available here",
                             in_reply_to="end_session",
                         )
-                    self._spawn(self._request_end(hook, room.state.session_id), "channel-end-request")
+                    self._tasks.spawn(self._request_end(hook, room.state.session_id), "channel-end-request")
                 case EndStage(person_id):
                     demoted = self._app.get(ON_DEMOTE)
                     if demoted is not None:
-                        self._spawn(
+                        self._tasks.spawn(
                             self._end_stage(demoted, room.state.session_id, person_id), "channel-end-stage"
                         )
                 case _:
@@ -303,17 +300,6 @@ class Channels:
     async def _end_stage(self, hook: DemoteHook, session_id: int, person_id: int) -> None:
         log.info("session=%s person=%s demoted: ending their stage publication", session_id, person_id)
         await hook(session_id, person_id)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("channel task %s failed", task.get_name(), exc_info=exc)
 
     async def _leave(self, session_id: int, room: _Room, conn: _Connection) -> None:
         # Bookkeeping first and without awaiting: aiohttp may cancel this handler once the peer is gone.

@@ -10,12 +10,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +23,7 @@ from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
 from infra.bus import BusUnavailable, EventBus
 from infra.errors import Unavailable
 from infra.objects import ObjectStore, StoreUnavailable
+from infra.tasks import OwnedTasks
 from recorder import EncodedFrame, Recorder, RecordingSummary, recover
 from streaming.forwarding import EncodedFrame as LiveFrame
 from streaming.forwarding import FrameQueue
@@ -140,7 +140,7 @@ class RecordingManager:
         self._wall_minus_monotonic = time.time() - time.monotonic()
         self._lookup: Callable[[int], Room | None] = lambda _sid: None
         self._runs: dict[int, _Run] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks(log, "recording")
         self._time_bases: dict[int, Fraction] = {}
         self._finishing: set[asyncio.Task[None]] = set()  # recordings whose room has ended
         self._closed = False
@@ -180,7 +180,7 @@ class RecordingManager:
             room.slots[label].subscribe(queue)
         run = _Run(session_id, rid, room, recorder, queues)
         self._runs[session_id] = run
-        run.task = self._spawn(self._record(run), name=f"recording-{rid}")
+        run.task = self._tasks.spawn(self._record(run), name=f"recording-{rid}")
         log.info("%s recording room", run.prefix)
 
     async def room_ended(self, session_id: int) -> None:
@@ -401,28 +401,14 @@ class RecordingManager:
     # ------------------------------------------------------------------ tasks
 
     def start(self) -> None:
-        self._spawn(self.watch(), name="recording-watch")
+        self._tasks.spawn(self.watch(), name="recording-watch")
 
     async def close(self) -> None:
         """Let recordings that are finalizing finish (up to close_timeout_s), then cancel the rest."""
         self._closed = True
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=self.config.close_timeout_s)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("recording task failed", exc_info=task.exception())
+        await self._tasks.cancel()
 
 
 RECORDINGS = web.AppKey("recordings", RecordingManager)

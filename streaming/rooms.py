@@ -17,6 +17,7 @@ from typing import Any, NewType
 
 from infra.bus import BusUnavailable, EventBus
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
+from infra.tasks import OwnedTasks
 from streaming import rtc_adapter
 from streaming.forwarding import H264, VP8, EncodedFrame, FrameQueue, KeyframeRequests, TrackSlot
 
@@ -237,7 +238,7 @@ class Rooms:
         self._wall_clock = wall_clock
         self._rooms: dict[SessionId, Room] = {}
         self._resources: dict[ResourceId, Publisher | Viewer] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks(log, "room")
         self._publish_lock = asyncio.Lock()
         self._closed = False
 
@@ -314,10 +315,10 @@ class Rooms:
                 publisher.keyframes[label] = requests
                 if track.media.kind == "video":
                     send = functools.partial(rtc_adapter.send_pli, track.receiver)
-                    publisher.tasks.append(self._spawn(requests.run(send)))
+                    publisher.tasks.append(self._tasks.spawn(requests.run(send)))
                 room.slots[label].attach(publisher, mime, requests.request)
             rtc_adapter.on_connection_state(pc, lambda state: self._on_publisher_state(publisher, state))
-            self._spawn(self._expire_unconnected(publisher))
+            self._tasks.spawn(self._expire_unconnected(publisher))
             log.info("session=%s publisher=%s person=%s role=%s labels=%s", sid, rid, person_id, role, labels)
             return rid, answer
 
@@ -358,9 +359,9 @@ class Rooms:
                 # The session's actual start is when media first arrives (docs/events.md).
                 room.started_at = self._wall_clock()
                 data = {"session_id": room.session_id, "at": room.started_at.isoformat()}
-                self._spawn(self._emit("session.started", data))
+                self._tasks.spawn(self._emit("session.started", data))
                 if self._on_started is not None:
-                    self._spawn(self._on_started(room.session_id))
+                    self._tasks.spawn(self._on_started(room.session_id))
             if frame.keyframe:
                 requests = publisher.keyframes.get(slot.label)
                 if requests is not None:
@@ -374,7 +375,7 @@ class Rooms:
             publisher.connected.set()
         elif state in ("failed", "closed") and publisher.rid in self._resources:
             log.info("session=%s publisher=%s connection %s", publisher.session_id, publisher.rid, state)
-            self._spawn(self._drop_publisher(publisher, reason=f"connection {state}"))
+            self._tasks.spawn(self._drop_publisher(publisher, reason=f"connection {state}"))
 
     async def unpublish(self, rid: str, person_id: int) -> None:
         """WHIP DELETE. The expert deleting their last publisher ends the session."""
@@ -397,7 +398,7 @@ class Rooms:
         for label in publisher.labels:
             if room is not None:
                 room.slots[label].detach(publisher)
-        await self._cancel(publisher.tasks)
+        await self._tasks.cancel(publisher.tasks)
         await publisher.pc.close()
         log.info("session=%s publisher=%s gone: %s", publisher.session_id, publisher.rid, reason)
         # The grace period starts when the expert's last publication goes; speakers do not count.
@@ -414,7 +415,7 @@ class Rooms:
             and room.grace_task is None
             and not self._closed
         ):
-            room.grace_task = self._spawn(self._end_after_grace(room))
+            room.grace_task = self._tasks.spawn(self._end_after_grace(room))
 
     async def _end_after_grace(self, room: Room) -> None:
         await asyncio.sleep(self.config.grace_s)
@@ -468,7 +469,7 @@ class Rooms:
                 await viewer.pc.close()
             raise NotFound("session is not live")
         self._resources[rid] = viewer
-        self._spawn(self._expire_unconnected(viewer))
+        self._tasks.spawn(self._expire_unconnected(viewer))
         log.info("session=%s viewer=%s person=%s labels=%s", sid, rid, person_id, labels)
         return rid, answer
 
@@ -518,7 +519,7 @@ class Rooms:
             for label, queue in viewer.queues.items():
                 room.slots[label].subscribe(queue)
         elif state in ("failed", "closed") and viewer.rid in self._resources:
-            self._spawn(self._drop_viewer(viewer, reason=f"connection {state}"))
+            self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"))
 
     async def unwatch(self, rid: str, person_id: int) -> None:
         viewer = self._resources.get(ResourceId(rid))
@@ -581,7 +582,7 @@ class Rooms:
         self._closed = True
         for session_id in list(self._rooms):
             await self.end(session_id, reason="server_shutdown")
-        await self._cancel(list(self._tasks))
+        await self._tasks.cancel()
 
     async def _emit(self, type_: str, data: dict[str, Any]) -> None:
         if self.bus is None:
@@ -591,21 +592,3 @@ class Rooms:
         except BusUnavailable:
             # Live media must not stop because the bus is down; the catalog reconciles later.
             log.warning("session=%s could not publish %s: bus unavailable", data.get("session_id"), type_)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("room task failed", exc_info=task.exception())
-
-    async def _cancel(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
-        current = asyncio.current_task()
-        pending = [t for t in tasks if t is not current]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
