@@ -36,7 +36,7 @@ class EncodedFrame:
     # The adapter's media object for this frame (an av.Packet), built once and shared by every
     # viewer of the slot, since they all send the same bytes with the same timestamp.
     media: object | None = field(default=None, repr=False)
-    # The adapter's RTP payloads for this frame (H.264), cut once for every viewer of the slot.
+    # The adapter's RTP payloads for this frame, cut once for every viewer of the slot.
     packed: object | None = field(default=None, repr=False)
 
 

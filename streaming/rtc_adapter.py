@@ -12,11 +12,14 @@ import asyncio
 import logging
 import queue
 import re
+import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import aioice
 import av
 from aiortc import (
     RTCBundlePolicy,
@@ -27,10 +30,17 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
+    rtp,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import get_encoder
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.utils import random32
 
 from infra.errors import Invalid
 from streaming.forwarding import EncodedFrame, FrameQueue, is_keyframe
@@ -42,8 +52,29 @@ RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_STARTED = "_RTCRtpReceiver__started"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
 SENDER_KEYFRAME_HOOK = "_send_keyframe"
-# RTCRtpSender keeps its encoder in a name-mangled private attribute, made on the first frame.
-SENDER_ENCODER = "_RTCRtpSender__encoder"
+# The forwarding sender replaces these two methods of each viewer's RTCRtpSender...
+SENDER_RUN_RTP = "_run_rtp"
+SENDER_RETRANSMIT = "_retransmit"
+# ...and reads or writes these of its private state, as aiortc's own _run_rtp does.
+SENDER_PRIVATE = {
+    name: f"_RTCRtpSender__{name}"
+    for name in (
+        "rtp_started",
+        "rtp_exited",
+        "mid",
+        "ntp_timestamp",
+        "rtp_timestamp",
+        "octet_count",
+        "packet_count",
+        "rtx_payload_type",
+        "rtx_sequence_number",
+    )
+} | {"extensions_map": "_RTCRtpSender__rtp_header_extensions_map"}
+DTLS_STATE = "_state"
+DTLS_TX_SRTP = "_tx_srtp"
+DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+ICE_NOMINATED = "_nominated"
 ICE_CONNECTION_PRIVATE = (
     "_local_candidates_start",
     "_local_candidates_end",
@@ -312,15 +343,14 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
 
 
 class PacketTrack(MediaStreamTrack):
-    """A sender track whose recv() returns already-encoded av.Packets from a FrameQueue; aiortc's
-    encoder.pack() packetizes them without encoding (as MediaPlayer(decode=False) does)."""
+    """A viewer's track of already-encoded frames from a FrameQueue. Its sender does not pull it
+    through recv(): forward_packets() replaces the sender's RTP loop with ForwardingSender, which reads
+    `frames` directly. recv() serves anything else that consumes the track as a media track."""
 
     def __init__(self, kind: str, frames: FrameQueue) -> None:
         super().__init__()
         self.kind = kind
         self.frames = frames
-        self.sender: RTCRtpSender | None = None  # set by answer_viewer, for share_packetization
-        self.current: EncodedFrame | None = None  # the frame recv() returned last
 
     async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
@@ -329,50 +359,283 @@ class PacketTrack(MediaStreamTrack):
         if frame is None:
             self.stop()
             raise MediaStreamError
-        packet = frame.media
-        if not isinstance(packet, av.Packet):
-            packet = av.Packet(frame.data)
-            packet.pts = frame.timestamp
-            packet.dts = frame.timestamp
-            packet.time_base = Fraction(1, frame.clock_rate)
-            frame.media = packet  # shared by every viewer of the slot: pack() only reads it
-        if self.sender is not None:
-            share_packetization(self.sender, self)
-        self.current = frame
-        return packet
+        return av_packet(frame)
 
     def stop(self) -> None:
         self.frames.close()
         super().stop()
 
 
-class SharedH264Packer:
-    """Stands in for an RTCRtpSender's H.264 encoder: every viewer of a slot sends the same frame, so
-    its RTP payloads are cut once (on the shared frame) and reused; each sender still writes its own
-    RTP headers. H.264's pack() is stateless; VP8's is not (per-sender picture ids), so only H.264."""
+def av_packet(frame: EncodedFrame) -> av.Packet[Any]:
+    """The frame as an av.Packet (what aiortc's encoders pack()), built once and shared by every
+    viewer of the slot, since they all send the same bytes with the same timestamp."""
+    packet = frame.media
+    if not isinstance(packet, av.Packet):
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.dts = frame.timestamp
+        packet.time_base = Fraction(1, frame.clock_rate)
+        frame.media = packet
+    return packet
 
-    def __init__(self, encoder: H264Encoder, track: PacketTrack) -> None:
-        self.encoder = encoder
+
+_RTP_FIXED_HEADER = struct.Struct("!BBHII")
+_NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
+_MAX_ABS_SEND_TIME = 0xFFFFFF
+# How often the forwarding sender records what RTCP sender reports and getStats() read (aiortc
+# records it for every packet; reports go out about once a second).
+_REPORT_INTERVAL_S = 0.1
+
+
+def ntp_time(unix_s: float) -> int:
+    """A wall-clock time as a 64-bit NTP timestamp (32.32 fixed point), as aiortc's clock makes it."""
+    seconds = unix_s + _NTP_EPOCH_OFFSET_S
+    whole = int(seconds)
+    return (whole << 32) | int((seconds - whole) * (1 << 32))
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderLayout:
+    """The RTP header a sender writes, minus what changes per packet: its first byte (version and
+    extension bit) and its header extension block, split around the 3-byte abs-send-time value.
+    Built from aiortc's own serializer, so the bytes are what aiortc would send."""
+
+    first_byte: int
+    before_abs: bytes  # extension header and elements up to the abs-send-time value
+    after_abs: bytes  # the rest of the block (or all of it if abs-send-time is not negotiated)
+    has_abs_send_time: bool
+
+    @classmethod
+    def of(cls, extensions_map: rtp.HeaderExtensionsMap, mid: str | None) -> HeaderLayout:
+        def header(abs_send_time: int) -> bytes:
+            packet = rtp.RtpPacket(payload_type=0)
+            packet.extensions.mid = mid
+            packet.extensions.abs_send_time = abs_send_time
+            return packet.serialize(extensions_map)
+
+        low, high = header(0), header(_MAX_ABS_SEND_TIME)
+        differ = [i for i, (a, b) in enumerate(zip(low, high, strict=True)) if a != b]
+        if not differ:
+            return cls(low[0], b"", low[12:], False)
+        at = differ[0]
+        if differ != [at, at + 1, at + 2]:
+            raise RuntimeError(f"unexpected RTP header layout from aiortc: {low.hex()} / {high.hex()}")
+        return cls(low[0], low[12:at], low[at + 3 :], True)
+
+    def header(
+        self, marker_pt: int, sequence_number: int, timestamp: int, ssrc: int, extension: bytes
+    ) -> bytes:
+        """The whole header of one packet; `marker_pt` is the marker bit (0x80) | payload type."""
+        return (
+            _RTP_FIXED_HEADER.pack(self.first_byte, marker_pt, sequence_number, timestamp, ssrc) + extension
+        )
+
+    def extension(self, abs_send_time: int) -> bytes:
+        if not self.has_abs_send_time:
+            return self.after_abs
+        return self.before_abs + (abs_send_time & _MAX_ABS_SEND_TIME).to_bytes(3, "big") + self.after_abs
+
+
+class ForwardingSender:
+    """Replaces an RTCRtpSender's RTP loop (`_run_rtp`) for a PacketTrack. Every viewer of a slot sends
+    the same frame, so its payloads are cut once per slot (H.264, Opus; VP8's packetizer numbers
+    pictures per sender, so it stays per sender); per frame the extension block is built once and the
+    ICE pair looked up once; per packet only the fixed 12-byte header is packed, SRTP protects it and
+    it goes straight to the pair's datagram transport. (aiortc's loop builds and serializes an RtpPacket
+    with its extensions and awaits three layers of coroutines for every packet.)
+
+    Kept from aiortc's loop for the rest of the sender: the counters of RTCP sender reports and
+    getStats(), a history for NACK retransmissions (RTX when negotiated), stopping the track and the
+    started/exited events that RTCRtpSender.stop() waits for.
+    """
+
+    def __init__(self, sender: RTCRtpSender, track: PacketTrack) -> None:
+        self.sender = sender
         self.track = track
+        self.packets = 0
+        self.octets = 0  # payload bytes, as RTCP sender reports count them
+        self._sequence_number = random_sequence_number()
+        self._timestamp_origin = random32()
+        # sequence number % RTP_HISTORY_SIZE -> (sequence number, header, payload)
+        self._history: dict[int, tuple[int, bytes, bytes]] = {}
+        self._out: _DatagramOut | None = None
+        self._reported_at = 0.0
 
-    def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
-        # The sender calls recv() then pack() with no await between: `current` is this packet's frame.
-        frame = self.track.current
-        if frame is None or frame.media is not packet:
-            return self.encoder.pack(packet)
+    def install(self) -> None:
+        setattr(self.sender, SENDER_RUN_RTP, self.run)
+        setattr(self.sender, SENDER_RETRANSMIT, self.retransmit)
+
+    def _private(self, name: str) -> Any:
+        return getattr(self.sender, SENDER_PRIVATE[name])
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        self._private("rtp_started").set()
+        try:
+            layout = HeaderLayout.of(self._private("extensions_map"), self._private("mid"))
+            payloads = payload_cutter(codec)
+            frames = self.track.frames
+            while True:
+                frame = await frames.get()
+                if frame is None:
+                    break
+                if self.sender._enabled:
+                    await self._send(frame, payloads(frame), codec, layout)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:  # as aiortc's loop: the exited event must be set or stop() hangs
+            log.exception("forwarding sender failed")
+        self.track.stop()
+        self._private("rtp_exited").set()
+
+    async def _send(
+        self, frame: EncodedFrame, payloads: list[bytes], codec: RTCRtpCodecParameters, layout: HeaderLayout
+    ) -> None:
+        if not payloads:
+            return
+        media_ts = frame.timestamp
+        if frame.clock_rate != codec.clockRate:
+            media_ts = media_ts * codec.clockRate // frame.clock_rate
+        timestamp = (self._timestamp_origin + media_ts) & 0xFFFFFFFF
+        dtls = self.sender.transport
+        out = self._out
+        if out is None or not out.current():
+            if out is not None:
+                out.flush_counts()
+            out = self._out = _datagram_out(dtls)
+        now = time.time()
+        extension = layout.extension(int((now + _NTP_EPOCH_OFFSET_S) * (1 << 18)))
+        header_of, ssrc = layout.header, self.sender._ssrc
+        payload_type = codec.payloadType or 0
+        history, sequence_number, last = self._history, self._sequence_number, len(payloads) - 1
+        octets = sent_bytes = 0
+        for i, payload in enumerate(payloads):
+            marker_pt = payload_type | 0x80 if i == last else payload_type
+            header = header_of(marker_pt, sequence_number, timestamp, ssrc, extension)
+            history[sequence_number % rtp.RTP_HISTORY_SIZE] = (sequence_number, header, payload)
+            data = out.protect(header + payload)
+            if out.sendto is not None:
+                out.sendto(data, out.address)
+            else:
+                await out.protocol.send_data(data, out.address)
+            sent_bytes += len(data)
+            octets += len(payload)
+            sequence_number = (sequence_number + 1) & 0xFFFF
+        self._sequence_number = sequence_number
+        self.packets += len(payloads)
+        self.octets += octets
+        out.sent_packets += len(payloads)
+        out.sent_bytes += sent_bytes
+        if now - self._reported_at >= _REPORT_INTERVAL_S:
+            self._reported_at = now
+            self._report(ntp_time(now), timestamp)
+            out.flush_counts()
+
+    def _report(self, ntp: int, rtp_timestamp: int) -> None:
+        """What aiortc's loop records for the sender's RTCP sender reports and getStats()."""
+        sender = self.sender
+        setattr(sender, SENDER_PRIVATE["ntp_timestamp"], ntp)
+        setattr(sender, SENDER_PRIVATE["rtp_timestamp"], rtp_timestamp)
+        setattr(sender, SENDER_PRIVATE["octet_count"], self.octets)
+        setattr(sender, SENDER_PRIVATE["packet_count"], self.packets)
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK from the history, as aiortc's _retransmit does (RTX when negotiated)."""
+        entry = self._history.get(sequence_number % rtp.RTP_HISTORY_SIZE)
+        if entry is None or entry[0] != sequence_number:
+            return
+        extensions_map = self._private("extensions_map")
+        data = entry[1] + entry[2]
+        rtx_payload_type = self._private("rtx_payload_type")
+        if rtx_payload_type is not None:
+            rtx_sequence_number = self._private("rtx_sequence_number")
+            packet = rtp.wrap_rtx(
+                rtp.RtpPacket.parse(data, extensions_map),
+                payload_type=rtx_payload_type,
+                sequence_number=rtx_sequence_number,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            setattr(self.sender, SENDER_PRIVATE["rtx_sequence_number"], (rtx_sequence_number + 1) & 0xFFFF)
+            data = packet.serialize(extensions_map)
+        await self.sender.transport._send_rtp(data)
+
+
+def payload_cutter(codec: RTCRtpCodecParameters) -> Callable[[EncodedFrame], list[bytes]]:
+    """How a sender of `codec` gets a frame's RTP payloads: cut once per frame and shared by every
+    viewer of the slot (H.264's pack() is stateless; audio is one payload), except VP8's, which are
+    cut per sender (its pack() numbers pictures per sender)."""
+    encoder = get_encoder(codec)
+    if isinstance(encoder, Vp8Encoder):
+        return lambda frame: encoder.pack(av_packet(frame))[0]
+    if isinstance(encoder, H264Encoder):
+
+        def cut(frame: EncodedFrame) -> list[bytes]:
+            return encoder.pack(av_packet(frame))[0]
+
+    else:
+
+        def cut(frame: EncodedFrame) -> list[bytes]:
+            return [frame.data]
+
+    def shared(frame: EncodedFrame) -> list[bytes]:
         if frame.packed is None:
-            frame.packed = self.encoder.pack(packet)
+            frame.packed = cut(frame)
         return frame.packed  # type: ignore[return-value]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.encoder, name)
+    return shared
 
 
-def share_packetization(sender: RTCRtpSender, track: PacketTrack) -> None:
-    """Once the sender has made its H.264 encoder (after its first frame), put SharedH264Packer in front."""
-    encoder = getattr(sender, SENDER_ENCODER, None)
-    if isinstance(encoder, H264Encoder):
-        setattr(sender, SENDER_ENCODER, SharedH264Packer(encoder, track))
+@dataclass(slots=True)
+class _DatagramOut:
+    """Where one viewer's SRTP packets go while its DTLS transport and nominated ICE pair last."""
+
+    dtls: Any
+    nominated: dict[int, Any]  # the ICE connection's nominated pairs, by component
+    pair: Any
+    protect: Callable[[bytes], bytes]
+    address: tuple[str, int]
+    protocol: Any  # the nominated ICE pair's protocol
+    sendto: Callable[[bytes, tuple[str, int]], None] | None  # None: await protocol.send_data (TURN)
+    sent_packets: int = 0  # not yet added to the DTLS transport's own counters
+    sent_bytes: int = 0
+
+    def current(self) -> bool:
+        return getattr(self.dtls, DTLS_STATE) is DtlsState.CONNECTED and self.nominated.get(1) is self.pair
+
+    def flush_counts(self) -> None:
+        """The DTLS transport's own counters (its getStats()), which aiortc's _send_rtp keeps."""
+        for name, value in ((DTLS_TX_PACKETS, self.sent_packets), (DTLS_TX_BYTES, self.sent_bytes)):
+            setattr(self.dtls, name, getattr(self.dtls, name) + value)
+        self.sent_packets = self.sent_bytes = 0
+
+
+def _datagram_out(dtls: Any) -> _DatagramOut:
+    """The SRTP session and ICE pair of `dtls`, looked up once per frame. ConnectionError when the
+    DTLS transport or its ICE connection is not up (aiortc's _send_rtp raises the same)."""
+    if getattr(dtls, DTLS_STATE) is not DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    nominated = getattr(dtls.transport._connection, ICE_NOMINATED)
+    pair = nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    protocol = pair.protocol
+    # A host or server-reflexive pair's send_data is a bare sendto; a TURN relay's wraps the data.
+    direct = type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None
+    return _DatagramOut(
+        dtls=dtls,
+        nominated=nominated,
+        pair=pair,
+        protect=getattr(dtls, DTLS_TX_SRTP).protect,
+        address=pair.remote_addr,
+        protocol=protocol,
+        sendto=protocol.transport.sendto if direct else None,
+    )
+
+
+def forward_packets(sender: RTCRtpSender, track: PacketTrack) -> ForwardingSender:
+    """Make `sender` send `track`'s frames through a ForwardingSender (before the sender starts)."""
+    loop = ForwardingSender(sender, track)
+    loop.install()
+    return loop
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -426,7 +689,7 @@ async def answer_viewer(
     transceivers = _prepare_transceivers(pc, offered, "sendonly", video_codecs, tracks)
     for transceiver, hook, track in zip(transceivers, on_keyframe_requests, tracks, strict=True):
         on_keyframe_request(transceiver.sender, hook)
-        track.sender = transceiver.sender
+        forward_packets(transceiver.sender, track)
     answer = await _answer(pc, offer_sdp, host_addresses)
     return answer, [answer_codec(pc, media.index) for media in offered]
 

@@ -4,8 +4,10 @@ renames or re-signs any of them fails here, loudly, instead of silently decoding
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import queue
+import time
 from fractions import Fraction
 from importlib.metadata import version
 from typing import Any
@@ -13,16 +15,19 @@ from typing import Any
 import aioice
 import pytest
 from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
+    clock,
     rtcrtpreceiver,
-    rtcrtpsender,
+    rtp,
 )
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from streaming import rtc_adapter
 from streaming.forwarding import EncodedFrame, FrameQueue
@@ -68,37 +73,128 @@ def test_the_sender_turns_pli_and_fir_into_send_keyframe() -> None:
     assert "RTCP_PSFB_FIR" in source
     assert "RTCP_PSFB_PLI" in source
     assert "self._send_keyframe()" in source
-    assert "self.__encoder.pack(data)" in inspect.getsource(rtcrtpsender.RTCRtpSender._next_encoded_frame)
 
 
-def test_the_sender_keeps_its_encoder_where_shared_packetization_replaces_it() -> None:
-    source = inspect.getsource(rtcrtpsender.RTCRtpSender._next_encoded_frame)
-    # recv() then pack() with no await between: SharedH264Packer relies on that order.
-    recv_at, pack_at = source.index("await self.__track.recv()"), source.index("self.__encoder.pack(data)")
-    assert recv_at < pack_at
-    between = source[recv_at + len("await self.__track.recv()") : pack_at]
-    # The only await between them is the encode of decoded frames (a branch packets never take).
-    assert between.count("await") == 1
-    assert "await self.__loop.run_in_executor(\n                None, self.__encoder.encode" in between
-    assert rtc_adapter.SENDER_ENCODER == "_RTCRtpSender__encoder"
-    assert "self.__encoder = get_encoder(codec)" in source
+def test_the_sender_runs_its_rtp_loop_and_retransmissions_through_replaceable_methods() -> None:
+    # ForwardingSender.install() puts its own loop and retransmit on the sender instance.
+    send = inspect.getsource(RTCRtpSender.send)
+    assert "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))" in send
+    assert "self.__rtp_header_extensions_map.configure(parameters)" in send
+    assert "self.__rtx_payload_type = codec.payloadType" in send
+    assert _params(getattr(RTCRtpSender, rtc_adapter.SENDER_RUN_RTP)) == ["self", "codec"]
+    assert _params(getattr(RTCRtpSender, rtc_adapter.SENDER_RETRANSMIT)) == ["self", "sequence_number"]
+    assert "await self._retransmit(seq)" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtp_started.wait()" in stop
+    assert "self.__rtp_exited.wait()" in stop
+    # What aiortc's own loop records for RTCP sender reports, which the replacement records too.
+    rtcp = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
+        assert f"self.__{name}" in rtcp, name
 
 
-async def test_an_h264_frame_is_packetized_once_for_every_viewer() -> None:
-    data = b"\x00\x00\x00\x01\x67\x42\x00\x1f" + b"\x00\x00\x00\x01\x65" + bytes(5000)
-    frame = EncodedFrame("video", "video/H264", data, 90_000, 90_000, keyframe=True)
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90_000, payloadType=96)
-    results = []
-    for _ in range(2):  # two viewers of one slot get the same EncodedFrame object
-        frames = FrameQueue("video", mime_type="video/H264", max_frames=4, max_bytes=1 << 20)
-        frames.waiting_for_keyframe = False
-        frames.offer(frame)
-        track = rtc_adapter.PacketTrack("video", frames)
-        packer = rtc_adapter.SharedH264Packer(get_encoder(codec), track)  # type: ignore[arg-type]
-        results.append(packer.pack(await track.recv()))
-        track.stop()
-    assert results[0] is results[1]  # the second viewer reused the first one's payloads
-    assert results[0] == get_encoder(codec).pack(frame.media)  # and they are what pack() cuts
+async def test_the_private_sender_state_the_forwarding_loop_uses_exists() -> None:
+    sender = RTCRtpSender("video", _Transport())
+    private = {name: getattr(sender, attr) for name, attr in rtc_adapter.SENDER_PRIVATE.items()}
+    assert isinstance(private["rtp_started"], asyncio.Event)
+    assert isinstance(private["rtp_exited"], asyncio.Event)
+    assert isinstance(private["extensions_map"], rtp.HeaderExtensionsMap)
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count", "rtx_sequence_number"):
+        assert isinstance(private[name], int), name
+    assert private["mid"] is None
+    assert private["rtx_payload_type"] is None
+    assert isinstance(sender._ssrc, int)
+    assert isinstance(sender._rtx_ssrc, int)
+    assert sender._enabled is True
+
+
+def test_the_dtls_and_ice_internals_the_forwarding_loop_sends_through() -> None:
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "if self._state != State.CONNECTED:" in send_rtp
+    assert "data = self._tx_srtp.protect(data)" in send_rtp
+    assert "await self.transport._send(data)" in send_rtp
+    assert "self.__tx_packets += 1" in send_rtp
+    assert "self.__tx_bytes += len(data)" in send_rtp
+    assert rtc_adapter.DTLS_TX_PACKETS == "_RTCDtlsTransport__tx_packets"
+    assert rtc_adapter.DTLS_TX_BYTES == "_RTCDtlsTransport__tx_bytes"
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+    sendto = inspect.getsource(aioice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert (
+        inspect.getsource(aioice.ice.StunProtocol.send_data)
+        .rstrip()
+        .endswith("self.transport.sendto(data, addr)")
+    )
+    assert isinstance(getattr(aioice.Connection(ice_controlling=False), rtc_adapter.ICE_NOMINATED), dict)
+
+
+@pytest.mark.parametrize(
+    ("extensions", "mid"),
+    [
+        ({"mid": 1, "abs": 3}, "0"),
+        ({"mid": 4, "abs": 2}, "video-12"),
+        ({"mid": 1}, "1"),
+        ({}, "0"),
+    ],
+    ids=["mid+abs-send-time", "other-ids", "mid-only", "none"],
+)
+def test_header_layout_writes_the_bytes_aiortc_serializes(extensions: dict[str, int], mid: str) -> None:
+    uris = {
+        "mid": "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "abs": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    }
+    extensions_map = rtp.HeaderExtensionsMap()
+    extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=i, uri=uris[k]) for k, i in extensions.items()
+            ]
+        )
+    )
+    layout = rtc_adapter.HeaderLayout.of(extensions_map, mid)
+    assert layout.has_abs_send_time == ("abs" in extensions)
+    for marker, abs_send_time in ((0, 0x123456), (1, 0xFEDCBA)):
+        expected = rtp.RtpPacket(payload_type=102, sequence_number=65535, timestamp=4_000_000_000, ssrc=77)
+        expected.marker = marker
+        expected.payload = b"payload"
+        expected.extensions.mid = mid
+        expected.extensions.abs_send_time = abs_send_time
+        ours = layout.header(102 | (marker << 7), 65535, 4_000_000_000, 77, layout.extension(abs_send_time))
+        assert ours + b"payload" == expected.serialize(extensions_map)
+
+
+def test_ntp_time_matches_aiortcs_clock() -> None:
+    now = time.time()
+    ntp = rtc_adapter.ntp_time(now)
+    theirs = clock.datetime_to_ntp(datetime.datetime.fromtimestamp(now, datetime.UTC))
+    assert abs(ntp - theirs) < (1 << 32) // 100_000  # within 10 µs (datetime keeps microseconds)
+
+
+@pytest.mark.parametrize(
+    ("mime", "clock_rate", "shared"),
+    [("video/H264", 90_000, True), ("audio/opus", 48_000, True), ("video/VP8", 90_000, False)],
+    ids=["h264", "opus", "vp8"],
+)
+def test_payloads_are_cut_once_per_frame_for_every_viewer_except_vp8(
+    mime: str, clock_rate: int, shared: bool
+) -> None:
+    data = {
+        "video/H264": b"\x00\x00\x00\x01\x67\x42\x00\x1f" + b"\x00\x00\x00\x01\x65" + bytes(5000),
+        "video/VP8": b"\x10\x02\x00\x9d\x01\x2a" + bytes(5000),
+        "audio/opus": b"\xfc" + bytes(80),
+    }[mime]
+    frame = EncodedFrame(mime.split("/")[0], mime, data, 90_000, clock_rate, keyframe=True)
+    codec = RTCRtpCodecParameters(mimeType=mime, clockRate=clock_rate, payloadType=96)
+    first, second = rtc_adapter.payload_cutter(codec), rtc_adapter.payload_cutter(codec)  # two viewers
+    a, b = first(frame), second(frame)
+    assert (a is b) == shared
+    if mime == "video/VP8":  # the picture ids differ per sender; the cut does not
+        assert [len(p) for p in a] == [len(p) for p in b]
+        assert sum(len(p) for p in a) > len(data)
+    else:
+        packet = rtc_adapter.av_packet(frame)
+        assert a == get_encoder(codec).pack(packet)[0]  # what aiortc's own sender would send
 
 
 def test_aioice_gathers_through_an_overridable_instance_method() -> None:

@@ -52,11 +52,12 @@ async def test_a_publisher_reaches_two_viewers_as_forwarded_h264(
     assert room is not None
     assert room.slots["camera"].mime_type == H264
     assert room.slots["camera"].viewers == 2
-    # Each viewer's H.264 sender reuses the payloads cut once per frame for the whole slot.
+    # Every viewer's senders run Lectern's forwarding loop instead of aiortc's, and it sent packets.
     for watcher in room.viewers.values():
-        video_senders = [t.sender for t in watcher.pc.getTransceivers() if t.kind == "video"]
-        encoders = [getattr(sender, rtc_adapter.SENDER_ENCODER) for sender in video_senders]
-        assert all(isinstance(e, rtc_adapter.SharedH264Packer) for e in encoders), encoders
+        assert watcher.pc is not None
+        loops = [getattr(t.sender, rtc_adapter.SENDER_RUN_RTP).__self__ for t in watcher.pc.getTransceivers()]
+        assert all(isinstance(loop, rtc_adapter.ForwardingSender) for loop in loops), loops
+        assert all(loop.packets > 0 for loop in loops)
     assert [t for t, _ in await server.events()] == ["session.started"]
 
 
@@ -102,18 +103,16 @@ async def test_a_stalled_viewer_costs_bounded_memory_and_others_keep_receiving(
     healthy = await _watch(server, peers, 101)
     await wait_until(lambda: stalled.count() >= 5 and healthy.count() >= 5, timeout_s=15, message="frames")
 
-    # Block the stalled viewer's server-side transport: its sender stops pulling frames.
+    # The stalled viewer's server-side sender stops pulling frames from its queue.
     resource = server.rooms.resource(stalled.location.rsplit("/", 1)[1])  # type: ignore[union-attr]
     assert isinstance(resource, Viewer)
-    assert resource.pc is not None
     blocked = asyncio.Event()
-    for transceiver in resource.pc.getTransceivers():
-
-        async def never(data: bytes) -> None:
-            await blocked.wait()
-
-        transceiver.sender.transport._send_rtp = never
     queue = resource.queues["camera"]
+
+    async def never() -> None:
+        await blocked.wait()
+
+    queue.get = never  # type: ignore[method-assign]
     room = server.rooms.room(SESSION)
     assert room is not None
     target = room.slots["camera"].frames_in + 3 * queue.max_frames
@@ -127,7 +126,7 @@ async def test_a_stalled_viewer_costs_bounded_memory_and_others_keep_receiving(
     try:
         await wait_until(pushed_enough, timeout_s=30, interval_s=0.1, message="frames pushed past the stall")
     finally:
-        blocked.set()  # let aiortc's RTCP BYE go out on close, or closing would wait forever
+        blocked.set()
 
     assert max(sizes) <= queue.max_frames
     assert queue.stats.max_frames_seen <= queue.max_frames
