@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -175,6 +176,8 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
     from streaming import rtc_adapter
 
     viewers: list[dict[str, Any]] = []
+    all_have_video = asyncio.Event()
+    with_video = [0]
 
     async def join(i: int, http: Any) -> None:
         pc = rtc_adapter.make_peer_connection([])
@@ -200,6 +203,10 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
             if timestamp != v["ts"]:  # the packets of one video frame share its RTP timestamp
                 v["ts"] = timestamp
                 v["frames"].append(time.monotonic())
+                if len(v["frames"]) == 1:
+                    with_video[0] += 1
+                    if with_video[0] == count:
+                        all_have_video.set()
 
         # Count, never reassemble or decode: the client must not be what saturates (ENVIRONMENT.md's
         # method). ICE, DTLS and SRTP are still real.
@@ -219,6 +226,10 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
 
     async with aiohttp.ClientSession() as http:
         await asyncio.gather(*(join(i, http) for i in range(count)))
+    # Steady state only: the window starts `warmup_s` after every viewer has its first frame (ICE and
+    # DTLS handshakes of a join storm are not forwarding), or after 20 s for viewers that never get one.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_have_video.wait(), timeout=20.0)
     await asyncio.sleep(warmup_s)  # a benchmark window, not a test wait
     start = time.monotonic()
     marks = [(len(v["frames"]), v["gaps"]) for v in viewers]
