@@ -10,7 +10,7 @@ from typing import Any
 from catalog import queries
 from catalog.db import Database
 from catalog.domain import Caller, MediaPurpose
-from infra import tokens
+from infra import ice, tokens
 from infra.errors import Forbidden
 from infra.settings import Settings
 
@@ -59,4 +59,15 @@ async def issue(
         caller.person_id,
         role,
     )
-    return {"token": token, "expires_at": expires_at.isoformat(), "role": role}
+    out: dict[str, Any] = {"token": token, "expires_at": expires_at.isoformat(), "role": role}
+    if purpose != MediaPurpose.ROOM:
+        # The STUN/TURN servers the holder's browser may use; TURN with a credential of its own.
+        servers = ice.ice_servers(
+            settings.ice_servers,
+            settings.turn_secret,
+            user=f"person-{caller.person_id}",
+            now=now.timestamp(),
+            ttl_s=settings.turn_credential_ttl_s,
+        )
+        out["ice_servers"] = [server.as_json() for server in servers]
+    return out

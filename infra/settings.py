@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from infra import ice
+
 
 class SettingsError(ValueError):
     """A setting from the environment cannot be used; the message names the variable."""
@@ -38,6 +40,8 @@ class Settings:
     bus_retention: int = field(default=100_000, metadata={"env": "LECTERN_BUS_RETENTION"})
     ice_servers: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_SERVERS"})
     ice_host_addresses: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_HOST_ADDRESSES"})
+    turn_secret: str = field(default="", metadata={"env": "LECTERN_TURN_SECRET", "secret": True})
+    turn_credential_ttl_s: int = field(default=24 * 3600, metadata={"env": "LECTERN_TURN_CREDENTIAL_TTL_S"})
     room_seat_limit: int = field(default=50, metadata={"env": "LECTERN_ROOM_SEAT_LIMIT"})
     segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
 
@@ -126,6 +130,11 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError(f"LECTERN_PORT={settings.port} is out of range")
     if settings.s3_endpoint and not (settings.s3_access_key and settings.s3_secret_key):
         raise SettingsError("S3_ENDPOINT is set but S3_ACCESS_KEY or S3_SECRET_KEY is missing")
+    problem = ice.check_urls(settings.ice_servers, settings.turn_secret)
+    if problem:
+        raise SettingsError(f"LECTERN_ICE_SERVERS: {problem} (LECTERN_TURN_SECRET)")
+    if settings.turn_credential_ttl_s <= 0:
+        raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
     return settings
 
 

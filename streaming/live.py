@@ -46,6 +46,8 @@ def _rooms_context(
         settings = app[SETTINGS]
         config = RoomConfig(
             ice_servers=tuple(settings.ice_servers),
+            turn_secret=settings.turn_secret,
+            turn_credential_ttl_s=settings.turn_credential_ttl_s,
             ice_host_addresses=tuple(settings.ice_host_addresses),
             seat_limit=settings.room_seat_limit,
             grace_s=grace_s,

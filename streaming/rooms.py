@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NewType
 
+from infra import ice
 from infra.bus import BusUnavailable, EventBus
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
+from infra.ice import IceServer
 from infra.tasks import OwnedTasks
 from streaming import rtc_adapter
 from streaming.forwarding import H264, VP8, EncodedFrame, FrameQueue, KeyframeRequests, TrackSlot
@@ -66,7 +68,9 @@ class StageFull(Conflict):
 
 @dataclass(frozen=True)
 class RoomConfig:
-    ice_servers: tuple[str, ...] = ()
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs
+    turn_secret: str = field(default="", repr=False)  # TURN credentials for the server's own peers
+    turn_credential_ttl_s: int = 24 * 3600
     ice_host_addresses: tuple[str, ...] = ()
     seat_limit: int = 50
     grace_s: float = 30.0
@@ -283,7 +287,7 @@ class Rooms:
                 replaced = self._check_slots(existing, labels, person_id)
             room = existing if existing is not None else Room.new(sid)
             rid = ResourceId(secrets.token_urlsafe(12))
-            pc = rtc_adapter.make_peer_connection(self.config.ice_servers)
+            pc = rtc_adapter.make_peer_connection(self._ice_servers())
             publisher = Publisher(rid, sid, person_id, role, pc, labels, seat)
             sinks = [self._sink(room, publisher, room.slots[label]) for label in labels]
             try:
@@ -503,7 +507,7 @@ class Rooms:
             viewer.queues[label] = queue
             tracks.append(rtc_adapter.PacketTrack(slot.kind, queue))
             hooks.append(slot.request_keyframe)
-        viewer.pc = rtc_adapter.make_peer_connection(cfg.ice_servers)
+        viewer.pc = rtc_adapter.make_peer_connection(self._ice_servers())
         answer, codecs = await rtc_adapter.answer_viewer(
             viewer.pc, offered, offer_sdp, cfg.ice_host_addresses, video_codecs or [[H264]], tracks, hooks
         )
@@ -520,6 +524,17 @@ class Rooms:
                 room.slots[label].subscribe(queue)
         elif state in ("failed", "closed") and viewer.rid in self._resources:
             self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"))
+
+    def _ice_servers(self) -> list[IceServer]:
+        """STUN/TURN for one of the server's own peer connections (TURN credentials made now)."""
+        cfg = self.config
+        return ice.ice_servers(
+            cfg.ice_servers,
+            cfg.turn_secret,
+            user="lectern",
+            now=self._wall_clock().timestamp(),
+            ttl_s=cfg.turn_credential_ttl_s,
+        )
 
     async def unwatch(self, rid: str, person_id: int) -> None:
         viewer = self._resources.get(ResourceId(rid))

@@ -25,6 +25,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -43,6 +44,7 @@ from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.utils import random32
 
 from infra.errors import Invalid
+from infra.ice import IceServer
 from streaming.forwarding import EncodedFrame, FrameQueue, is_keyframe
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ ICE_CONNECTION_PRIVATE = (
     "_local_candidates_end",
     "_local_candidates",
     "_components",
+    "_transport_policy",
 )
 
 _CANDIDATE_RE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ", re.IGNORECASE)
@@ -91,18 +94,20 @@ PeerConnection = RTCPeerConnection
 # ---------------------------------------------------------------- peer connections and ICE
 
 
-def make_peer_connection(ice_servers: Sequence[str]) -> RTCPeerConnection:
+def make_peer_connection(ice_servers: Sequence[IceServer], *, relay_only: bool = False) -> RTCPeerConnection:
     """A peer connection that uses only the configured ICE servers: an empty list means none, never
-    aiortc's default (a public STUN server).
+    aiortc's default (a public STUN server). `relay_only` gathers TURN relay candidates only.
 
     Max-bundle: with aiortc's default ("balanced"), a second transceiver of a kind created before the
     remote description rides on that kind's first transport, and when the BUNDLE group later moves the
     first one onto the primary transport the second stays behind on a discarded transport and never
     sends (e.g. a viewer's stage audio m-lines). WHIP and WHEP peers bundle everything anyway.
     """
+    servers = [RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in ice_servers]
     config = RTCConfiguration(
-        iceServers=[RTCIceServer(urls=url) for url in ice_servers],
+        iceServers=servers,
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
     )
     return RTCPeerConnection(config)
 
@@ -126,12 +131,14 @@ def restrict_host_addresses(pc: RTCPeerConnection, host_addresses: Sequence[str]
 
 def _gather_on(connection: Any, addresses: tuple[str, ...]) -> Callable[[], Any]:
     async def gather_candidates() -> None:
-        # Mirrors aioice.Connection.gather_candidates with our address list.
+        # Mirrors aioice.Connection.gather_candidates with our address list; as there, the relay
+        # transport policy gathers no host (or server-reflexive) candidate, only TURN relays.
         if connection._local_candidates_start:
             return
         connection._local_candidates_start = True
+        hosts = list(addresses) if connection._transport_policy == aioice.TransportPolicy.ALL else []
         coros = [
-            connection.get_component_candidates(component=component, addresses=list(addresses))
+            connection.get_component_candidates(component=component, addresses=hosts)
             for component in sorted(connection._components)
         ]
         for candidates in await asyncio.gather(*coros):
@@ -461,6 +468,11 @@ class ForwardingSender:
         self._out: _DatagramOut | None = None
         self._reported_at = 0.0
 
+    @property
+    def relayed(self) -> bool:
+        """Whether the last frame went out through a TURN relay (rather than straight to the peer)."""
+        return self._out is not None and self._out.relayed
+
     def install(self) -> None:
         setattr(self.sender, SENDER_RUN_RTP, self.run)
         setattr(self.sender, SENDER_RETRANSMIT, self.retransmit)
@@ -594,7 +606,8 @@ class _DatagramOut:
     protect: Callable[[bytes], bytes]
     address: tuple[str, int]
     protocol: Any  # the nominated ICE pair's protocol
-    sendto: Callable[[bytes, tuple[str, int]], None] | None  # None: await protocol.send_data (TURN)
+    sendto: Callable[[bytes, tuple[str, int]], None] | None  # None: await protocol.send_data
+    relayed: bool  # the pair's local candidate is a TURN relay
     sent_packets: int = 0  # not yet added to the DTLS transport's own counters
     sent_bytes: int = 0
 
@@ -618,7 +631,8 @@ def _datagram_out(dtls: Any) -> _DatagramOut:
     if pair is None:
         raise ConnectionError("Cannot send data, not connected")
     protocol = pair.protocol
-    # A host or server-reflexive pair's send_data is a bare sendto; a TURN relay's wraps the data.
+    # aioice's StunProtocol.send_data is a bare transport.sendto, for a host pair (a UDP socket) and a
+    # relay pair alike (its transport is a TurnTransport, which wraps the data for the TURN server).
     direct = type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None
     return _DatagramOut(
         dtls=dtls,
@@ -628,6 +642,7 @@ def _datagram_out(dtls: Any) -> _DatagramOut:
         address=pair.remote_addr,
         protocol=protocol,
         sendto=protocol.transport.sendto if direct else None,
+        relayed=pair.local_candidate.type == "relay",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -70,3 +71,14 @@ def service_env(name: str) -> str:
             pytest.fail(f"{name} is not set although make test promised the service")
         pytest.skip(f"{name} not set (run through `make test` to get real services)")
     return value
+
+
+def binary(name: str) -> str:
+    """The path of a program the tests run (e.g. turnserver); as service_env, missing fails under
+    `make test` (which installs it) and skips otherwise."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if path is None:
+        if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{name} is not installed although make test installs it")
+        pytest.skip(f"{name} is not installed")
+    return path

@@ -15,8 +15,19 @@ export function clock(iso) {
  * @returns {Promise<string>}
  */
 export async function mediaToken(sessionId, purpose) {
+  return (await mediaGrant(sessionId, purpose)).token;
+}
+
+/**
+ * A media token and, for WHIP and WHEP, the STUN/TURN servers (with TURN credentials) this browser
+ * may use.
+ * @param {number} sessionId
+ * @param {"whip" | "whep" | "room"} purpose
+ * @returns {Promise<{ token: string, iceServers: RTCIceServer[] }>}
+ */
+export async function mediaGrant(sessionId, purpose) {
   const res = await api("POST", `/api/sessions/${sessionId}/media-token`, { purpose });
-  return res.token;
+  return { token: res.token, iceServers: res.ice_servers || [] };
 }
 
 /** The session id in a /studio/{id} or /watch/{id} path. */

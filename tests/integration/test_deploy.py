@@ -118,7 +118,7 @@ SAMPLE_ENV = {
     "S3_SECRET_KEY": "s3-secret-1234",
     "MINIO_ROOT_USER": "minio-root",
     "MINIO_ROOT_PASSWORD": "minio-root-1234",
-    "TURN_PASSWORD": "turn-pass-1234",
+    "LECTERN_TURN_SECRET": "turn-secret-1234",
     "TURN_EXTERNAL_IP": "203.0.113.7",
 }
 
@@ -166,6 +166,7 @@ def test_app_environment_parses_into_production_settings(compose: dict[str, Any]
     assert settings.secure_cookies
     assert settings.secret_key == SAMPLE_ENV["LECTERN_SECRET_KEY"]
     assert settings.ice_servers == ("turn:turn.example.cn:3478",)
+    assert settings.turn_secret == SAMPLE_ENV["LECTERN_TURN_SECRET"]
 
 
 def test_app_points_at_the_compose_services(compose: dict[str, Any]) -> None:
@@ -209,7 +210,7 @@ def test_compose_refuses_to_start_without_its_secrets(compose: dict[str, Any]) -
         "LECTERN_SECRET_KEY",
         "S3_SECRET_KEY",
         "MINIO_ROOT_PASSWORD",
-        "TURN_PASSWORD",
+        "LECTERN_TURN_SECRET",
     }
     assert secrets <= required, f"not required (${{VAR:?}}): {sorted(secrets - required)}"
     # And none is written out: every password-like value is an interpolation.

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice
+import aioice.turn
 import pytest
 from aiortc import (
     RTCDtlsTransport,
@@ -127,6 +128,9 @@ def test_the_dtls_and_ice_internals_the_forwarding_loop_sends_through() -> None:
         .endswith("self.transport.sendto(data, addr)")
     )
     assert isinstance(getattr(aioice.Connection(ice_controlling=False), rtc_adapter.ICE_NOMINATED), dict)
+    # A relay pair's protocol is a StunProtocol too, over a TurnTransport whose sendto is synchronous.
+    assert not inspect.iscoroutinefunction(aioice.turn.TurnTransport.sendto)
+    assert "StunProtocol(self)" in inspect.getsource(aioice.Connection.get_component_candidates)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +206,9 @@ def test_aioice_gathers_through_an_overridable_instance_method() -> None:
     for name in rtc_adapter.ICE_CONNECTION_PRIVATE:
         assert hasattr(connection, name), name
     assert _params(connection.get_component_candidates) == ["component", "addresses", "timeout"]
-    assert "get_host_addresses(" in inspect.getsource(aioice.Connection.gather_candidates)
+    gather = inspect.getsource(aioice.Connection.gather_candidates)
+    assert "get_host_addresses(" in gather
+    assert "if self._transport_policy == TransportPolicy.ALL:" in gather
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,10 @@ def test_empty_environment_gives_the_embedded_default() -> None:
         ({"S3_SECURE": "0"}, "s3_secure", False),
         ({"LECTERN_SEGMENT_DURATION_S": "4"}, "segment_duration_s", 4.0),
         (
-            {"LECTERN_ICE_SERVERS": "stun:turn.example:3478, turn:turn.example:3478"},
+            {
+                "LECTERN_ICE_SERVERS": "stun:turn.example:3478, turn:turn.example:3478",
+                "LECTERN_TURN_SECRET": "s",
+            },
             "ice_servers",
             ("stun:turn.example:3478", "turn:turn.example:3478"),
         ),

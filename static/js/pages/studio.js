@@ -1,7 +1,7 @@
 // @ts-check
 /** The expert's studio: devices, preview, go live over WHIP, screen share, mute, end; the room channel. */
 import { api, ApiError } from "../api.js";
-import { addChat, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
+import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
 import { RoomChannel } from "../room.js";
 import { $, h, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
@@ -70,10 +70,11 @@ async function startLive() {
   goLive.disabled = true;
   say("正在连接直播服务器…");
   try {
-    cameraPub = await publish(`/whip/sessions/${sessionId}`, await mediaToken(sessionId, "whip"), {
+    const grant = await mediaGrant(sessionId, "whip");
+    cameraPub = await publish(`/whip/sessions/${sessionId}`, grant.token, {
       camera: local.getVideoTracks()[0] || null,
       audio: local.getAudioTracks()[0] || null,
-    });
+    }, grant.iceServers);
     cameraPub.pc.addEventListener("connectionstatechange", () => {
       const s = cameraPub?.pc.connectionState;
       state(s === "connected" ? "直播中" : s === "failed" ? "连接中断" : "连接中…");
@@ -83,9 +84,10 @@ async function startLive() {
     endBtn.disabled = false;
     say("直播已开始。", "ok");
     // Watch the room too, to see speakers the expert brings on stage.
-    stageWatch = await watch(`/whep/sessions/${sessionId}`, await mediaToken(sessionId, "whep"), (label, track) => {
+    const viewing = await mediaGrant(sessionId, "whep");
+    stageWatch = await watch(`/whep/sessions/${sessionId}`, viewing.token, (label, track) => {
       if (label.startsWith("stage")) showStageTrack(label, track);
-    }).catch(() => null);
+    }, viewing.iceServers).catch(() => null);
   } catch (err) {
     goLive.disabled = false;
     if (err instanceof MediaError) say(`无法开始直播：${err.message}`, "error");
@@ -104,7 +106,8 @@ async function toggleShare() {
   try {
     const display = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
     const track = display.getVideoTracks()[0];
-    screenPub = await publish(`/whip/sessions/${sessionId}`, await mediaToken(sessionId, "whip"), { screen: track });
+    const grant = await mediaGrant(sessionId, "whip");
+    screenPub = await publish(`/whip/sessions/${sessionId}`, grant.token, { screen: track }, grant.iceServers);
     screenPreview.srcObject = display;
     screenPreview.hidden = false;
     shareBtn.textContent = "停止共享";

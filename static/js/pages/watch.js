@@ -2,7 +2,7 @@
 /** The learner's live page: WHEP video (screen large, camera small), chat, questions, raise hand,
  * presence checks, going on stage when promoted; HLS when the room is full or WebRTC fails. */
 import { ApiError } from "../api.js";
-import { addChat, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
+import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
 import { RoomChannel } from "../room.js";
 import { $, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
@@ -20,6 +20,8 @@ let onStage = null;
 let myMedia = null;
 let handRaised = false;
 let ended = false;
+/** STUN/TURN servers from the last WHEP grant; a promoted speaker publishes through them too. @type {RTCIceServer[]} */
+let iceServers = [];
 /** @type {number | undefined} */
 let retryTimer;
 /** @type {number | undefined} */
@@ -66,7 +68,9 @@ async function startWatching() {
   if (ended) return;
   state("连接中…");
   try {
-    viewing = await watch(`/whep/sessions/${sessionId}`, await mediaToken(sessionId, "whep"), onTrack);
+    const grant = await mediaGrant(sessionId, "whep");
+    iceServers = grant.iceServers;
+    viewing = await watch(`/whep/sessions/${sessionId}`, grant.token, onTrack, iceServers);
     viewing.pc.addEventListener("connectionstatechange", () => {
       const s = viewing?.pc.connectionState;
       if (s === "connected") state("直播中");
@@ -119,7 +123,7 @@ async function goOnStage(token, url) {
     preview.srcObject = myMedia;
     preview.hidden = false;
     await onStage?.close();
-    onStage = await publish(url, token, { camera: myMedia.getVideoTracks()[0], audio: myMedia.getAudioTracks()[0] });
+    onStage = await publish(url, token, { camera: myMedia.getVideoTracks()[0], audio: myMedia.getAudioTracks()[0] }, iceServers);
     say("您已上台，讲师和其他学员可以看到、听到您。", "ok");
   } catch (err) {
     if (err instanceof MediaError) say(`上台失败：${err.message}`, "error");

@@ -16,6 +16,7 @@ from aiortc import RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from infra.bus_memory import MemoryBus
+from infra.ice import IceServer
 from infra.tokens import Claims, sign
 from streaming import live, rtc_adapter
 from streaming.forwarding import EncodedFrame
@@ -146,9 +147,11 @@ class WatchingPeer:
     lines: list[list[Received]] = field(default_factory=list)
     location: str | None = None
     posted_at: float = 0.0
+    ice_servers: Sequence[IceServer] = ()
+    relay_only: bool = False  # gather TURN relay candidates only (a viewer behind a strict NAT)
 
     def __post_init__(self) -> None:
-        self.pc = rtc_adapter.make_peer_connection([])
+        self.pc = rtc_adapter.make_peer_connection(self.ice_servers, relay_only=self.relay_only)
         if self.kinds is None:
             self.kinds = ["video"] * self.videos + (["audio"] if self.audio else [])
         for index, kind in enumerate(self.kinds):

@@ -1,22 +1,25 @@
 """The forwarding sender (rtc_adapter.ForwardingSender), which replaces aiortc's RTP loop for viewers,
 against a real aiortc viewer over loopback: what arrives is the RTP aiortc itself would have sent
 (headers, extensions, markers, timestamps, reassembled frames), NACKs are answered with RTX from its
-history, and RTCP sender reports carry its counters."""
+history, RTCP sender reports carry its counters, and a server that may only relay sends through TURN."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCSessionDescription, rtp
 
+from infra.ice import IceServer
 from streaming import rtc_adapter
 from streaming.forwarding import EncodedFrame, FrameQueue
 from tests.helpers import wait_until
+from tests.integration.live.conftest import TurnServer
 
 LOOPBACK = ("127.0.0.1",)
 H264 = "video/H264"
@@ -59,10 +62,12 @@ def _record(receiver: RTCRtpReceiver, into: list[rtp.RtpPacket]) -> None:
     receiver._handle_rtp_packet = recording  # type: ignore[method-assign]
 
 
-@pytest.fixture
-async def link() -> AsyncIterator[Link]:
+@contextlib.asynccontextmanager
+async def connected(
+    server_ice: Sequence[IceServer] = (), *, server_relay_only: bool = False
+) -> AsyncIterator[Link]:
     viewer = rtc_adapter.make_peer_connection([])
-    server = rtc_adapter.make_peer_connection([])
+    server = rtc_adapter.make_peer_connection(server_ice, relay_only=server_relay_only)
     try:
         receivers = []
         frames: list[list[EncodedFrame]] = [[], []]
@@ -92,6 +97,12 @@ async def link() -> AsyncIterator[Link]:
     finally:
         await viewer.close()
         await server.close()
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[Link]:
+    async with connected() as result:
+        yield result
 
 
 def _push_lecture(link: Link, frames: int, *, start: int = 0) -> list[bytes]:
@@ -193,3 +204,13 @@ async def test_rtcp_sender_reports_and_stats_carry_the_forwarding_counters(link:
     assert 0 < outbound[0].packetsSent <= 30
     transport = [s for s in (await link.senders[1].getStats()).values() if s.type == "transport"]
     assert transport[0].packetsSent >= outbound[0].packetsSent
+
+
+async def test_the_forwarding_sender_sends_through_a_turn_relay(turn_server: TurnServer) -> None:
+    # A server that may only use relay candidates: its packets go through coturn (TURN's send_data).
+    async with connected(turn_server.credentials("lectern"), server_relay_only=True) as link:
+        sent = _push_lecture(link, 20)
+        await wait_until(lambda: len(link.frames[0]) >= 19, timeout_s=10, message="video through the relay")
+        assert [f.data for f in link.frames[0]] == sent[: len(link.frames[0])]
+        assert link.loop(0).relayed
+        assert link.loop(1).relayed
