@@ -279,8 +279,10 @@ class Channels:
 
     def _promoted(self, room: _Room, person_id: int) -> str:
         session_id = room.state.session_id
-        expires_at = self._clock() + self.limits.speaker_token_ttl_s
-        claims = Claims(person_id, f"session:{session_id}", "speaker", expires_at, {})
+        now = self._clock()
+        expires_at = now + self.limits.speaker_token_ttl_s
+        # granted_at: a demotion after this moment voids the token (streaming.rooms checks it).
+        claims = Claims(person_id, f"session:{session_id}", "speaker", expires_at, {"granted_at": now})
         whip_token = sign(self._secret_key, "whip", claims)
         return _dumps(
             {"type": "promoted", "whip_token": whip_token, "whip_url": f"/whip/sessions/{session_id}"}

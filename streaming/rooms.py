@@ -116,6 +116,9 @@ class Room:
     publishers: dict[ResourceId, Publisher] = field(default_factory=dict)
     viewers: dict[ResourceId, Viewer] = field(default_factory=dict)
     grace_task: asyncio.Task[None] | None = None
+    # person -> when the expert took them off the stage (unix s): speaker tokens granted before no
+    # longer admit them (a token lives minutes; a demotion must hold at once).
+    taken_off_stage: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def new(cls, session_id: SessionId) -> Room:
@@ -263,11 +266,13 @@ class Rooms:
         role: str,
         offer_sdp: str,
         video_labels: Sequence[str] | None = None,
+        granted_at: float | None = None,
     ) -> tuple[ResourceId, str]:
         """Accept a WHIP offer; returns the resource id and the SDP answer.
 
         Role "speaker" publishes into a stage seat of a live room: the one the same person already
-        holds (a reconnect), else the first free one (StageFull when none is)."""
+        holds (a reconnect), else the first free one (StageFull when none is); `granted_at` is when
+        the expert's promotion granted their token, refused if they were taken off stage since."""
         sid = SessionId(session_id)
         offered = rtc_adapter.parse_offer(offer_sdp)
         speaker = role == "speaker"
@@ -281,6 +286,9 @@ class Rooms:
             if speaker:
                 if existing is None:
                     raise NotFound("session is not live: speakers join the expert's room")
+                taken_off = existing.taken_off_stage.get(person_id)
+                if taken_off is not None and (granted_at is None or granted_at <= taken_off):
+                    raise Forbidden("the expert took you off the stage: wait to be invited again")
                 seat, replaced = self._take_seat(existing, person_id)
                 labels = speaker_labels(offered, video_labels, seat)
             else:
@@ -434,6 +442,8 @@ class Rooms:
             room = self._rooms.get(SessionId(session_id))
             if room is None:
                 return False
+            if reason == "demoted":
+                room.taken_off_stage[person_id] = self._wall_clock().timestamp()
             gone = [p for p in room.stage().values() if p is not None and p.person_id == person_id]
             for publisher in gone:
                 await self._drop_publisher(publisher, reason=reason)

@@ -79,7 +79,15 @@ async def whip_publish(request: web.Request) -> web.Response:
     offer = await _read_sdp(request)
     video = request.query.get("video")
     labels = [v.strip() for v in video.split(",") if v.strip()] if video is not None else None
-    rid, answer = await request.app[ROOMS].publish(session_id, claims.person_id, claims.role, offer, labels)
+    granted_at = claims.extra.get("granted_at")
+    rid, answer = await request.app[ROOMS].publish(
+        session_id,
+        claims.person_id,
+        claims.role,
+        offer,
+        labels,
+        granted_at=float(granted_at) if isinstance(granted_at, int | float) else None,
+    )
     return _created("whip", rid, answer)
 
 

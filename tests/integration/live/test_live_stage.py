@@ -292,6 +292,15 @@ async def test_the_expert_demoting_a_speaker_ends_their_publication_and_frees_th
         speaker.location, headers=sdp_headers(token("whip", SESSION, "speaker", person_id=ALICE))
     )
     assert resp.status == 404, "the demoted speaker's WHIP resource is gone"
+    # Nor does the token of that promotion put them back on stage (it would still be valid minutes).
+    again = Robot(videos=1, audio=True, size=SPEAKER_SIZE)
+    peers.append(again)
+    resp = await client.post(
+        f"/whip/sessions/{SESSION}", data=await again.offer(), headers=sdp_headers(promoted["whip_token"])
+    )
+    assert resp.status == 403, await resp.text()
+    assert "took you off the stage" in (await resp.json())["error"]["message"]
+    assert _seated(stage) == {1: None, 2: None}
 
     # The freed seat takes the next speaker, and the viewer sees them without reconnecting.
     before = len(stage1)
@@ -299,5 +308,11 @@ async def test_the_expert_demoting_a_speaker_ends_their_publication_and_frees_th
     assert _seated(stage) == {1: BOB, 2: None}
     await wait_until(lambda: len(stage1) >= before + 5, timeout_s=15, message="the next speaker's video")
     assert stage.rooms.room(SESSION) is not None
+
+    # Invited again, the new promotion's token admits her.
+    await expert_ws.send_json({"type": "promote", "person_id": ALICE})
+    invited = await _receive_until(alice_ws, "promoted")
+    await again.publish(client, SESSION, invited["whip_token"])
+    assert _seated(stage) == {1: BOB, 2: ALICE}
     await alice_ws.close()
     await expert_ws.close()
