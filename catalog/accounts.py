@@ -16,14 +16,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
 from catalog.db import Database
 from catalog.domain import Caller, OrgType, Role
-from catalog.models import AuthSession, LoginAttempt, Organization, Person, RoleAssignment
+from catalog.models import AuthSession, LoginAttempt, Organization, Person, RoleAssignment, UTCDateTime
 from infra.errors import Conflict, Invalid, TooMany, Unauthenticated
 from infra.settings import Settings
 
@@ -165,25 +165,37 @@ async def logout(db: Database, token: str) -> None:
         await s.execute(delete(AuthSession).where(AuthSession.token_hash == token_hash(token)))
 
 
+# The caller behind a token, one row per role they hold (one row with NULL role when they hold none):
+# every request with a cookie runs this, so it is one prebuilt statement and one round trip.
+_CALLER_BY_TOKEN = (
+    select(
+        AuthSession.csrf_token,
+        Person.id,
+        Person.employer_org_id,
+        RoleAssignment.role,
+        RoleAssignment.org_id,
+    )
+    .join(Person, Person.id == AuthSession.person_id)
+    .outerjoin(RoleAssignment, RoleAssignment.person_id == Person.id)
+    .where(
+        AuthSession.token_hash == bindparam("token_hash"),
+        AuthSession.expires_at > bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
 async def authenticate(db: Database, token: str, now: datetime) -> Caller | None:
     """The caller behind a session token, or None when it is unknown or expired."""
-    async with db.sessions.begin() as s:
-        row = (
-            await s.execute(
-                select(AuthSession, Person)
-                .join(Person, Person.id == AuthSession.person_id)
-                .where(AuthSession.token_hash == token_hash(token), AuthSession.expires_at > now)
-            )
-        ).first()
-        if row is None:
-            return None
-        auth, person = row
-        roles = await queries.roles_of(s, person.id)
+    async with db.reading() as conn:
+        rows = (await conn.execute(_CALLER_BY_TOKEN, {"token_hash": token_hash(token), "now": now})).all()
+    if not rows:
+        return None
+    first = rows[0]
     return Caller(
-        person_id=person.id,
-        employer_org_id=person.employer_org_id,
-        roles=frozenset((Role(r.role), r.org_id) for r in roles),
-        csrf_token=auth.csrf_token,
+        person_id=first.id,
+        employer_org_id=first.employer_org_id,
+        roles=frozenset((Role(r.role), r.org_id) for r in rows if r.role is not None),
+        csrf_token=first.csrf_token,
     )
 
 

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, bindparam, func, literal, select, union_all
 
 from catalog import queries
-from catalog.courses import course_view, session_view
+from catalog.courses import COURSE_COLUMNS, course_view, session_fields_view
 from catalog.db import Database
 from catalog.domain import Caller, CourseStatus, EnrollmentSource, EnrollmentStatus, Role, mask_phone
 from catalog.fields import Page
-from catalog.models import Course, Enrollment, Organization, Person, Session
+from catalog.models import Course, Enrollment, Organization, Person, Session, UTCDateTime
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
 
-def enrollment_view(e: Enrollment) -> dict[str, Any]:
+class EnrollmentFields(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def person_id(self) -> int: ...
+    @property
+    def course_id(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def enrolled_at(self) -> datetime: ...
+    @property
+    def withdrawn_at(self) -> datetime | None: ...
+
+
+def enrollment_view(e: EnrollmentFields) -> dict[str, Any]:
     return {
         "id": e.id,
         "person_id": e.person_id,
@@ -141,50 +159,126 @@ async def enroll_staff(
 UPCOMING_LIMIT = 20
 
 
+@dataclass(frozen=True)
+class _EnrollmentRecord:
+    """An enrollment read as columns (EnrollmentFields) from a row that also holds its course's."""
+
+    id: int
+    person_id: int
+    course_id: int
+    source: str
+    status: str
+    enrolled_at: datetime
+    withdrawn_at: datetime | None
+
+
+_ENROLLMENT_COLUMNS = (
+    Enrollment.id.label("enrollment_id"),
+    Enrollment.person_id,
+    Enrollment.course_id,
+    Enrollment.source,
+    Enrollment.status.label("enrollment_status"),
+    Enrollment.enrolled_at,
+    Enrollment.withdrawn_at,
+)
+_SESSION_COLUMNS = (
+    Session.id,
+    Session.course_id,
+    Session.title,
+    Session.kind,
+    Session.scheduled_start,
+    Session.scheduled_end,
+    Session.actual_start,
+    Session.actual_end,
+    Session.external_platform,
+    Session.external_ids,
+)
+_ACTIVE = (
+    Enrollment.person_id == bindparam("person_id"),
+    Enrollment.status == EnrollmentStatus.ENROLLED.value,
+)
+_ACTIVE_COUNT = select(func.count()).select_from(Enrollment).where(*_ACTIVE)
+# The page of enrollments, sorted and cut before their courses are joined (a learner has ~100).
+_ENROLLMENT_PAGE = (
+    select(*_ENROLLMENT_COLUMNS)
+    .where(*_ACTIVE)
+    .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+    .subquery("e")
+)
+# ... with their courses, and the total (every row carries it).
+_LEARNING_PAGE = (
+    select(_ENROLLMENT_PAGE, *COURSE_COLUMNS, _ACTIVE_COUNT.scalar_subquery().label("total"))
+    .join(Course, Course.id == _ENROLLMENT_PAGE.c.course_id)
+    .join(Organization, Organization.id == Course.provider_org_id)
+    .order_by(_ENROLLMENT_PAGE.c.enrolled_at.desc(), _ENROLLMENT_PAGE.c.enrollment_id.desc())
+)
+_NOW = bindparam("now", type_=UTCDateTime())
+# The next UPCOMING_LIMIT sessions of all the caller's courses; their course titles joined after.
+_NEXT_SESSIONS = (
+    select(*_SESSION_COLUMNS)
+    .join(Enrollment, Enrollment.course_id == Session.course_id)
+    .where(*_ACTIVE, Session.scheduled_end > _NOW)
+    .order_by(Session.scheduled_start, Session.id)
+    .limit(UPCOMING_LIMIT)
+    .subquery("n")
+)
+# One statement for both lists of sessions: part 0, the upcoming sessions of the page's courses; part 1,
+# the next sessions of all, with their course titles.
+_PAGE_SESSIONS = select(
+    literal(0, Integer).label("part"),
+    *_SESSION_COLUMNS,
+    literal(None, String).label("course_title"),
+).where(Session.course_id.in_(bindparam("course_ids", expanding=True)), Session.scheduled_end > _NOW)
+_TITLED_NEXT_SESSIONS = select(
+    literal(1, Integer).label("part"), _NEXT_SESSIONS, Course.title.label("course_title")
+).join(Course, Course.id == _NEXT_SESSIONS.c.course_id)
+_LEARNING_SESSIONS = union_all(_PAGE_SESSIONS, _TITLED_NEXT_SESSIONS).subquery()
+_LEARNING_SESSIONS_ORDERED = select(_LEARNING_SESSIONS).order_by(
+    _LEARNING_SESSIONS.c.part, _LEARNING_SESSIONS.c.scheduled_start, _LEARNING_SESSIONS.c.id
+)
+
+
 async def my_learning(db: Database, caller: Caller, page: Page, now: datetime) -> dict[str, Any]:
     """One page of the caller's active enrollments, each with its course and upcoming sessions, plus
     the next sessions across all of them (for the "upcoming" list, whatever the page)."""
-    active = (
-        Enrollment.person_id == caller.person_id,
-        Enrollment.status == EnrollmentStatus.ENROLLED.value,
-    )
-    async with db.sessions.begin() as s:
-        total = int(await s.scalar(select(func.count()).select_from(Enrollment).where(*active)) or 0)
+    params = {"person_id": caller.person_id, "now": now}
+    async with db.reading() as conn:
         rows = (
-            await s.execute(
-                select(Enrollment, Course, Organization.name)
-                .join(Course, Course.id == Enrollment.course_id)
-                .join(Organization, Organization.id == Course.provider_org_id)
-                .where(*active)
-                .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
-                .offset(page.offset)
-                .limit(page.page_size)
-            )
+            await conn.execute(_LEARNING_PAGE, {**params, "limit": page.page_size, "offset": page.offset})
         ).all()
-        sessions = await queries.upcoming_sessions(s, [c.id for _, c, _ in rows], now)
-        next_sessions = (
-            await s.execute(
-                select(Session, Course.title)
-                .join(Course, Course.id == Session.course_id)
-                .join(Enrollment, Enrollment.course_id == Session.course_id)
-                .where(*active, Session.scheduled_end > now)
-                .order_by(Session.scheduled_start, Session.id)
-                .limit(UPCOMING_LIMIT)
+        total = rows[0].total if rows else int(await conn.scalar(_ACTIVE_COUNT, params) or 0)
+        sessions = (
+            await conn.execute(
+                _LEARNING_SESSIONS_ORDERED, {**params, "course_ids": [r.course_id for r in rows]}
             )
         ).all()
     by_course: dict[int, list[dict[str, Any]]] = {}
+    upcoming = []
     for ss in sessions:
-        view = session_view(ss, None)  # experts are on the course page
-        by_course.setdefault(ss.course_id, []).append(view)
+        if ss.part == 0:
+            by_course.setdefault(ss.course_id, []).append(session_fields_view(ss))
+        else:
+            upcoming.append({**session_fields_view(ss), "course_title": ss.course_title})
     items = [
         {
-            "enrollment": enrollment_view(e),
-            "course": course_view(c, provider_name=name),
-            "upcoming_sessions": by_course.get(c.id, []),
+            "enrollment": enrollment_view(
+                _EnrollmentRecord(
+                    r.enrollment_id,
+                    r.person_id,
+                    r.course_id,
+                    r.source,
+                    r.enrollment_status,
+                    r.enrolled_at,
+                    r.withdrawn_at,
+                )
+            ),
+            "course": course_view(r, provider_name=r.provider_name),
+            "upcoming_sessions": by_course.get(r.course_id, []),
         }
-        for e, c, name in rows
+        for r in rows
     ]
-    upcoming = [{**session_view(ss, None), "course_title": title} for ss, title in next_sessions]
     return {
         "items": items,
         "total": total,

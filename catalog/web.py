@@ -17,7 +17,7 @@ __all__ = ["DATABASE", "setup"]
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    db = Database(app[SETTINGS].effective_database_url)
+    db = Database(app[SETTINGS].effective_database_url, pool_size=app[SETTINGS].database_pool_size)
     app[DATABASE] = db
     app[READINESS]["database"] = db.check
     yield

@@ -24,6 +24,7 @@ class Settings:
     port: int = field(default=8080, metadata={"env": "LECTERN_PORT"})
     data_dir: Path = field(default=Path("var"), metadata={"env": "LECTERN_DATA_DIR"})
     database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
+    database_pool_size: int = field(default=4, metadata={"env": "LECTERN_DATABASE_POOL_SIZE"})
     redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
     s3_endpoint: str = field(default="", metadata={"env": "S3_ENDPOINT"})
     s3_access_key: str = field(default="", metadata={"env": "S3_ACCESS_KEY", "secret": True})
@@ -133,6 +134,8 @@ def from_env(environ: Mapping[str, str]) -> Settings:
     problem = ice.check_urls(settings.ice_servers, settings.turn_secret)
     if problem:
         raise SettingsError(f"LECTERN_ICE_SERVERS: {problem} (LECTERN_TURN_SECRET)")
+    if settings.database_pool_size <= 0:
+        raise SettingsError("LECTERN_DATABASE_POOL_SIZE must be positive")
     if settings.turn_credential_ttl_s <= 0:
         raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
     return settings

@@ -115,3 +115,12 @@ async def test_seeded_people_can_log_in_with_their_password(client: Client, worl
     assert resp.status == 200
     me = await (await client.get("/api/me")).json()
     assert [r["role"] for r in me["roles"]] == ["admin"]
+
+
+async def test_a_person_holding_no_role_is_still_the_caller(client: Client, world: World) -> None:
+    nobody = await world.person("nobody", [])
+    resp = await client.get("/api/me", headers=nobody.headers)
+    assert resp.status == 200
+    assert (await resp.json())["roles"] == []
+    resp = await client.get("/api/me/learning", headers=nobody.headers)
+    assert (resp.status, (await resp.json())["items"]) == (200, [])

@@ -120,6 +120,33 @@ async def test_my_learning_pages_courses_but_lists_the_next_sessions_of_all(
     assert resp.status == 400
 
 
+async def test_my_learning_past_the_last_page_is_empty_but_keeps_the_total(
+    client: Client, world: World
+) -> None:
+    resp = await client.get("/api/me/learning?page=3", headers=world.actors["learner"].headers)
+    body = await resp.json()
+    assert (body["total"], body["items"], body["page"]) == (1, [], 3)
+    assert [s["id"] for s in body["upcoming"]] == [world.session_id]
+
+
+async def test_my_learning_shows_the_enrollment_course_and_sessions_as_their_own_routes_do(
+    client: Client, world: World
+) -> None:
+    learner = world.actors["learner"].headers
+    ended = await world.session(world.course_id, start=datetime.now(UTC) - timedelta(days=1))
+    item = (await (await client.get("/api/me/learning", headers=learner)).json())["items"][0]
+    course = await (await client.get(f"/api/courses/{world.course_id}")).json()
+    for extra in ("enrolled", "sessions", "replays"):
+        course.pop(extra)
+    assert item["course"] == course
+    session = await (await client.get(f"/api/sessions/{world.session_id}")).json()
+    session.pop("experts")
+    assert item["upcoming_sessions"] == [session]  # the ended session is not upcoming
+    assert ended not in [s["id"] for s in item["upcoming_sessions"]]
+    again = await client.post(f"/api/courses/{world.course_id}/enroll", headers=learner)
+    assert item["enrollment"] == await again.json()
+
+
 async def test_provider_sees_enrollments_paginated_with_masked_phones(client: Client, world: World) -> None:
     await world.enroll(world.actors["staff"].person_id, world.course_id)
     resp = await client.get(
