@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import accounts, courses, enrollments, forms, media, orgs, replays, schemas
+from catalog import accounts, courses, enrollments, forms, media, orgs, replays, schemas, search
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
@@ -122,7 +122,7 @@ async def assign_role(request: web.Request) -> web.Response:
 async def list_courses(request: web.Request) -> web.Response:
     query = forms.course_query(request.query)
     caller = await optional_person(request)
-    return json_ok(await courses.search(database(request), caller, query, f.page(request.query), now()))
+    return json_ok(await search.search(database(request), caller, query, f.page(request.query), now()))
 
 
 async def create_course(request: web.Request) -> web.Response:

@@ -1,12 +1,14 @@
-"""Courses and their sessions: search, create and edit by the provider's admins, publish/archive, experts."""
+"""Courses and their sessions: create and edit by the provider's admins, publish/archive, experts (search
+is catalog.search)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, exists, func, literal_column, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import forms, queries, replays
@@ -21,19 +23,10 @@ from catalog.domain import (
     SessionKind,
     next_course_status,
 )
-from catalog.fields import Page
 from catalog.models import Course, Organization, Session, SessionExpert
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
-
-COUNT_CAP = 2000  # search totals beyond this are reported as a lower bound
-
-
-def like_pattern(text: str) -> str:
-    """`%text%` for LIKE/ILIKE with the wildcards in `text` escaped (escape character: backslash)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _visible(course: Course, caller: Caller | None) -> bool:
@@ -47,7 +40,57 @@ def _require_manager(course: Course, caller: Caller) -> None:
         raise Forbidden("only the provider's administrators may change this course")
 
 
-def course_view(course: Course, *, provider_name: str | None = None) -> dict[str, Any]:
+class CourseFields(Protocol):
+    """What course_view reads: a Course, or a row of the same columns (catalog.search selects them)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def provider_org_id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def industry(self) -> str: ...
+    @property
+    def specialty_tags(self) -> list[str]: ...
+    @property
+    def credit_hours(self) -> Decimal: ...
+    @property
+    def delivery(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def capacity(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+# The columns course_view reads and its provider's name (`provider_name`), for Core selects of courses.
+COURSE_COLUMNS = (
+    Course.id,
+    Course.provider_org_id,
+    Course.title,
+    Course.description,
+    Course.category,
+    Course.industry,
+    Course.specialty_tags,
+    Course.credit_hours,
+    Course.delivery,
+    Course.status,
+    Course.capacity,
+    Course.created_at,
+    Course.updated_at,
+    Organization.name.label("provider_name"),
+)
+
+
+def course_view(course: CourseFields, *, provider_name: str | None = None) -> dict[str, Any]:
     return {
         "id": course.id,
         "provider_id": course.provider_org_id,
@@ -66,132 +109,62 @@ def course_view(course: Course, *, provider_name: str | None = None) -> dict[str
     }
 
 
-def session_view(session: Session, expert_names: dict[int, str] | None) -> dict[str, Any]:
-    """The session; with its experts unless `expert_names` is None (experts not loaded)."""
+class SessionFields(Protocol):
+    """What session_fields_view reads: a Session, or a row of the same columns."""
 
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+    @property
+    def id(self) -> int: ...
+    @property
+    def course_id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def scheduled_start(self) -> datetime: ...
+    @property
+    def scheduled_end(self) -> datetime: ...
+    @property
+    def actual_start(self) -> datetime | None: ...
+    @property
+    def actual_end(self) -> datetime | None: ...
+    @property
+    def external_platform(self) -> str: ...
+    @property
+    def external_ids(self) -> dict[str, Any]: ...
 
-    view: dict[str, Any] = {
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def session_fields_view(session: SessionFields) -> dict[str, Any]:
+    """The session without its experts (those are on the course page)."""
+    return {
         "id": session.id,
         "course_id": session.course_id,
         "title": session.title,
         "kind": session.kind,
-        "scheduled_start": iso(session.scheduled_start),
-        "scheduled_end": iso(session.scheduled_end),
-        "actual_start": iso(session.actual_start),
-        "actual_end": iso(session.actual_end),
+        "scheduled_start": _iso(session.scheduled_start),
+        "scheduled_end": _iso(session.scheduled_end),
+        "actual_start": _iso(session.actual_start),
+        "actual_end": _iso(session.actual_end),
         "external_platform": session.external_platform,
         "external_ids": dict(session.external_ids),
     }
-    if expert_names is not None:
-        view["experts"] = [
-            {"id": e.person_id, "name": expert_names.get(e.person_id, "")} for e in session.experts
-        ]
+
+
+def session_view(session: Session, expert_names: dict[int, str]) -> dict[str, Any]:
+    """The session with its experts (loaded with it)."""
+    view = session_fields_view(session)
+    view["experts"] = [
+        {"id": e.person_id, "name": expert_names.get(e.person_id, "")} for e in session.experts
+    ]
     return view
 
 
 async def _provider_name(s: AsyncSession, org_id: int) -> str | None:
     return await s.scalar(select(Organization.name).where(Organization.id == org_id))
-
-
-async def search(
-    db: Database, caller: Caller | None, query: forms.CourseQuery, page: Page, now: datetime
-) -> dict[str, Any]:
-    """Courses matching the filters, one page of them and the total. Anyone sees published courses;
-    a provider's own drafts and archive only its administrators and supervisors."""
-    conds: list[ColumnElement[bool]] = []
-    if query.status != CourseStatus.PUBLISHED:
-        assert query.provider_id is not None  # forms.course_query guarantees it
-        if caller is None or not (caller.is_supervisor or caller.manages_provider(query.provider_id)):
-            raise Forbidden("only the provider's administrators may list its unpublished courses")
-    if query.status is not None:
-        conds.append(Course.status == query.status.value)
-    if query.category:
-        conds.append(Course.category == query.category.value)
-    if query.industry:
-        conds.append(Course.industry == query.industry)
-    if query.provider_id:
-        conds.append(Course.provider_org_id == query.provider_id)
-    if query.delivery:
-        conds.append(Course.delivery == query.delivery.value)
-    if query.starts_from or query.starts_to:
-        in_range: list[ColumnElement[bool]] = [Session.course_id == Course.id]
-        if query.starts_from:
-            in_range.append(Session.scheduled_start >= query.starts_from)
-        if query.starts_to:
-            in_range.append(Session.scheduled_start <= query.starts_to)
-        conds.append(exists().where(*in_range))
-    if query.q:
-        conds.extend(_text_match(query.q, postgres=db.url.startswith("postgresql")))
-    next_start = (
-        select(func.min(Session.scheduled_start))
-        .where(Session.course_id == Course.id, Session.scheduled_start >= now)
-        .correlate(Course)
-        .scalar_subquery()
-    )
-    orders: dict[str, list[Any]] = {
-        "title": [Course.title.asc()],
-        "-created_at": [Course.created_at.desc()],
-        "credit_hours": [Course.credit_hours.asc()],
-        "next_session": [next_start.asc().nulls_last()],
-    }
-    order = orders[query.sort]
-    async with db.sessions.begin() as s:
-        # Counting every match of a broad word costs more than the page itself; past COUNT_CAP the
-        # total is reported as a lower bound ("2000+ courses").
-        capped = select(Course.id).where(*conds).limit(COUNT_CAP + 1).subquery()
-        total = int(await s.scalar(select(func.count()).select_from(capped)) or 0)
-        rows = (
-            await s.execute(
-                select(Course, Organization.name, next_start.label("next_start"))
-                .join(Organization, Organization.id == Course.provider_org_id)
-                .where(*conds)
-                .order_by(*order, Course.id.asc())
-                .offset(page.offset)
-                .limit(page.page_size)
-            )
-        ).all()
-    items = []
-    for course, provider_name, next_at in rows:
-        view = course_view(course, provider_name=provider_name)
-        view["next_session_start"] = _aware_iso(next_at)
-        items.append(view)
-    return {
-        "items": items,
-        "total": min(total, COUNT_CAP),
-        "total_is_lower_bound": total > COUNT_CAP,
-        "page": page.page,
-        "page_size": page.page_size,
-    }
-
-
-# One search text per course; migration 0004 indexes this expression on PostgreSQL (columns qualified
-# here because the search joins other tables; the planner matches the expression, not its spelling).
-SEARCH_TEXT_SQL = "(courses.title || ' ' || courses.industry || ' ' || courses.description)"
-
-
-def _text_match(q: str, *, postgres: bool) -> list[ColumnElement[bool]]:
-    """`q` anywhere in title, industry or description (case-insensitive, wildcards literal).
-    On PostgreSQL a bigram-containment filter lets the GIN index find candidates first; ILIKE stays
-    as the exact check (bigrams also match when the characters are apart)."""
-    search_text: ColumnElement[str] = literal_column(SEARCH_TEXT_SQL)
-    conds: list[ColumnElement[bool]] = [search_text.ilike(like_pattern(q), escape="\\")]
-    if postgres and len(q) >= 2:
-        bigrams = func.catalog_bigrams(search_text).op("@>")(func.catalog_bigrams(q))
-        conds.insert(0, bigrams)
-    return conds
-
-
-def _aware_iso(value: Any) -> str | None:
-    """Scalar subqueries bypass the column type: SQLite hands back naive text or datetimes in UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return str(value.isoformat())
 
 
 async def get(db: Database, caller: Caller | None, course_id: int) -> dict[str, Any]:

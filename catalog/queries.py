@@ -29,10 +29,6 @@ async def person_by_phone(s: AsyncSession, phone: str) -> Person | None:
     return (await s.scalars(select(Person).where(Person.phone == phone))).first()
 
 
-async def roles_of(s: AsyncSession, person_id: int) -> Sequence[RoleAssignment]:
-    return (await s.scalars(select(RoleAssignment).where(RoleAssignment.person_id == person_id))).all()
-
-
 async def course_or_404(s: AsyncSession, course_id: int, *, for_update: bool = False) -> Course:
     stmt = select(Course).where(Course.id == course_id)
     if for_update:
@@ -111,18 +107,6 @@ async def is_session_expert(s: AsyncSession, session_id: int, person_id: int) ->
         )
     )
     return found is not None
-
-
-async def upcoming_sessions(s: AsyncSession, course_ids: Sequence[int], now: datetime) -> Sequence[Session]:
-    if not course_ids:
-        return []
-    return (
-        await s.scalars(
-            select(Session)
-            .where(Session.course_id.in_(course_ids), Session.scheduled_end > now)
-            .order_by(Session.scheduled_start, Session.id)
-        )
-    ).all()
 
 
 async def finalized_recordings(s: AsyncSession, session_ids: Sequence[int]) -> Sequence[Recording]:

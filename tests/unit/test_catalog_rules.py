@@ -11,8 +11,8 @@ import pytest
 
 from catalog import fields, forms
 from catalog.accounts import MAX_FAILURES, THROTTLE_WINDOW, _retry_after_s
-from catalog.courses import like_pattern
 from catalog.domain import CourseStatus, OrgType, Role, mask_phone, next_course_status, role_allowed_in
+from catalog.search import bigrams, like_pattern
 from infra.errors import Conflict, Invalid
 
 
@@ -123,6 +123,24 @@ def test_phones_are_mainland_mobile_numbers(phone: str, ok: bool) -> None:
 )
 def test_search_text_is_escaped_for_like(text: str, pattern: str) -> None:
     assert like_pattern(text) == pattern
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("港口", ["港口"]),
+        ("安全生产", ["全生", "安全", "生产"]),
+        ("口口口", ["口口"]),
+        ("AI课", ["ai", "i课"]),
+        ("a%_", ["%_", "a%"]),
+        ("港", []),
+        ("Ärzte", None),
+        ("ß", None),
+    ],
+    ids=["two", "four", "repeated", "latin-lowered", "wildcards-literal", "one", "non-ascii-capital", "ß"],
+)
+def test_search_words_give_the_keys_catalog_bigrams_gives(text: str, expected: list[str] | None) -> None:
+    assert bigrams(text) == expected
 
 
 def test_throttle_lifts_when_the_fifth_newest_failure_leaves_the_window() -> None:

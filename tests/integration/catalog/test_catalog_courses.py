@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-import catalog.courses
+import catalog.search
 from catalog.domain import CourseStatus, Role
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ async def test_a_provider_lists_its_own_drafts_but_nobody_else_may(client: Clien
 async def test_totals_past_the_count_cap_are_a_lower_bound(
     client: Client, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog.courses, "COUNT_CAP", 2)
+    monkeypatch.setattr(catalog.search, "COUNT_CAP", 2)
     p = world.orgs["provider"]
     for n in range(2):
         await world.course(p, title=f"封顶课程{n}")
