@@ -26,13 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import aiohttp
 import asyncpg
@@ -460,6 +461,7 @@ class Result:
     name: str
     concurrency: int
     samples_ms: list[float]
+    paths: list[str]  # the request of each sample, for the breakdown of the slowest
 
     def line(self) -> str:
         s = self.samples_ms
@@ -470,21 +472,52 @@ class Result:
         )
 
 
-async def measure(name: str, requests: Sequence[Callable[[], Awaitable[None]]], concurrency: int) -> Result:
+@dataclass
+class Request:
+    path: str
+    call: Callable[[], Awaitable[None]]
+
+
+async def measure(name: str, requests: Sequence[Request], concurrency: int) -> Result:
     samples: list[float] = []
+    paths: list[str] = []
     queue = list(reversed(requests))
 
     async def worker() -> None:
         while queue:
-            call = queue.pop()
+            request = queue.pop()
             t = time.perf_counter()
-            await call()
+            await request.call()
             samples.append((time.perf_counter() - t) * 1000)
+            paths.append(request.path)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result = Result(name, concurrency, samples)
+    result = Result(name, concurrency, samples, paths)
     print(result.line(), flush=True)
     return result
+
+
+BROAD_TERMS = frozenset(("安全生产", "人工智能", "案例分析", "法规解读"))  # each matches thousands
+
+
+def search_kind(path: str) -> str:
+    """`broad|narrow sort [filtered] [page>1]` of a search request, for the breakdown."""
+    query = dict(parse_qsl(urlsplit(path).query))
+    kind = "broad" if query.get("q") in BROAD_TERMS else "narrow"
+    filtered = " filtered" if "category" in query or "delivery" in query else ""
+    paged = " page>1" if "page" in query else ""
+    return f"{kind} {query.get('sort')}{filtered}{paged}"
+
+
+def print_slowest(result: Result, share: float = 0.02) -> None:
+    """Which kinds of search the slowest `share` of the samples were, next to how common each kind is."""
+    ranked = sorted(zip(result.samples_ms, result.paths, strict=True), reverse=True)
+    slowest = ranked[: max(1, round(len(ranked) * share))]
+    overall = Counter(search_kind(path) for _, path in ranked)
+    tail = Counter(search_kind(path) for _, path in slowest)
+    print(f"  slowest {len(slowest)} of {result.name} c={result.concurrency} (of all):", flush=True)
+    for kind, count in tail.most_common():
+        print(f"    {count:3d} ({overall[kind]:3d}) {kind}", flush=True)
 
 
 async def run_http(
@@ -492,7 +525,7 @@ async def run_http(
 ) -> dict[str, float]:
     async with aiohttp.ClientSession(base) as http:
 
-        def get(path: str, cookie: str | None = None) -> Callable[[], Awaitable[None]]:
+        def get(path: str, cookie: str | None = None) -> Request:
             headers = {"Cookie": f"lectern_session={cookie}"} if cookie else {}
 
             async def call() -> None:
@@ -501,7 +534,7 @@ async def run_http(
                     if r.status != 200:
                         raise RuntimeError(f"GET {path} -> {r.status}: {body[:300]!r}")
 
-            return call
+            return Request(path, call)
 
         # One learner logs in through the API, like a browser would: the path under test is real.
         phone = world.learner_phones[0]
@@ -516,7 +549,7 @@ async def run_http(
         )
         tokens = {**tokens, world.learner_ids[0]: cookie}
 
-        def searches(count: int) -> list[Callable[[], Awaitable[None]]]:
+        def searches(count: int) -> list[Request]:
             out = []
             for _ in range(count):
                 q: dict[str, str] = {"q": rng.choice(SEARCH_TERMS)}
@@ -534,7 +567,7 @@ async def run_http(
 
         learners = list(tokens.values())
 
-        def learning(count: int) -> list[Callable[[], Awaitable[None]]]:
+        def learning(count: int) -> list[Request]:
             return [get("/api/me/learning", rng.choice(learners)) for _ in range(count)]
 
         health = [get("/healthz") for _ in range(n)]
@@ -550,6 +583,9 @@ async def run_http(
             await measure("GET /api/courses?q=…", searches(2 * n), 8),
             await measure("GET /api/me/learning", learning(2 * n), 8),
         ]
+    for result in results:
+        if result.name.startswith("GET /api/courses?q"):
+            print_slowest(result)
     search = [x for r in results if r.name.startswith("GET /api/courses?q") for x in r.samples_ms]
     mine_ms = [x for r in results if r.name.startswith("GET /api/me/learning") for x in r.samples_ms]
     return {"search_p99_ms": pct(search, 99), "my_learning_p99_ms": pct(mine_ms, 99)}
