@@ -545,7 +545,9 @@ async def run_http(
         async with http.get("/api/me/learning", headers={"Cookie": f"lectern_session={cookie}"}) as r:
             mine = await r.json()
         print(
-            f"learner {phone} logged in through the API; {len(mine['items'])} active enrollments", flush=True
+            f"learner {phone} logged in through the API; {mine['total']} active enrollments"
+            f" ({len(mine['items'])} on the first page)",
+            flush=True,
         )
         tokens = {**tokens, world.learner_ids[0]: cookie}
 
