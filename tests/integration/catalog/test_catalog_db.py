@@ -14,11 +14,13 @@ from catalog.db import Database
 from infra.settings import normalise_database_url
 from tests.helpers import wait_until
 
+# PostgreSQL's connection pool and transactions: these tests run on PostgreSQL only.
+pytestmark = pytest.mark.parametrize("engine_template", ["postgres"], indirect=True)
+
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's connection pool and transactions")
+    assert database_url.startswith("postgresql")
     database = Database(normalise_database_url(database_url))
     yield database
     await database.close()
