@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import accounts, courses, enrollments, forms, media, orgs, replays, schemas, search
+from catalog import accounts, courses, enrollments, experts, forms, media, orgs, replays, schemas, search
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
@@ -101,6 +101,12 @@ async def create_org(request: web.Request) -> web.Response:
     caller = await current_person(request)
     draft = forms.org_draft(await read_json(request))
     return json_ok(await orgs.create(database(request), caller, draft, now()), status=201)
+
+
+async def expert_directory(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    q = forms.name_query(request.query)
+    return json_ok(await experts.directory(database(request), caller, q, f.page(request.query)))
 
 
 async def get_org(request: web.Request) -> web.Response:
@@ -332,6 +338,15 @@ ROUTES: tuple[Route, ...] = (
         "organizations",
         query=("type", "page", "page_size"),
         login=False,
+    ),
+    Route(
+        "GET",
+        "/api/experts",
+        expert_directory,
+        "Find experts to assign to sessions (name and organizations; no contact details)",
+        "provider_admin (any provider), bureau, admin",
+        "organizations",
+        query=("q", "page", "page_size"),
     ),
     Route(
         "POST",

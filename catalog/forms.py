@@ -284,6 +284,14 @@ def media_purpose(body: Mapping[str, Any]) -> MediaPurpose:
     return f.required_choice(body, "purpose", MediaPurpose)
 
 
+def name_query(query: Mapping[str, str]) -> str:
+    """The `q` of a directory search: part of a person's name."""
+    q = query.get("q", "").strip()
+    if len(q) > f.NAME_MAX:
+        raise Invalid(f"q must be at most {f.NAME_MAX} characters", field="q")
+    return q
+
+
 def course_query(query: Mapping[str, str]) -> CourseQuery:
     sort = query.get("sort") or "-created_at"
     if sort not in COURSE_SORTS:

@@ -136,9 +136,14 @@ async def test_provider_admin_creates_a_course_with_a_session_and_expert_and_pub
     await session_form.get_by_label("开始时间（北京时间）").fill("2030-03-01T09:00")
     await session_form.get_by_label("结束时间（北京时间）").fill("2030-03-01T11:00")
     await session_form.get_by_label("孙立教授（编号 8）").check()
+    # An expert who never taught for this provider is found in the expert directory by name.
+    await session_form.get_by_placeholder("输入专家姓名，如：周红").fill("周红")
+    await session_form.get_by_role("button", name="查找专家").click()
+    await expect(session_form.get_by_role("status")).to_have_text("找到 1 位专家。")
+    await session_form.get_by_label("周红主任医师", exact=False).check()
     await session_form.get_by_role("button", name="创建课次").click()
     await expect(page.locator("#panel-message")).to_contain_text("已创建")
-    await expect(page.locator("#panel-sessions")).to_contain_text("专家：孙立教授")
+    await expect(page.locator("#panel-sessions")).to_contain_text("专家：孙立教授、周红主任医师")
     await expect(page.locator("#panel-sessions")).to_contain_text("2030/03/01 09:00")
 
     await page.get_by_role("button", name="发布课程").click()
@@ -159,7 +164,8 @@ async def test_provider_admin_creates_a_course_with_a_session_and_expert_and_pub
     assert course["status"] == "published"
     assert [s["title"] for s in course["sessions"]] == ["第一讲：海洋牧场规划"]
     assert course["sessions"][0]["scheduled_start"] == "2030-03-01T01:00:00+00:00"
-    assert [e["id"] for e in course["sessions"][0]["experts"]] == [EXPERT_ID]
+    assert [e["name"] for e in course["sessions"][0]["experts"]] == ["孙立教授", "周红主任医师"]
+    assert course["sessions"][0]["experts"][0]["id"] == EXPERT_ID
 
 
 async def test_register_form_refuses_mismatched_passwords_in_chinese_and_creates_nothing(

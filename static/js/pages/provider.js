@@ -11,7 +11,7 @@ const panelMessage = $("#panel-message");
 let current = null;
 /** @type {number[]} organizations the caller administers */
 let orgIds = [];
-/** Experts met in this provider's sessions, by person id: the API has no expert directory. */
+/** Experts offered in the pickers, by person id: those of this provider's sessions and those found. */
 const knownExperts = new Map(/** @type {[number, string][]} */ ([]));
 
 /** @param {FormData} data @param {string} name */
@@ -23,35 +23,61 @@ function learnExperts(course) {
 }
 
 /**
- * Checkboxes of the known experts plus a box for other experts' person numbers.
+ * One checkbox of an expert picker.
+ * @param {number} id @param {string} label @param {boolean} checked
+ */
+function expertBox(id, label, checked) {
+  const input = h("input", { type: "checkbox", name: "expert", value: String(id) });
+  /** @type {HTMLInputElement} */ (input).checked = checked;
+  return h("label", { class: "check" }, [input, label]);
+}
+
+/**
+ * Checkboxes of the known experts, and a search of the expert directory (GET /api/experts) whose
+ * results join them.
  * @param {HTMLElement} box a fieldset to fill
  * @param {number[]} selected
  */
 function fillExpertPicker(box, selected) {
   const legend = box.querySelector("legend");
-  const boxes = [...knownExperts].map(([id, name]) => {
-    const input = h("input", { type: "checkbox", name: "expert", value: String(id) });
-    /** @type {HTMLInputElement} */ (input).checked = selected.includes(id);
-    return h("label", { class: "check" }, [input, `${name}（编号 ${id}）`]);
+  const list = h("div", { class: "expert-list" }, [...knownExperts].map(([id, name]) => expertBox(id, `${name}（编号 ${id}）`, selected.includes(id))));
+  for (const id of selected.filter((id) => !knownExperts.has(id))) list.append(expertBox(id, `编号 ${id}`, true));
+  const query = h("input", { type: "search", name: "expert_q", placeholder: "输入专家姓名，如：周红", maxlength: "100" });
+  const found = h("p", { class: "hint", role: "status" }, []);
+  const searchBtn = h("button", { type: "button" }, ["查找专家"]);
+  const search = async () => {
+    const q = /** @type {HTMLInputElement} */ (query).value.trim();
+    try {
+      const res = await api("GET", `/api/experts?q=${encodeURIComponent(q)}&page_size=20`);
+      const shown = new Set([...list.querySelectorAll("input[name=expert]")].map((el) => Number(/** @type {HTMLInputElement} */ (el).value)));
+      for (const e of res.items) {
+        if (shown.has(e.id)) continue;
+        const orgs = e.organizations.map((/** @type {any} */ o) => o.name).join("、");
+        knownExperts.set(e.id, e.name);
+        list.append(expertBox(e.id, `${e.name}（${orgs ? `${orgs}，` : ""}编号 ${e.id}）`, false));
+      }
+      found.textContent = res.total ? `找到 ${res.total} 位专家${res.total > res.items.length ? `，显示前 ${res.items.length} 位，请输入更完整的姓名` : ""}。` : "没有找到这位专家。";
+    } catch (err) {
+      found.textContent = errorText(err);
+    }
+  };
+  searchBtn.addEventListener("click", search);
+  query.addEventListener("keydown", (ev) => {
+    if (/** @type {KeyboardEvent} */ (ev).key === "Enter") {
+      ev.preventDefault();
+      search();
+    }
   });
-  const others = selected.filter((id) => !knownExperts.has(id)).join(",");
-  const other = h("input", { name: "expert_ids", inputmode: "numeric", placeholder: "其他专家的人员编号，如：8,9" });
-  /** @type {HTMLInputElement} */ (other).value = others;
-  box.replaceChildren(...(legend ? [legend] : []), ...boxes, h("label", {}, ["其他专家编号（逗号分隔）", other]));
+  box.replaceChildren(...(legend ? [legend] : []), list, h("div", { class: "expert-search" }, [query, searchBtn]), found);
 }
 
 /**
- * The person ids chosen in an expert picker, or a Chinese complaint.
+ * The person ids chosen in an expert picker.
  * @param {HTMLElement} box
- * @returns {number[] | string}
+ * @returns {number[]}
  */
 function pickedExperts(box) {
   const ids = [...box.querySelectorAll("input[name=expert]:checked")].map((el) => Number(/** @type {HTMLInputElement} */ (el).value));
-  const typed = /** @type {HTMLInputElement | null} */ (box.querySelector("input[name=expert_ids]"))?.value.trim() || "";
-  for (const part of typed.split(/[,，、\s]+/).filter(Boolean)) {
-    if (!/^\d+$/.test(part) || Number(part) < 1) return `专家编号“${part}”不是有效的人员编号。`;
-    ids.push(Number(part));
-  }
   return [...new Set(ids)];
 }
 
@@ -113,10 +139,6 @@ function sessionItem(s) {
   });
   save.addEventListener("click", async () => {
     const ids = pickedExperts(picker);
-    if (typeof ids === "string") {
-      say(ids, "error", message);
-      return;
-    }
     const done = busy(save, "正在保存…");
     try {
       await api("PUT", `/api/sessions/${s.id}/experts`, { person_ids: ids });
@@ -235,9 +257,7 @@ sessionForm.addEventListener("submit", async (ev) => {
       ? "请填写开始和结束时间。"
       : end <= start
         ? "结束时间必须晚于开始时间。"
-        : typeof experts === "string"
-          ? experts
-          : "";
+        : "";
   if (problem) {
     say(problem, "error", panelMessage);
     return;
@@ -251,7 +271,7 @@ sessionForm.addEventListener("submit", async (ev) => {
     const session = await api("POST", `/api/courses/${current.id}/sessions`, body);
     sessionForm.reset();
     $("#platform-row").hidden = true;
-    if (Array.isArray(experts) && experts.length) {
+    if (experts.length) {
       try {
         await api("PUT", `/api/sessions/${session.id}/experts`, { person_ids: experts });
       } catch (err) {
