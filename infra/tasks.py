@@ -26,6 +26,14 @@ class OwnedTasks:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("%s task %s failed", self._what, task.get_name(), exc_info=exc)
 
+    async def settle(self, name: str, timeout_s: float) -> None:
+        """Let the running tasks called `name` finish (work that must not stop halfway, such as closing
+        connections), for at most `timeout_s`; those still running then are left to cancel()."""
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if t.get_name() == name and t is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
     async def cancel(self, tasks: Iterable[asyncio.Task[Any]] | None = None) -> None:
         """Cancel and await `tasks` (default: all still running), never the task calling this."""
         current = asyncio.current_task()

@@ -54,6 +54,11 @@ PUBLISHER_ROLES = frozenset({"expert", "speaker"})
 VIEWER_ROLES = frozenset({"learner", "staff", "expert"})
 
 
+# Background tasks that close a peer connection whose state went "failed" or "closed".
+_DROP = "drop-peer"
+_DROP_SETTLE_S = 10.0
+
+
 class RoomFull(Conflict):
     code = "room_full"
 
@@ -387,7 +392,7 @@ class Rooms:
             publisher.connected.set()
         elif state in ("failed", "closed") and publisher.rid in self._resources:
             log.info("session=%s publisher=%s connection %s", publisher.session_id, publisher.rid, state)
-            self._tasks.spawn(self._drop_publisher(publisher, reason=f"connection {state}"))
+            self._tasks.spawn(self._drop_publisher(publisher, reason=f"connection {state}"), name=_DROP)
 
     async def unpublish(self, rid: str, person_id: int) -> None:
         """WHIP DELETE. The expert deleting their last publisher ends the session."""
@@ -533,7 +538,7 @@ class Rooms:
             for label, queue in viewer.queues.items():
                 room.slots[label].subscribe(queue)
         elif state in ("failed", "closed") and viewer.rid in self._resources:
-            self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"))
+            self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"), name=_DROP)
 
     def _ice_servers(self) -> list[IceServer]:
         """STUN/TURN for one of the server's own peer connections (TURN credentials made now)."""
@@ -607,6 +612,9 @@ class Rooms:
         self._closed = True
         for session_id in list(self._rooms):
             await self.end(session_id, reason="server_shutdown")
+        # Drops under way are closing peer connections (releasing a TURN allocation takes a round trip
+        # to the TURN server): cancelled halfway, they would leave sockets open.
+        await self._tasks.settle(_DROP, timeout_s=_DROP_SETTLE_S)
         await self._tasks.cancel()
 
     async def _emit(self, type_: str, data: dict[str, Any]) -> None:

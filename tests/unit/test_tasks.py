@@ -44,3 +44,33 @@ async def test_a_failing_task_is_logged_with_its_owner_and_name(caplog: pytest.L
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0)  # done callbacks run on the next loop iteration
     assert any("room task grace-7 failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_settle_lets_the_named_tasks_finish_and_leaves_the_rest_to_cancel() -> None:
+    tasks = OwnedTasks(log, "test")
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def closing() -> None:
+        await release.wait()
+        finished.append("closed")
+
+    closer = tasks.spawn(closing(), name="drop")
+    other = tasks.spawn(asyncio.sleep(3600), name="other")
+    settling = asyncio.create_task(tasks.settle("drop", timeout_s=30))
+    await asyncio.sleep(0)
+    assert not settling.done(), "settle waits for the named task"
+    release.set()
+    await settling
+    assert (finished, closer.done(), other.done()) == (["closed"], True, False)
+    await tasks.cancel()
+    assert other.cancelled()
+
+
+async def test_settle_gives_up_after_its_timeout() -> None:
+    tasks = OwnedTasks(log, "test")
+    stuck = tasks.spawn(asyncio.sleep(3600), name="drop")
+    await tasks.settle("drop", timeout_s=0.01)
+    assert not stuck.done()
+    await tasks.cancel()
+    assert stuck.cancelled()
