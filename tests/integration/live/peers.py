@@ -31,6 +31,20 @@ def token(purpose: str, session_id: int, role: str, person_id: int = 1, expires_
     return sign(SECRET, purpose, claims)
 
 
+def room_token(session_id: int, role: str, person_id: int) -> str:
+    """A room-channel token, with the name the channel shows for the person."""
+    claims = Claims(person_id, f"session:{session_id}", role, time.time() + 600, {"name": f"p{person_id}"})
+    return sign(SECRET, "room", claims)
+
+
+async def receive_until(ws: Any, kind: str) -> dict[str, Any]:
+    """The next room-channel message of type `kind`, skipping the others."""
+    while True:
+        msg = await ws.receive_json(timeout=10)
+        if msg["type"] == kind:
+            return dict(msg)
+
+
 def sdp_headers(bearer: str | None) -> dict[str, str]:
     headers = {"Content-Type": "application/sdp"}
     if bearer is not None:

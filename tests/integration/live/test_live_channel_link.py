@@ -3,7 +3,6 @@ expert's "end_session" over the channel ends the room."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,17 +14,19 @@ from infra.appkeys import BUS, READINESS, SETTINGS
 from infra.bus_memory import MemoryBus
 from infra.http import error_middleware
 from infra.settings import Settings
-from infra.tokens import Claims, sign
 from streaming import channel, live
 from tests.helpers import wait_until
-from tests.integration.live.peers import LOOPBACK, SECRET, Robot, sdp_headers, token
+from tests.integration.live.peers import (
+    LOOPBACK,
+    SECRET,
+    Robot,
+    receive_until,
+    room_token,
+    sdp_headers,
+    token,
+)
 
 SESSION = 31
-
-
-def room_token(role: str, person_id: int) -> str:
-    claims = Claims(person_id, f"session:{SESSION}", role, time.time() + 600, {"name": f"p{person_id}"})
-    return sign(SECRET, "room", claims)
 
 
 @pytest.fixture
@@ -58,22 +59,15 @@ async def _publish(client: TestClient, robots: list[Robot]) -> Robot:  # type: i
     return robot
 
 
-async def _receive_until(ws: Any, kind: str) -> dict[str, Any]:
-    while True:
-        msg = await ws.receive_json(timeout=10)
-        if msg["type"] == kind:
-            return dict(msg)
-
-
 async def test_an_expert_ending_over_the_channel_ends_the_room_and_tells_the_learners(
     linked: tuple[TestClient, MemoryBus, list[Robot]],  # type: ignore[type-arg]
 ) -> None:
     client, bus, robots = linked
     await _publish(client, robots)
-    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token('learner', 2)}")
-    expert = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token('expert', 1)}")
+    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'learner', 2)}")
+    expert = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'expert', 1)}")
     await expert.send_json({"type": "end_session"})
-    ended = await _receive_until(learner, "session_ended")
+    ended = await receive_until(learner, "session_ended")
     assert ended["reason"] == "ended_by_expert"
     assert client.app[live.ROOMS].room(SESSION) is None
     assert await _session_events(bus) == [("session.started", None), ("session.ended", "ended_by_expert")]
@@ -86,13 +80,13 @@ async def test_the_expert_leaving_by_whip_delete_is_announced_in_the_channel(
 ) -> None:
     client, _bus, robots = linked
     robot = await _publish(client, robots)
-    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token('learner', 2)}")
+    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'learner', 2)}")
     assert robot.location is not None
     resp = await client.delete(
         robot.location, headers=sdp_headers(token("whip", SESSION, "expert", person_id=1))
     )
     assert resp.status == 200
-    assert (await _receive_until(learner, "session_ended"))["reason"] == "ended_by_expert"
+    assert (await receive_until(learner, "session_ended"))["reason"] == "ended_by_expert"
     await learner.close()
 
 
@@ -100,10 +94,10 @@ async def test_ending_a_session_that_is_not_live_still_tells_the_channel(
     linked: tuple[TestClient, MemoryBus, list[Robot]],  # type: ignore[type-arg]
 ) -> None:
     client, bus, _robots = linked
-    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token('learner', 2)}")
-    expert = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token('expert', 1)}")
+    learner = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'learner', 2)}")
+    expert = await client.ws_connect(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'expert', 1)}")
     await expert.send_json({"type": "end_session"})
-    assert (await _receive_until(learner, "session_ended"))["reason"] == "ended_by_expert"
+    assert (await receive_until(learner, "session_ended"))["reason"] == "ended_by_expert"
     assert await _session_events(bus) == []  # no media ever flowed: the session never started
     await learner.close()
     await expert.close()

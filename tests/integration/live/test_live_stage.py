@@ -15,7 +15,6 @@ from infra.appkeys import BUS, READINESS, SETTINGS
 from infra.bus_memory import MemoryBus
 from infra.http import error_middleware
 from infra.settings import Settings
-from infra.tokens import Claims, sign
 from streaming import channel, live
 from streaming.forwarding import H264
 from streaming.rooms import SLOT_KINDS, VIEWER_LAYOUT, Room
@@ -27,6 +26,8 @@ from tests.integration.live.peers import (
     Received,
     Robot,
     WatchingPeer,
+    receive_until,
+    room_token,
     sdp_headers,
     token,
 )
@@ -251,28 +252,20 @@ async def test_speakers_do_not_keep_a_room_whose_expert_is_gone(
     ]
 
 
-def _room_token(role: str, person_id: int) -> str:
-    claims = Claims(person_id, f"session:{SESSION}", role, time.time() + 600, {"name": f"p{person_id}"})
-    return sign(SECRET, "room", claims)
-
-
-async def _receive_until(ws: Any, kind: str) -> dict[str, Any]:
-    while True:
-        msg = await ws.receive_json(timeout=10)
-        if msg["type"] == kind:
-            return dict(msg)
-
-
 async def test_the_expert_demoting_a_speaker_ends_their_publication_and_frees_the_seat(
     stage: LiveServer, peers: list[Any]
 ) -> None:
     client = stage.client
     await _expert(stage, peers)
-    expert_ws = await client.ws_connect(f"/ws/sessions/{SESSION}?token={_room_token('expert', EXPERT)}")
-    alice_ws = await client.ws_connect(f"/ws/sessions/{SESSION}?token={_room_token('learner', ALICE)}")
-    await _receive_until(alice_ws, "welcome")
+    expert_ws = await client.ws_connect(
+        f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'expert', EXPERT)}"
+    )
+    alice_ws = await client.ws_connect(
+        f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'learner', ALICE)}"
+    )
+    await receive_until(alice_ws, "welcome")
     await expert_ws.send_json({"type": "promote", "person_id": ALICE})
-    promoted = await _receive_until(alice_ws, "promoted")
+    promoted = await receive_until(alice_ws, "promoted")
     assert promoted["whip_url"] == f"/whip/sessions/{SESSION}"
 
     speaker = Robot(videos=1, audio=True, size=SPEAKER_SIZE)
@@ -284,7 +277,7 @@ async def test_the_expert_demoting_a_speaker_ends_their_publication_and_frees_th
     assert _seated(stage) == {1: ALICE, 2: None}
 
     await expert_ws.send_json({"type": "demote", "person_id": ALICE})
-    await _receive_until(alice_ws, "demoted")
+    await receive_until(alice_ws, "demoted")
     await wait_until(lambda: _seated(stage) == {1: None, 2: None}, timeout_s=5, message="seat freed")
     assert not _room(stage).slots["stage1.video"].live
     assert speaker.location is not None
@@ -311,7 +304,7 @@ async def test_the_expert_demoting_a_speaker_ends_their_publication_and_frees_th
 
     # Invited again, the new promotion's token admits her.
     await expert_ws.send_json({"type": "promote", "person_id": ALICE})
-    invited = await _receive_until(alice_ws, "promoted")
+    invited = await receive_until(alice_ws, "promoted")
     await again.publish(client, SESSION, invited["whip_token"])
     assert _seated(stage) == {1: BOB, 2: ALICE}
     await alice_ws.close()
