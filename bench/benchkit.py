@@ -1,5 +1,6 @@
-"""What the benchmarks share: free loopback ports, a process's CPU time, the script re-run as a child
-process (server, publisher, viewers), and waiting for a server to listen."""
+"""What the benchmarks share: the media-token key and session, free loopback ports, a process's CPU
+time, the script re-run as a child process (server, publisher, viewers), and waiting for a server to
+listen."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The benchmarks' servers sign and check media tokens with this key, for this session.
+SECRET = "bench-secret-not-for-production"
+SESSION = 1
+
+
+def token(purpose: str, role: str = "expert", person_id: int = 1, ttl_s: float = 36_000) -> str:
+    """A media token (whip/whep) for SESSION, valid longer than the longest benchmark (drift: 30 min)."""
+    from infra.tokens import Claims, sign  # the scripts put the project root on sys.path first
+
+    return sign(SECRET, purpose, Claims(person_id, f"session:{SESSION}", role, time.time() + ttl_s, {}))
 
 
 def free_port() -> int:

@@ -45,8 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
-SECRET = "bench-secret-not-for-production"
-SESSION = 1
+SECRET, SESSION = benchkit.SECRET, benchkit.SESSION
 LOOPBACK = ("127.0.0.1",)
 WIDTH, HEIGHT, FPS = 320, 180, 15
 COLS, ROWS = 8, 4  # 32 blocks of 40x45: 24 counter bits (rows 0-2, MSB first) + 8 check bits (row 3)
@@ -57,12 +56,6 @@ AUDIO_FRAME = 960  # 20 ms; a whole second is 50 frames, so every burst starts o
 BURST = 960  # samples of tone at the start of every whole second
 TONE_HZ = 1000
 WINDOW_S = 4.0  # each checkpoint looks at this much of the recording
-
-
-def _token(purpose: str) -> str:
-    from infra.tokens import Claims, sign
-
-    return sign(SECRET, purpose, Claims(1, f"session:{SESSION}", "expert", time.time() + 36_000, {}))
 
 
 # ---------------------------------------------------------------- the frame counter and the tone
@@ -235,7 +228,7 @@ async def _publish(url: str, seconds: float) -> None:
     pc.addTransceiver(audio, direction="sendonly")
     rtc_adapter.restrict_host_addresses(pc, LOOPBACK)
     await pc.setLocalDescription(await pc.createOffer())
-    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {_token('whip')}"}
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {benchkit.token('whip')}"}
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{url}/whip/sessions/{SESSION}?video=camera,screen",

@@ -35,18 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
-SECRET = "bench-secret-not-for-production"
-SESSION = 1
+SECRET, SESSION = benchkit.SECRET, benchkit.SESSION
 LOOPBACK = ("127.0.0.1",)
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 GOP_FRAMES = 60  # a keyframe every 2 s: the pre-encoded publisher cannot honour keyframe requests
 CLIP_FRAMES = 300  # 10 s, looped
-
-
-def _token(purpose: str) -> str:
-    from infra.tokens import Claims, sign
-
-    return sign(SECRET, purpose, Claims(1, f"session:{SESSION}", "expert", time.time() + 3600, {}))
 
 
 # ---------------------------------------------------------------- server process
@@ -209,7 +202,7 @@ async def _publish(url: str, seconds: float) -> None:
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     rtc_adapter.restrict_host_addresses(pc, LOOPBACK)
     await pc.setLocalDescription(await pc.createOffer())
-    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {_token('whip')}"}
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {benchkit.token('whip')}"}
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{url}/whip/sessions/{SESSION}", data=pc.localDescription.sdp, headers=headers

@@ -29,16 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import benchkit  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
-SECRET = "bench-secret-not-for-production"
-SESSION = 1
+SECRET, SESSION = benchkit.SECRET, benchkit.SESSION
 LOOPBACK = ["127.0.0.1"]
 MIN_FPS = 29.0  # a step "keeps up" when every viewer gets at least this many fps and no RTP gaps
-
-
-def _token(purpose: str, role: str, person_id: int) -> str:
-    from infra.tokens import Claims, sign
-
-    return sign(SECRET, purpose, Claims(person_id, f"session:{SESSION}", role, time.time() + 3600, {}))
 
 
 # ---------------------------------------------------------------- server process
@@ -152,7 +145,7 @@ async def _publish(url: str) -> None:
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     rtc_adapter.restrict_host_addresses(pc, LOOPBACK)
     await pc.setLocalDescription(await pc.createOffer())
-    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {_token('whip', 'expert', 1)}"}
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {benchkit.token('whip')}"}
     async with (
         aiohttp.ClientSession() as http,
         http.post(url, data=pc.localDescription.sdp, headers=headers) as r,
@@ -216,7 +209,7 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
         await pc.setLocalDescription(await pc.createOffer())
         headers = {
             "Content-Type": "application/sdp",
-            "Authorization": f"Bearer {_token('whep', 'learner', 100 + i)}",
+            "Authorization": f"Bearer {benchkit.token('whep', 'learner', 100 + i)}",
         }
         v["posted"] = time.monotonic()
         async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
