@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import (
@@ -368,7 +368,7 @@ async def search(
     items = []
     for row, next_at in found:
         view = course_view(row, provider_name=row.provider_name)
-        view["next_session_start"] = _aware_iso(next_at)
+        view["next_session_start"] = next_at.isoformat() if next_at else None
         items.append(view)
     return {
         "items": items,
@@ -377,14 +377,3 @@ async def search(
         "page": page.page,
         "page_size": page.page_size,
     }
-
-
-def _aware_iso(value: Any) -> str | None:
-    """Computed columns may bypass the column type: SQLite can hand back naive text or datetimes (UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return str(value.isoformat())
