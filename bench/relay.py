@@ -186,7 +186,8 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
 
-        def on_packet(seq: int, timestamp: int) -> None:
+        def on_packet(packet: Any) -> None:
+            seq, timestamp = packet.sequence_number, packet.timestamp
             last = v["last"]
             if last is not None and seq != (last + 1) & 0xFFFF and ((seq - last) & 0xFFFF) < 0x8000:
                 v["gaps"] += ((seq - last) & 0xFFFF) - 1
@@ -204,7 +205,7 @@ async def _watch(url: str, count: int, warmup_s: float, window_s: float) -> dict
         # Count, never reassemble or decode: the client must not be what saturates (ENVIRONMENT.md's
         # method). ICE, DTLS and SRTP are still real.
         rtc_adapter.observe_rtp(video.receiver, on_packet, deliver=False)
-        rtc_adapter.observe_rtp(audio.receiver, lambda seq, ts: None, deliver=False)
+        rtc_adapter.observe_rtp(audio.receiver, lambda packet: None, deliver=False)
         rtc_adapter.restrict_host_addresses(pc, LOOPBACK)
         await pc.setLocalDescription(await pc.createOffer())
         headers = {

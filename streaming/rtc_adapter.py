@@ -710,15 +710,16 @@ async def answer_viewer(
 
 
 def observe_rtp(
-    receiver: RTCRtpReceiver, on_packet: Callable[[int, int], None], *, deliver: bool = True
+    receiver: RTCRtpReceiver, on_packet: Callable[[rtp.RtpPacket], None], *, deliver: bool = True
 ) -> None:
-    """Call `on_packet(sequence_number, rtp_timestamp)` for every RTP packet the receiver gets, before
-    the jitter buffer (benchmarks count packets, frames and sequence gaps this way). With
-    `deliver=False` the packets stop there: no jitter buffer, no reassembly, as a light load client."""
+    """Call `on_packet(packet)` for every RTP packet the receiver gets (decrypted and parsed), before
+    the jitter buffer (benchmarks count packets, frames and sequence gaps this way; tests check what
+    arrives). With `deliver=False` the packets stop there: no jitter buffer, no reassembly, as a light
+    load client."""
     handle = receiver._handle_rtp_packet
 
-    async def counting(packet: Any, arrival_time_ms: int) -> None:
-        on_packet(int(packet.sequence_number), int(packet.timestamp))
+    async def counting(packet: rtp.RtpPacket, arrival_time_ms: int) -> None:
+        on_packet(packet)
         if deliver:
             await handle(packet, arrival_time_ms)
 

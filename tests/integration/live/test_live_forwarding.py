@@ -247,7 +247,9 @@ async def test_observing_rtp_without_delivery_counts_packets_and_frames_but_reas
     viewer = WatchingPeer(audio=False)
     seen: list[tuple[int, int]] = []
     rtc_adapter.observe_rtp(
-        viewer.pc.getTransceivers()[0].receiver, lambda s, t: seen.append((s, t)), deliver=False
+        viewer.pc.getTransceivers()[0].receiver,
+        lambda p: seen.append((p.sequence_number, p.timestamp)),
+        deliver=False,
     )
     peers.append(viewer)
     await viewer.watch(server.client, SESSION, token("whep", SESSION, "learner", person_id=100))

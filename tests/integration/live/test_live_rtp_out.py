@@ -52,16 +52,6 @@ class Link:
         return forwarding
 
 
-def _record(receiver: RTCRtpReceiver, into: list[rtp.RtpPacket]) -> None:
-    handle = receiver._handle_rtp_packet
-
-    async def recording(packet: rtp.RtpPacket, arrival_time_ms: int) -> None:
-        into.append(packet)
-        await handle(packet, arrival_time_ms)
-
-    receiver._handle_rtp_packet = recording  # type: ignore[method-assign]
-
-
 @contextlib.asynccontextmanager
 async def connected(
     server_ice: Sequence[IceServer] = (), *, server_relay_only: bool = False
@@ -92,7 +82,7 @@ async def connected(
         senders = [t.sender for t in server.getTransceivers()]
         result = Link(server, viewer, queues, senders, receivers, frames=frames)
         for receiver, packets in zip(receivers, result.packets, strict=True):
-            _record(receiver, packets)
+            rtc_adapter.observe_rtp(receiver, packets.append)
         yield result
     finally:
         await viewer.close()
