@@ -14,20 +14,29 @@ from typing import Any, TypeVar, overload
 import pytest
 
 T = TypeVar("T")
+Message = str | Callable[[], str]
+
+
+def _text(message: Message) -> str:
+    return message if isinstance(message, str) else message()
 
 
 @overload
 async def wait_until(
-    check: Callable[[], Awaitable[T]], timeout_s: float = ..., interval_s: float = ..., message: str = ...
+    check: Callable[[], Awaitable[T]], timeout_s: float = ..., interval_s: float = ..., message: Message = ...
 ) -> T: ...
 @overload
 async def wait_until(
-    check: Callable[[], T], timeout_s: float = ..., interval_s: float = ..., message: str = ...
+    check: Callable[[], T], timeout_s: float = ..., interval_s: float = ..., message: Message = ...
 ) -> T: ...
 async def wait_until(
-    check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05, message: str = "condition"
+    check: Callable[[], Any],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    message: Message = "condition",
 ) -> Any:
-    """Poll `check` (sync or async) until it returns a truthy value; fail the test after `timeout_s`."""
+    """Poll `check` (sync or async) until it returns a truthy value; fail the test after `timeout_s`.
+    `message` may be a callable, evaluated at the timeout (to report the state that was never reached)."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
@@ -36,7 +45,9 @@ async def wait_until(
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last={result!r})")
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {_text(message)} (last={result!r})"
+            )
         await asyncio.sleep(interval_s)
 
 

@@ -6,7 +6,7 @@ Each test gets its own server (fresh data dir) and its own browser context; over
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+LOG_TAIL_LINES = 200
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed browser test shows the tail of each Lectern server's log it used: a timeout in a page is
+    usually explained there (and CI keeps nothing else)."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, LecternServer) and value.log_path.exists():
+                lines = value.log_text().splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"lectern log of {name} (last {len(lines)} lines)", "\n".join(lines)))
+    return report
 
 
 @pytest.fixture

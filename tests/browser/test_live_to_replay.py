@@ -70,7 +70,10 @@ async def test_a_lecture_published_from_the_studio_becomes_a_replay_with_two_ang
         await wait_until(
             lambda: segments(data_dir, "camera") >= 5 and segments(data_dir, "screen") >= 3,
             timeout_s=40,
-            message="live segments of both angles",
+            message=lambda: (
+                f"live segments of both angles (camera {segments(data_dir, 'camera')}, "
+                f"screen {segments(data_dir, 'screen')})"
+            ),
         )
         await studio.get_by_role("button", name="结束直播").click()
         await expect(studio.locator("#state")).to_have_text("已结束", timeout=20_000)
