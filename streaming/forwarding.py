@@ -114,9 +114,10 @@ class FrameQueue:
     """One viewer's queue for one slot, bounded in frames and bytes.
 
     Video: on overflow the queue is emptied and drops every frame until the next keyframe (and asks
-    for one), so a slow viewer costs bounded memory and resumes on a decodable picture. A new
-    queue starts the same way: waiting for a keyframe. Audio: the oldest frame is dropped.
-    Frames of another codec than the viewer negotiated are dropped (forwarding cannot transcode).
+    for one, again with each frame it drops meanwhile), so a slow viewer costs bounded memory and
+    resumes on a decodable picture. A new queue starts the same way: waiting for a keyframe. Audio:
+    the oldest frame is dropped. Frames of another codec than the viewer negotiated are dropped
+    (forwarding cannot transcode).
     """
 
     def __init__(
@@ -162,6 +163,9 @@ class FrameQueue:
             if self.waiting_for_keyframe:
                 if not frame.keyframe:
                     self.stats.dropped += 1
+                    # Keep asking while waiting: one request can be lost (a PLI is a UDP datagram) and
+                    # publishers send no keyframe unasked. KeyframeRequests merges and rate-limits these.
+                    self.on_need_keyframe()
                     return
                 self.waiting_for_keyframe = False
             elif len(self._frames) >= self.max_frames or self._bytes + len(frame.data) > self.max_bytes:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_STARTED = "_RTCRtpReceiver__started"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
+RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"  # {RTX SSRC: the media SSRC it repairs}, from the offer
 SENDER_KEYFRAME_HOOK = "_send_keyframe"
 # The forwarding sender replaces these two methods of each viewer's RTCRtpSender...
 SENDER_RUN_RTP = "_run_rtp"
@@ -337,12 +338,19 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink) -> None:
 
 
 async def send_pli(receiver: RTCRtpReceiver) -> bool:
-    """Ask the publisher for a keyframe (RTCP PLI on its most recent SSRC); False if none known yet."""
+    """Ask the publisher for a keyframe: RTCP PLI for the media SSRC it sent most recently; False if none
+    is known yet.
+
+    The receiver's synchronization sources include RTX SSRCs (aiortc notes a packet's SSRC before it
+    unwraps a retransmission), and browsers send padding on their RTX SSRC to probe bandwidth, in bursts
+    at the start of a call. A PLI for an RTX SSRC is ignored by the sender (Chromium and aiortc act on
+    their media SSRC only), so a recent RTX SSRC is mapped to the media SSRC it repairs."""
     sources = receiver.getSynchronizationSources()
     if not sources:
         return False
-    ssrc = max(sources, key=lambda s: s.timestamp).source
-    await getattr(receiver, RECEIVER_SEND_PLI)(ssrc)
+    repairs: dict[int, int] = getattr(receiver, RECEIVER_RTX_SSRC)
+    latest = max(sources, key=lambda s: s.timestamp).source
+    await getattr(receiver, RECEIVER_SEND_PLI)(repairs.get(latest, latest))
     return True
 
 

@@ -48,13 +48,21 @@ def _frame(key: bool, ts: int = 0, size: int = 50, kind: str = "video") -> Encod
     return EncodedFrame(kind, mime, (IDR if key else P_SLICE)[:8] + bytes(size), ts, 90_000, key)
 
 
-def test_a_new_video_queue_waits_for_a_keyframe() -> None:
-    q = FrameQueue("video", mime_type=H264, max_frames=4, max_bytes=10_000)
+def test_a_new_video_queue_waits_for_a_keyframe_and_keeps_asking_for_one() -> None:
+    asked: list[int] = []
+    q = FrameQueue(
+        "video", mime_type=H264, max_frames=4, max_bytes=10_000, on_need_keyframe=lambda: asked.append(1)
+    )
     q.offer(_frame(False))
+    q.offer(_frame(False, ts=1))
     assert len(q) == 0
-    q.offer(_frame(True))
-    q.offer(_frame(False))
+    # A request can be lost on the way to the publisher: every frame dropped while waiting asks again
+    # (the slot's KeyframeRequests merges and rate-limits them into PLIs).
+    assert len(asked) == 2
+    q.offer(_frame(True, ts=2))
+    q.offer(_frame(False, ts=3))
     assert len(q) == 2
+    assert len(asked) == 2, "no more requests once a keyframe came"
 
 
 def test_an_overflowing_video_queue_drops_until_the_next_keyframe_and_asks_for_one() -> None:
@@ -67,10 +75,13 @@ def test_an_overflowing_video_queue_drops_until_the_next_keyframe_and_asks_for_o
         assert len(q) <= 3
     assert len(q) == 0
     assert q.waiting_for_keyframe
-    assert asked == [1]
+    # Frames 0-2 fit; frame 3 overflows (one request), frames 4-19 are dropped waiting (one request each).
+    assert len(asked) == 1 + 16
     assert q.stats.resyncs == 1
     q.offer(_frame(True, ts=99))
-    assert len(q) == 1
+    q.offer(_frame(False, ts=100))
+    assert len(q) == 2
+    assert len(asked) == 17
 
 
 def test_the_byte_bound_holds_as_well_as_the_frame_bound() -> None:

@@ -66,6 +66,12 @@ def test_the_receiver_sends_pli_for_a_media_ssrc() -> None:
     assert _params(getattr(RTCRtpReceiver, rtc_adapter.RECEIVER_SEND_PLI)) == ["self", "media_ssrc"]
     assert inspect.iscoroutinefunction(getattr(RTCRtpReceiver, rtc_adapter.RECEIVER_SEND_PLI))
     assert _params(RTCRtpReceiver.getSynchronizationSources) == ["self"]
+    # send_pli maps an RTX SSRC among the sources to the media SSRC it repairs: aiortc notes every
+    # packet's SSRC before unwrapping retransmissions, and keeps the mapping from the offer.
+    assert isinstance(getattr(RTCRtpReceiver("video", _Transport()), rtc_adapter.RECEIVER_RTX_SSRC), dict)
+    assert "self.__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc" in inspect.getsource(RTCRtpReceiver.receive)
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert handle.index("self.__active_ssrc[packet.ssrc] =") < handle.index("packet = unwrap_rtx(")
 
 
 def test_the_sender_turns_pli_and_fir_into_send_keyframe() -> None:

@@ -4,6 +4,7 @@ without decoding them (they tap their receivers the same way the server does).""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -84,8 +85,18 @@ class SyntheticVideo(VideoStreamTrack):
         self._lumas = [base[k * 97 : k * 97 + size] for k in range(30)]
         self._chroma = bytes([128]) * (size // 4)
         self.count = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def hold(self) -> None:
+        """Stop producing frames (the sender then sends no RTP for this track) until resume()."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def recv(self) -> av.VideoFrame:
+        await self._flowing.wait()
         pts, time_base = await self.next_timestamp()
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         frame.planes[0].update(_fit(self._lumas[self.count % 30], frame.planes[0].buffer_size))

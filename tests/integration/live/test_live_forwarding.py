@@ -94,6 +94,44 @@ async def test_a_late_viewer_gets_a_decodable_keyframe_within_a_second(
     assert [(p.width, p.height) for p in pictures] == [(robot.tracks[0].width, robot.tracks[0].height)]
 
 
+async def test_a_keyframe_request_reaches_the_publisher_when_its_latest_packet_was_a_retransmission(
+    live_server: LiveServerFactory, peers: list[Any]
+) -> None:
+    """Browsers probe bandwidth with padding on their RTX SSRC, in bursts at the start of a call, just
+    when the recorder and the first viewers ask for keyframes. A PLI for the RTX SSRC is ignored by the
+    sender, and a viewer or a recording waited for a keyframe that nobody was asked for."""
+    server = await live_server()
+    robot = await _publish(server, peers, audio=False)
+    room = server.rooms.room(SESSION)
+    assert room is not None
+    await wait_until(lambda: room.slots["camera"].frames_in >= 10, timeout_s=15, message="publisher frames")
+    (publisher,) = room.publishers.values()
+    (receiver,) = [r for r in publisher.pc.getReceivers() if r.track.kind == "video"]
+    arrived: list[tuple[float, Any]] = []
+    rtc_adapter.observe_rtp(receiver, lambda packet: arrived.append((time.monotonic(), packet)))
+
+    # The robot's camera pauses (no media packets), then its sender retransmits one packet over RTX.
+    robot.tracks[0].hold()
+    await wait_until(
+        lambda: arrived and time.monotonic() - arrived[-1][0] > 0.3, timeout_s=5, message="media to pause"
+    )
+    (sender,) = robot.pc.getSenders()
+    requests: list[float] = []
+    forced = sender._send_keyframe
+    sender._send_keyframe = lambda: (requests.append(time.monotonic()), forced())[-1]  # type: ignore[method-assign]
+    await getattr(sender, rtc_adapter.SENDER_RETRANSMIT)(arrived[-1][1].sequence_number)
+    await wait_until(lambda: arrived[-1][1].ssrc == sender._rtx_ssrc, timeout_s=5, message="the RTX packet")
+    latest = max(receiver.getSynchronizationSources(), key=lambda s: s.timestamp)
+    assert latest.source == sender._rtx_ssrc, "the server's most recent source is the RTX SSRC"
+
+    # A late viewer needs a keyframe: the request must reach the robot's media sender.
+    viewer = await _watch(server, peers)
+    await wait_until(lambda: requests, timeout_s=3, message="the publisher to be asked for a keyframe")
+    robot.tracks[0].resume()
+    await wait_until(lambda: viewer.count("video") >= 1, timeout_s=5, message="the viewer's first frame")
+    assert viewer.frames["video"][0].frame.keyframe
+
+
 async def test_a_stalled_viewer_costs_bounded_memory_and_others_keep_receiving(
     live_server: LiveServerFactory, peers: list[Any]
 ) -> None:
