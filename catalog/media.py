@@ -62,10 +62,10 @@ async def issue(
     out: dict[str, Any] = {"token": token, "expires_at": expires_at.isoformat(), "role": role}
     if purpose != MediaPurpose.ROOM:
         # The STUN/TURN servers the holder's browser may use; TURN with a credential of its own.
-        servers = ice.ice_servers(
+        servers = ice.for_person(
             settings.ice_servers,
             settings.turn_secret,
-            user=f"person-{caller.person_id}",
+            person_id=caller.person_id,
             now=now.timestamp(),
             ttl_s=settings.turn_credential_ttl_s,
         )

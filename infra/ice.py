@@ -33,6 +33,19 @@ class IceServer:
             out |= {"username": self.username, "credential": self.credential}
         return out
 
+    def as_link(self) -> str:
+        """A `Link` header value as WHIP/WHEP endpoints return ICE servers (RFC 9725 §4.6)."""
+        out = f'<{self.url}>; rel="ice-server"'
+        if self.username is not None and self.credential is not None:
+            out += f'; username="{_quoted(self.username)}"; credential="{_quoted(self.credential)}"'
+            out += '; credential-type="password"'
+        return out
+
+
+def _quoted(value: str) -> str:
+    """Body of an RFC 9110 quoted-string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
 
 def is_turn(url: str) -> bool:
     return url.lower().startswith(_TURN_SCHEMES)
@@ -73,3 +86,10 @@ def ice_servers(
         else:
             out.append(IceServer(url))
     return out
+
+
+def for_person(
+    urls: Sequence[str], turn_secret: str, *, person_id: int, now: float, ttl_s: int
+) -> list[IceServer]:
+    """The ICE servers for a person's browser: their TURN user is `person-<id>` (as coturn logs it)."""
+    return ice_servers(urls, turn_secret, user=f"person-{person_id}", now=now, ttl_s=ttl_s)

@@ -1,4 +1,5 @@
-"""WHIP (RFC 9725) and WHEP handlers: bearer-token checks, SDP bodies in and out, 201 + Location.
+"""WHIP (RFC 9725) and WHEP handlers: bearer-token checks, SDP bodies in and out, 201 + Location (and the
+caller's STUN/TURN servers as `Link: rel="ice-server"` headers, RFC 9725 §4.6).
 
 Thin: parse, call one Rooms method, answer. Errors are domain errors mapped by infra.http.
 """
@@ -10,6 +11,7 @@ from collections.abc import Collection
 
 from aiohttp import web
 
+from infra import ice
 from infra.appkeys import SETTINGS
 from infra.errors import Forbidden, Unauthenticated
 from infra.tokens import Claims, verify
@@ -64,13 +66,21 @@ async def _read_sdp(request: web.Request) -> str:
         raise web.HTTPBadRequest(text="the SDP body is not UTF-8 text") from None
 
 
-def _created(kind: str, rid: str, answer: str) -> web.Response:
-    return web.Response(
-        status=201,
-        text=answer,
-        content_type=SDP_TYPE,
-        headers={"Location": f"/{kind}/resources/{rid}", "ETag": f'"{rid}"'},
-    )
+def _created(request: web.Request, kind: str, rid: str, answer: str, person_id: int) -> web.Response:
+    headers = [("Location", f"/{kind}/resources/{rid}"), ("ETag", f'"{rid}"')]
+    # The STUN/TURN servers this person may use, TURN with a credential of their own. WHIP clients such
+    # as OBS read them here and gather relay candidates with them after the answer (the server learns
+    # those as peer-reflexive); our pages get the same list with their media token, before the offer.
+    settings = request.app[SETTINGS]
+    for server in ice.for_person(
+        settings.ice_servers,
+        settings.turn_secret,
+        person_id=person_id,
+        now=time.time(),
+        ttl_s=settings.turn_credential_ttl_s,
+    ):
+        headers.append(("Link", server.as_link()))
+    return web.Response(status=201, text=answer, content_type=SDP_TYPE, headers=headers)
 
 
 async def whip_publish(request: web.Request) -> web.Response:
@@ -88,7 +98,7 @@ async def whip_publish(request: web.Request) -> web.Response:
         labels,
         granted_at=float(granted_at) if isinstance(granted_at, int | float) else None,
     )
-    return _created("whip", rid, answer)
+    return _created(request, "whip", rid, answer, claims.person_id)
 
 
 async def whip_delete(request: web.Request) -> web.Response:
@@ -103,7 +113,7 @@ async def whep_watch(request: web.Request) -> web.Response:
     claims = _authorize(request, "whep", session_id, VIEWER_ROLES)
     offer = await _read_sdp(request)
     rid, answer = await request.app[ROOMS].watch(session_id, claims.person_id, offer)
-    return _created("whep", rid, answer)
+    return _created(request, "whep", rid, answer, claims.person_id)
 
 
 async def whep_delete(request: web.Request) -> web.Response:

@@ -59,3 +59,20 @@ def test_settings_refuse_a_turn_server_without_a_secret() -> None:
     settings = from_env({"LECTERN_ICE_SERVERS": "turn:turn.example.cn:3478", "LECTERN_TURN_SECRET": "s"})
     assert settings.turn_secret == "s"
     assert settings.redacted()["turn_secret"] == "***"
+
+
+def test_whip_link_headers_carry_the_servers_as_rfc_9725_describes() -> None:
+    stun, turn = ice.for_person(
+        ["stun:stun.example.cn:3478", "turn:turn.example.cn:3478?transport=udp"],
+        "s3cret",
+        person_id=1,
+        now=1_699_999_400,
+        ttl_s=600,
+    )
+    assert stun.as_link() == '<stun:stun.example.cn:3478>; rel="ice-server"'
+    assert turn.as_link() == (
+        '<turn:turn.example.cn:3478?transport=udp>; rel="ice-server"; username="1700000000:person-1"; '
+        'credential="8K8P59G56PFrOjyPJLRMO7fIfhs="; credential-type="password"'
+    )
+    odd = ice.IceServer("turn:t.example.cn", 'a"b', "c\\d")
+    assert odd.as_link().endswith('username="a\\"b"; credential="c\\\\d"; credential-type="password"')

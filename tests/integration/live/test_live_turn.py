@@ -1,13 +1,16 @@
 """TURN through a real coturn (use-auth-secret, as docker-compose runs it): the credentials Lectern
 derives from LECTERN_TURN_SECRET get relay allocations and wrong or expired ones do not; a viewer that
-can only use a relay (a phone behind a strict NAT) watches through it."""
+can only use a relay (a phone behind a strict NAT) watches through it; WHIP/WHEP answers carry the
+caller's servers as RFC 9725 Link headers that work against the same coturn."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiortc import RTCSessionDescription
 
+from infra.ice import IceServer
 from streaming import rtc_adapter
 from tests.helpers import wait_until
 from tests.integration.live.conftest import TurnServer
@@ -62,3 +65,63 @@ async def test_a_viewer_that_can_only_relay_watches_through_coturn(
     assert viewer.frames["video"][0].frame.keyframe
     pair = viewer.pc.getTransceivers()[0].receiver.transport.transport._connection._nominated[1]
     assert pair.local_candidate.type == "relay"
+
+
+def _ice_links(values: list[str]) -> list[IceServer]:
+    """What a WHIP client reads from `Link: <url>; rel="ice-server"; username=...; credential=...`."""
+    servers = []
+    for value in values:
+        url = re.match(r"<([^>]*)>", value)
+        params = dict(re.findall(r';\s*([\w-]+)="((?:[^"\\]|\\.)*)"', value))
+        assert url is not None, value
+        assert params.get("rel") == "ice-server", value
+        servers.append(IceServer(url[1], params.get("username"), params.get("credential")))
+    return servers
+
+
+async def test_whip_and_whep_answers_carry_working_turn_credentials_in_link_headers(
+    turn_server: TurnServer, live_server: LiveServerFactory, peers: list[Any]
+) -> None:
+    server = await live_server(ice_servers=(turn_server.url,), turn_secret=turn_server.secret)
+    robot = Robot(audio=False)
+    peers.append(robot)
+    resp = await server.client.post(
+        f"/whip/sessions/{SESSION}",
+        data=await robot.offer(),
+        headers=sdp_headers(token("whip", SESSION, "expert", person_id=5)),
+    )
+    assert resp.status == 201, await resp.text()
+    (link,) = _ice_links(resp.headers.getall("Link"))
+    assert link.url == turn_server.url
+    assert str(link.username).endswith(":person-5")
+    assert "Link" in resp.headers["Access-Control-Expose-Headers"]
+    relay = await _relay_candidates([link])
+    assert relay, "no relay candidate with the credential from the Link header"
+    assert all(" typ relay" in line for line in relay), relay
+
+    viewer = WatchingPeer()
+    peers.append(viewer)
+    resp = await server.client.post(
+        f"/whep/sessions/{SESSION}",
+        data=await viewer.offer(),
+        headers=sdp_headers(token("whep", SESSION, "learner", person_id=100)),
+    )
+    assert resp.status == 201, await resp.text()
+    (link,) = _ice_links(resp.headers.getall("Link"))
+    assert str(link.username).endswith(":person-100")
+    assert await _relay_candidates([link])
+
+
+async def test_without_ice_servers_the_answers_have_no_link_headers(
+    live_server: LiveServerFactory, peers: list[Any]
+) -> None:
+    server = await live_server()
+    robot = Robot(audio=False)
+    peers.append(robot)
+    resp = await server.client.post(
+        f"/whip/sessions/{SESSION}",
+        data=await robot.offer(),
+        headers=sdp_headers(token("whip", SESSION, "expert")),
+    )
+    assert resp.status == 201, await resp.text()
+    assert resp.headers.getall("Link", []) == []
