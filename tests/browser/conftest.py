@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -30,20 +31,24 @@ CHROMIUM_ARGS = [
 
 
 LOG_TAIL_LINES = 200
+CONSOLE = pytest.StashKey[list[str]]()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed browser test shows the tail of each Lectern server's log it used: a timeout in a page is
-    usually explained there (and CI keeps nothing else)."""
+    """A failed browser test shows the tail of each Lectern server's log it used and what its pages
+    wrote to the console: a timeout in a page is usually explained there (and CI keeps nothing else)."""
     report = yield
     if report.failed:
         for name, value in getattr(item, "funcargs", {}).items():
             if isinstance(value, LecternServer) and value.log_path.exists():
                 lines = value.log_text().splitlines()[-LOG_TAIL_LINES:]
                 report.sections.append((f"lectern log of {name} (last {len(lines)} lines)", "\n".join(lines)))
+        console = item.stash.get(CONSOLE, [])[-LOG_TAIL_LINES:]
+        if console:
+            report.sections.append((f"browser console (last {len(console)} lines)", "\n".join(console)))
     return report
 
 
@@ -60,11 +65,24 @@ def lectern_server(tmp_path: Path, lectern_server_env: dict[str, str]) -> Iterat
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
+        # Every context the test opens reports its pages' console and uncaught errors (shown on failure).
+        console = request.node.stash.setdefault(CONSOLE, [])
+        open_context = chromium.new_context
+
+        async def new_context(**options: Any) -> BrowserContext:
+            ctx = await open_context(**options)
+            ctx.on(
+                "console", lambda msg: console.append(f"{msg.type}: {msg.text} ({msg.location.get('url')})")
+            )
+            ctx.on("weberror", lambda err: console.append(f"uncaught: {err.error}"))
+            return ctx
+
+        monkeypatch.setattr(chromium, "new_context", new_context)
         try:
             yield chromium
         finally:
