@@ -79,35 +79,36 @@ def _ice_links(values: list[str]) -> list[IceServer]:
     return servers
 
 
+async def _answer_links(
+    server: Any, kind: str, peer: Robot | WatchingPeer, person_id: int
+) -> list[IceServer]:
+    """The ICE servers in the `Link` headers of the 201 that answers `peer`'s offer."""
+    role = "expert" if kind == "whip" else "learner"
+    resp = await server.client.post(
+        f"/{kind}/sessions/{SESSION}",
+        data=await peer.offer(),
+        headers=sdp_headers(token(kind, SESSION, role, person_id=person_id)),
+    )
+    assert resp.status == 201, await resp.text()
+    assert "Link" in resp.headers["Access-Control-Expose-Headers"]
+    return _ice_links(resp.headers.getall("Link", []))
+
+
 async def test_whip_and_whep_answers_carry_working_turn_credentials_in_link_headers(
     turn_server: TurnServer, live_server: LiveServerFactory, peers: list[Any]
 ) -> None:
     server = await live_server(ice_servers=(turn_server.url,), turn_secret=turn_server.secret)
     robot = Robot(audio=False)
-    peers.append(robot)
-    resp = await server.client.post(
-        f"/whip/sessions/{SESSION}",
-        data=await robot.offer(),
-        headers=sdp_headers(token("whip", SESSION, "expert", person_id=5)),
-    )
-    assert resp.status == 201, await resp.text()
-    (link,) = _ice_links(resp.headers.getall("Link"))
+    viewer = WatchingPeer()
+    peers.extend([robot, viewer])
+    (link,) = await _answer_links(server, "whip", robot, person_id=5)
     assert link.url == turn_server.url
     assert str(link.username).endswith(":person-5")
-    assert "Link" in resp.headers["Access-Control-Expose-Headers"]
     relay = await _relay_candidates([link])
     assert relay, "no relay candidate with the credential from the Link header"
     assert all(" typ relay" in line for line in relay), relay
 
-    viewer = WatchingPeer()
-    peers.append(viewer)
-    resp = await server.client.post(
-        f"/whep/sessions/{SESSION}",
-        data=await viewer.offer(),
-        headers=sdp_headers(token("whep", SESSION, "learner", person_id=100)),
-    )
-    assert resp.status == 201, await resp.text()
-    (link,) = _ice_links(resp.headers.getall("Link"))
+    (link,) = await _answer_links(server, "whep", viewer, person_id=100)
     assert str(link.username).endswith(":person-100")
     assert await _relay_candidates([link])
 
@@ -118,10 +119,4 @@ async def test_without_ice_servers_the_answers_have_no_link_headers(
     server = await live_server()
     robot = Robot(audio=False)
     peers.append(robot)
-    resp = await server.client.post(
-        f"/whip/sessions/{SESSION}",
-        data=await robot.offer(),
-        headers=sdp_headers(token("whip", SESSION, "expert")),
-    )
-    assert resp.status == 201, await resp.text()
-    assert resp.headers.getall("Link", []) == []
+    assert await _answer_links(server, "whip", robot, person_id=1) == []
