@@ -6,6 +6,7 @@ Each test gets its own server (fresh data dir) and its own browser context; over
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,22 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+# Screenshots of the pages the browser tests visit, for a reviewer to look at after `make test`
+# (ignored by git). LECTERN_SCREENSHOTS moves the folder.
+SCREENSHOTS = Path(
+    os.environ.get("LECTERN_SCREENSHOTS", Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots")
+)
+
+
+async def snap(page: Page, name: str) -> Path:
+    """Save a full-page screenshot as `<name>-<width>x<height>.png` (the viewport says phone or desktop)."""
+    size = page.viewport_size or {"width": 0, "height": 0}
+    path = SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 LOG_TAIL_LINES = 200
