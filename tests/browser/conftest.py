@@ -33,9 +33,8 @@ CHROMIUM_ARGS = [
 
 # Screenshots of the pages the browser tests visit, for a reviewer to look at after `make test`
 # (ignored by git). LECTERN_SCREENSHOTS moves the folder.
-SCREENSHOTS = Path(
-    os.environ.get("LECTERN_SCREENSHOTS", Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots")
-)
+_REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("LECTERN_SCREENSHOTS", _REPO / "test-artifacts" / "screenshots"))
 
 
 async def snap(page: Page, name: str) -> Path:
