@@ -9,6 +9,10 @@ topic, the bus keeps the event until retention trims it):
 - an event whose handler failed `max_attempts` times (counted by the bus across claims).
 Any other handler failure (the database down, say) leaves the event pending; `claim_stale` hands it to
 this or another process's consumer after `claim_min_idle_s`.
+
+Shutdown is a drain, not a cancel: `stop()` lets the blocking read in progress return (within `block_s`),
+then the consumer handles what the bus still holds for the group (in embedded mode the bus dies with
+the process) and returns; its cleanup context waits up to `drain_timeout_s` for that, then cancels.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -80,9 +84,16 @@ class EventConsumer:
     claim_min_idle_s: float = 120.0  # several times the longest handler (a few SQL statements)
     max_attempts: int = 5
     retry_max_s: float = 30.0
+    drain_timeout_s: float = 15.0
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def stop(self) -> None:
+        """Finish: handle what the bus holds for the group, then return from `run()`."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Consume every topic until cancelled (one task per topic: `consume` blocks per topic)."""
+        """Consume every topic until stopped (then drained) or cancelled (one task per topic: `consume`
+        blocks per topic)."""
         async with asyncio.TaskGroup() as tasks:
             for topic in TOPICS:
                 tasks.create_task(self._topic_loop(topic), name=f"catalog-consumer-{topic}")
@@ -91,7 +102,7 @@ class EventConsumer:
         loop = asyncio.get_running_loop()
         next_claim_at = loop.time()  # claim first: a restarted process picks up its predecessor's events
         backoff_s = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 if loop.time() >= next_claim_at:
                     claimed = await self.bus.claim_stale(
@@ -116,8 +127,28 @@ class EventConsumer:
                     exc,
                     backoff_s,
                 )
-                await asyncio.sleep(backoff_s)  # bounded exponential backoff, not a busy loop
+                # Bounded exponential backoff, not a busy loop; cut short by stop().
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff_s)
                 backoff_s = min(backoff_s * 2, self.retry_max_s)
+        await self._drain(topic)
+
+    async def _drain(self, topic: str) -> None:
+        """Stopping: handle every event the bus still holds for the group, without waiting for more."""
+        handled = 0
+        while True:
+            try:
+                deliveries = await self.bus.consume(topic, GROUP, self.name, count=self.batch, block_s=0)
+            except BusUnavailable as exc:
+                log.warning(
+                    "consumer=%s topic=%s stopping with the bus unavailable: %s", self.name, topic, exc
+                )
+                return
+            if not deliveries:
+                break
+            await self.handle(deliveries)
+            handled += len(deliveries)
+        log.info("consumer=%s topic=%s drained (%d events handled while stopping)", self.name, topic, handled)
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """Process deliveries in order, then acknowledge those that are done (handled, or never to be
@@ -172,6 +203,16 @@ async def consumer_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # After the outbox's flush (streaming/app.py orders the contexts): what it delivered is handled.
+        consumer.stop()
+        done, _ = await asyncio.wait({task}, timeout=consumer.drain_timeout_s)
+        if not done:
+            log.warning(
+                "catalog consumer still busy after %.0f s: cancelled (unacknowledged events are delivered "
+                "again after a restart)",
+                consumer.drain_timeout_s,
+            )
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("catalog consumer stopped consumer=%s", consumer.name)

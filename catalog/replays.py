@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -102,6 +103,21 @@ def _progress_view(progress: ReplayProgress | None) -> dict[str, Any] | None:
 
 
 # -- registering recordings (the event consumer) -----------------------------------------------------
+
+
+async def unlisted_recordings(
+    db: Database, recordings: Sequence[tuple[int, str]], batch: int = 500
+) -> list[tuple[int, str]]:
+    """Of `(session_id, recording_id)` pairs (finalized recordings in the object store), those the catalog
+    does not list although it has their session: what reconciliation announces again."""
+    unlisted: list[tuple[int, str]] = []
+    for start in range(0, len(recordings), batch):
+        chunk = recordings[start : start + batch]
+        async with db.sessions.begin() as s:
+            listed = set(await s.scalars(select(Recording.id).where(Recording.id.in_([r for _, r in chunk]))))
+            known = set(await s.scalars(select(Session.id).where(Session.id.in_({sid for sid, _ in chunk}))))
+        unlisted += [(sid, rid) for sid, rid in chunk if rid not in listed and sid in known]
+    return unlisted
 
 
 async def register(db: Database, event: RecordingFinalized, now: datetime) -> bool:

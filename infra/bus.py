@@ -30,10 +30,14 @@ class Delivery:
     attempts: int  # 1 on first delivery, more when redelivered
 
 
-class EventBus(Protocol):
+class EventSink(Protocol):
+    """Where a producer hands events: the bus itself, or the outbox in front of it (infra/outbox.py)."""
+
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
         """Append an event; returns its id (ids increase within a topic)."""
 
+
+class EventBus(EventSink, Protocol):
     async def ensure_group(self, topic: str, group: str) -> None:
         """Create the consumer group if missing; a new group starts at the beginning of the topic."""
 

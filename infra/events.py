@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
-from infra.bus import Delivery, EventBus
+from infra.bus import Delivery, EventSink
 from infra.errors import Invalid
 
 SESSIONS: Final = "sessions"
@@ -269,8 +269,8 @@ def decode(delivery: Delivery) -> Event:
     return cls.from_dict(delivery.data)
 
 
-async def publish(bus: EventBus, event: Event) -> str:
-    """Publish a typed event on its topic; returns the bus id."""
+async def publish(bus: EventSink, event: Event) -> str:
+    """Publish a typed event on its topic (on the bus, or into the outbox); returns the sink's id."""
     return await bus.publish(event.topic, event.type, event.to_dict())
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from infra.objects import ObjectStore
 from recorder.layout import (
@@ -17,6 +20,7 @@ from recorder.layout import (
     master_playlist,
     media_playlist,
     mp4_key,
+    summary_key,
 )
 from recorder.mp4 import build_mp4
 
@@ -49,13 +53,52 @@ class RecordingSummary:
     angles: tuple[AngleSummary, ...]
     master_key: str
     manifest_key: str
+    # When the last stored media was recorded (wall clock), None when unknown (an older manifest).
+    media_end_at: datetime | None = None
+    finalized_at: datetime | None = None
+
+
+# Module functions, not methods: inside the class, `bytes` names the field.
+def summary_to_json(summary: RecordingSummary) -> bytes:
+    doc: dict[str, Any] = asdict(summary)
+    for name in ("media_end_at", "finalized_at"):
+        value = getattr(summary, name)
+        doc[name] = value.isoformat() if value is not None else None
+    return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+
+def summary_from_json(raw: bytes) -> RecordingSummary:
+    doc: dict[str, Any] = json.loads(raw)
+    times = {
+        name: datetime.fromisoformat(doc[name]) if doc.get(name) else None
+        for name in ("media_end_at", "finalized_at")
+    }
+    return RecordingSummary(
+        session_id=int(doc["session_id"]),
+        recording_id=str(doc["recording_id"]),
+        duration_s=float(doc["duration_s"]),
+        bytes=int(doc["bytes"]),
+        angles=tuple(AngleSummary(**a) for a in doc["angles"]),
+        master_key=str(doc["master_key"]),
+        manifest_key=str(doc["manifest_key"]),
+        **times,
+    )
+
+
+def media_end_at(manifest: Manifest) -> datetime | None:
+    """Wall-clock time of the end of the recording's last stored segment, when the manifest knows when
+    the recording started."""
+    if manifest.started_at is None:
+        return None
+    return datetime.fromtimestamp(manifest.started_at + manifest.media_end_s, UTC)
 
 
 async def finalize(
     store: ObjectStore, manifest: Manifest, local_dir: Path, executor: Executor | None = None
 ) -> RecordingSummary:
     """Every segment named in `manifest` is already stored and present under `local_dir/{angle}/`.
-    Order: MP4s, then VOD playlists, then the master, then the manifest marked finalized (the commit)."""
+    Order: MP4s, then VOD playlists, then the master, then the summary (recorder/index.py), then the
+    manifest marked finalized (the commit: a crash before it leaves the recording to recover())."""
     loop = asyncio.get_running_loop()
     sid, rid = manifest.session_id, manifest.recording_id
     summaries: list[AngleSummary] = []
@@ -87,11 +130,9 @@ async def finalize(
     await store.put(
         master_key(sid, rid), master_playlist(list(manifest.angles.values())).encode(), PLAYLIST_TYPE
     )
-    manifest.state = "finalized"
-    await store.put(manifest_key(sid, rid), manifest.to_json(), "application/json")
     starts = [a.start_s for a in summaries]
     ends = [a.start_s + a.duration_s for a in summaries]
-    return RecordingSummary(
+    summary = RecordingSummary(
         session_id=sid,
         recording_id=rid,
         duration_s=(max(ends) - min(starts)) if summaries else 0.0,
@@ -99,4 +140,10 @@ async def finalize(
         angles=tuple(summaries),
         master_key=master_key(sid, rid),
         manifest_key=manifest_key(sid, rid),
+        media_end_at=media_end_at(manifest),
+        finalized_at=datetime.now(UTC),
     )
+    await store.put(summary_key(sid, rid), summary_to_json(summary), "application/json")
+    manifest.state = "finalized"
+    await store.put(manifest_key(sid, rid), manifest.to_json(), "application/json")
+    return summary

@@ -15,6 +15,9 @@ MANIFEST_VERSION = 1
 # Everything a player fetches lives under hls/: nginx serves /hls/<key> from the bucket's hls/ prefix,
 # which is the only prefix the compose stack makes anonymously readable (recording ids are random).
 RECORDINGS_ROOT = "hls/"
+# One summary per finalized recording, outside hls/ (listing it must not reveal recording ids), so that
+# finalized recordings can be listed without walking every segment (recorder/index.py).
+SUMMARIES_ROOT = "recordings/"
 
 
 def recording_prefix(session_id: int, recording_id: str) -> str:
@@ -44,6 +47,20 @@ def master_key(session_id: int, recording_id: str) -> str:
 
 def mp4_key(session_id: int, recording_id: str, angle: str) -> str:
     return f"{recording_prefix(session_id, recording_id)}/{angle}.mp4"
+
+
+def summary_key(session_id: int, recording_id: str) -> str:
+    return f"{SUMMARIES_ROOT}{session_id}/{recording_id}.json"
+
+
+def parse_summary_key(key: str) -> tuple[int, str] | None:
+    """(session_id, recording_id) of a `summary_key`, or None for any other key."""
+    parts = key.removeprefix(SUMMARIES_ROOT).split("/")
+    if not key.startswith(SUMMARIES_ROOT) or len(parts) != 2 or not parts[1].endswith(".json"):
+        return None
+    if not parts[0].isdigit() or len(parts[1]) <= len(".json"):
+        return None
+    return int(parts[0]), parts[1].removesuffix(".json")
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,9 @@ class Manifest:
     state: State = "open"
     angles: dict[str, AngleTrack] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    # Wall clock (unix s) when the first frame reached the recorder: timeline 0. With the segments' ends
+    # it dates the last stored media (when a crashed session really ended). None in older manifests.
+    started_at: float | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
@@ -125,7 +145,13 @@ class Manifest:
             state=doc["state"],
             angles=angles,
             version=int(doc.get("version", MANIFEST_VERSION)),
+            started_at=float(doc["started_at"]) if doc.get("started_at") is not None else None,
         )
+
+    @property
+    def media_end_s(self) -> float:
+        """End of the last stored segment of any angle, on the recording's timeline (0 when none)."""
+        return max((s.start_s + s.duration_s for t in self.angles.values() for s in t.segments), default=0.0)
 
 
 def target_duration(segments: list[Segment], target_duration_s: float) -> int:

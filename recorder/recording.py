@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -116,6 +117,10 @@ class Recorder:
                 )
                 self._queue_full_warned = True
             return
+        if self._manifest.started_at is None:
+            # Timeline 0 is this frame (the pipeline places the first frame it gets at 0): noted in the
+            # manifest so that recovery can date the last stored media of a crashed recording.
+            self._manifest.started_at = time.time()
         if frame.track != "audio" and self._cadence.observe(
             frame.track, frame.pts, frame.time_base, frame.keyframe
         ):

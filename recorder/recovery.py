@@ -11,6 +11,7 @@ from pathlib import Path
 
 from infra.objects import ObjectNotFound, ObjectStore
 from recorder.finalize import RecordingSummary, finalize
+from recorder.index import finalized_recordings, index_finalized
 from recorder.layout import RECORDINGS_ROOT, Manifest, Segment, angle_key, init_name, recording_prefix
 from recorder.recording import INIT_TYPE, SEGMENT_TYPE
 
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 async def recover(store: ObjectStore, spool_dir: Path) -> list[RecordingSummary]:
     """Finalize every recording whose manifest is still `open`: first those in the local spool (their
     missing objects are uploaded), then those only the store knows (segments are downloaded). Run at start
-    up, before any Recorder of the recovered sessions starts."""
+    up, before any Recorder of the recovered sessions starts. Finalized recordings missing from the index
+    of finalized recordings (finalized before it existed) are added to it on the way."""
     summaries: list[RecordingSummary] = []
     seen: set[tuple[int, str]] = set()
     for path in sorted(await asyncio.to_thread(lambda: list(spool_dir.glob("*/*/manifest.json")))):
@@ -30,11 +32,16 @@ async def recover(store: ObjectStore, spool_dir: Path) -> list[RecordingSummary]
             await _upload_missing(store, manifest, path.parent)
             summaries.append(await _finalize_logged(store, manifest, path.parent))
         await asyncio.to_thread(shutil.rmtree, path.parent, ignore_errors=True)
+    indexed = set(await finalized_recordings(store))
     for info in await store.list(RECORDINGS_ROOT):
         if not info.key.endswith("/manifest.json"):
             continue
         manifest = Manifest.from_json(await store.get(info.key))
-        if manifest.state != "open" or (manifest.session_id, manifest.recording_id) in seen:
+        if manifest.state == "finalized":
+            if (manifest.session_id, manifest.recording_id) not in indexed:
+                await index_finalized(store, manifest, info.modified_at)
+            continue
+        if (manifest.session_id, manifest.recording_id) in seen:
             continue
         await asyncio.to_thread(spool_dir.mkdir, parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=spool_dir, prefix="recover-") as tmp:

@@ -10,11 +10,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import catalog
-from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
+from infra.appkeys import BUS, METRICS, OBJECTS, OUTBOX, READINESS, SETTINGS
 from infra.factories import make_bus, make_object_store
 from infra.http import Handler, error_middleware
+from infra.outbox import Outbox, OutboxConfig
 from infra.settings import Settings
-from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, recording
+from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, reconcile, recording
+
+# How long shutdown waits for the outbox to hand its events to the bus (the rest waits on disk).
+OUTBOX_FLUSH_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,19 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     await bus.close()
 
 
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    """Events of the live path wait here (on disk) for the bus. Torn down after the rooms and recordings
+    (which emit their last events while they close) and before the catalog's consumer (which then handles
+    what the outbox delivered: in embedded mode the bus dies with the process)."""
+    outbox = await Outbox.open(app[BUS], OutboxConfig(app[SETTINGS].data_dir / "outbox"))
+    app[OUTBOX] = outbox
+    app[READINESS]["outbox"] = outbox.check
+    metrics.track_outbox(app[METRICS], outbox)
+    outbox.start()
+    yield
+    await outbox.close(timeout_s=OUTBOX_FLUSH_S)
+
+
 def create_app(settings: Settings) -> web.Application:
     # error_middleware sits inside metrics so that mapped errors are counted with their real status.
     app = web.Application(
@@ -68,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app[READINESS] = {}
     app.cleanup_ctx.extend([_objects, _bus])
     catalog.setup(app)
+    app.cleanup_ctx.append(_outbox)  # after the catalog's consumer, so it is flushed before that stops
     metrics.install(app)
     health.add_routes(app)
     pages.add_routes(app)
@@ -75,5 +93,6 @@ def create_app(settings: Settings) -> web.Application:
     hls_routes.add_routes(app)
     channel.setup(app)
     recording.setup(app)  # before live: the rooms end (and recordings finalize) before it closes
+    reconcile.setup(app)
     live.setup(app)
     return app

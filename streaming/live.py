@@ -2,8 +2,8 @@
 the link between rooms and the room channel (a room that ends is announced; an expert's "end" ends it;
 a demoted speaker's stage publication ends).
 
-Call `setup(app)` after the bus's cleanup context and `channel.setup(app)`: rooms publish session
-events on the bus and announce endings through the channel.
+Call `setup(app)` after the bus's (and the outbox's) cleanup context and `channel.setup(app)`: rooms
+publish session events through the outbox and announce endings through the channel.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from infra.appkeys import BUS, SETTINGS
+from infra.appkeys import SETTINGS, event_sink
 from streaming import channel, recording, signaling
 from streaming.rooms import RoomConfig, Rooms
 
@@ -64,7 +64,7 @@ def _rooms_context(
 
         registry = Rooms(
             config,
-            app.get(BUS),
+            event_sink(app),
             on_ended=announce,
             on_started=recordings.room_started if recordings is not None else None,
             hls_url=recordings.live_playlist_url if recordings is not None else None,

@@ -5,10 +5,18 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from infra.appkeys import METRICS
 from infra.http import Handler
+from infra.outbox import Outbox
 
 REQUESTS = web.AppKey("metric_requests", Counter)
 LATENCY = web.AppKey("metric_latency", Histogram)
@@ -30,6 +38,24 @@ def install(app: web.Application) -> None:
         registry=registry,
     )
     app.router.add_get("/metrics", metrics)
+
+
+def track_outbox(registry: CollectorRegistry, outbox: Outbox) -> None:
+    """The outbox's depth and oldest age (read at scrape time), and its delivered/refused counts."""
+    gauges = {
+        "lectern_outbox_events": ("events waiting in the outbox for the bus", lambda: outbox.depth),
+        "lectern_outbox_oldest_age_seconds": (
+            "how long the oldest event in the outbox has waited (0 when empty)",
+            lambda: outbox.oldest_age_s,
+        ),
+        "lectern_outbox_delivered": (
+            "events the outbox handed to the bus since start",
+            lambda: outbox.delivered,
+        ),
+        "lectern_outbox_refused": ("events refused because the outbox was full", lambda: outbox.dropped),
+    }
+    for name, (doc, read) in gauges.items():
+        Gauge(name, doc, registry=registry).set_function(read)
 
 
 def _route_name(request: web.Request) -> str:

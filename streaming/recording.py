@@ -19,8 +19,8 @@ from pathlib import Path
 from aiohttp import web
 
 from infra import events
-from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
-from infra.bus import BusUnavailable, EventBus
+from infra.appkeys import OBJECTS, READINESS, SETTINGS, event_sink
+from infra.bus import BusUnavailable, EventSink
 from infra.errors import Unavailable
 from infra.objects import ObjectStore, StoreUnavailable
 from infra.tasks import OwnedTasks
@@ -94,7 +94,6 @@ class RecordingConfig:
     # Frames are handed to the recorder in batches this often: each hand-over costs a trip to its worker
     # thread, and per frame (80 a second) those trips cost more CPU than the remuxing itself.
     batch_interval_s: float = 0.1
-    publish_attempts: int = 5
 
 
 @dataclass(eq=False)
@@ -127,7 +126,7 @@ class RecordingManager:
         self,
         config: RecordingConfig,
         store: ObjectStore,
-        bus: EventBus | None,
+        bus: EventSink | None,
         *,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -310,24 +309,19 @@ class RecordingManager:
     async def _publish(self, prefix: str, event: events.Event) -> None:
         if self.bus is None:
             return
-        delay_s = 0.5
-        for attempt in range(1, self.config.publish_attempts + 1):
-            try:
-                await events.publish(self.bus, event)
-                return
-            except BusUnavailable as exc:
-                if attempt == self.config.publish_attempts:
-                    log.error("%s could not publish %s: %s", prefix, event.type, exc)
-                    return
-                log.warning("%s bus unavailable for %s; retry in %.1f s", prefix, event.type, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s *= 2
+        try:
+            # Into the outbox, which keeps it on disk until the bus takes it.
+            await events.publish(self.bus, event)
+        except BusUnavailable as exc:
+            # The outbox is full: reconciliation announces the recording later (streaming/reconcile.py).
+            log.error("%s could not publish %s: %s", prefix, event.type, exc)
 
     # ------------------------------------------------------------------ start-up recovery
 
     async def recover(self) -> list[RecordingSummary]:
         """Finalize recordings a crash left open; announce each, and end their sessions (server_restart)
-        unless the session had ended properly and only the store was missing at the time."""
+        at the time of their last stored media, unless the session had ended properly and only the store
+        was missing at the time."""
         spool = self.config.spool_dir
         ended = await asyncio.to_thread(
             lambda: {(p.parent.parent.name, p.parent.name) for p in spool.glob(f"*/*/{ENDED_MARKER}")}
@@ -341,8 +335,11 @@ class RecordingManager:
             await self._announce(summary)
             if (str(summary.session_id), summary.recording_id) in ended:
                 continue
+            # The lecture went on at most until its last stored media: the segment being written when
+            # the process died is lost, and nothing is known of the time after it.
+            ended_at = summary.media_end_at or self._wall_clock()
             ended_event = events.SessionEnded(
-                session_id=summary.session_id, at=self._wall_clock(), reason="server_restart"
+                session_id=summary.session_id, at=ended_at, reason="server_restart"
             )
             await self._publish(f"session={summary.session_id}", ended_event)
         return summaries
@@ -425,7 +422,7 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
     config = RecordingConfig(
         spool_dir=settings.data_dir / "spool", segment_duration_s=settings.segment_duration_s
     )
-    manager = RecordingManager(config, app[OBJECTS], app.get(BUS))
+    manager = RecordingManager(config, app[OBJECTS], event_sink(app))
     # Before any recorder starts: recover() takes every open manifest in the spool for a crashed one.
     await manager.recover()
     manager.start()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, NewType
 
 from infra import ice
-from infra.bus import BusUnavailable, EventBus
+from infra.bus import BusUnavailable, EventSink
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 from infra.ice import IceServer
 from infra.tasks import OwnedTasks
@@ -232,7 +232,7 @@ class Rooms:
     def __init__(
         self,
         config: RoomConfig,
-        bus: EventBus | None = None,
+        bus: EventSink | None = None,
         *,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_ended: Callable[[int, str], Awaitable[None]] | None = None,
@@ -621,7 +621,8 @@ class Rooms:
         if self.bus is None:
             return
         try:
+            # The outbox keeps the event on disk until the bus takes it (infra/outbox.py).
             await self.bus.publish(SESSIONS_TOPIC, type_, data)
-        except BusUnavailable:
-            # Live media must not stop because the bus is down; the catalog reconciles later.
-            log.warning("session=%s could not publish %s: bus unavailable", data.get("session_id"), type_)
+        except BusUnavailable as exc:
+            # Only when the outbox is full (or absent and the bus down). Live media must not stop for it.
+            log.error("session=%s could not publish %s: %s", data.get("session_id"), type_, exc)

@@ -9,9 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import catalog
+from infra.appkeys import OUTBOX, READINESS
+from infra.readiness import Degraded
 from infra.settings import Settings
 from streaming.app import create_app
-from tests.helpers import free_port, service_env
+from tests.helpers import free_port, service_env, wait_until
 
 
 async def _client(aiohttp_client: Any, settings: Settings) -> TestClient:  # type: ignore[type-arg]
@@ -35,7 +37,44 @@ async def test_readyz_reports_each_dependency_in_embedded_mode(
     resp = await client.get("/readyz")
     assert resp.status == 200
     body = await resp.json()
-    assert body["checks"] == {"objects": "ok", "bus": "ok", "database": "ok", "recordings": "ok"}
+    assert body["status"] == "ready"
+    assert body["checks"] == {
+        "objects": "ok",
+        "bus": "ok",
+        "database": "ok",
+        "outbox": "ok",
+        "recordings": "ok",
+    }
+
+
+async def test_readyz_shows_a_degraded_part_but_stays_ready(
+    aiohttp_client: Any, embedded_settings: Settings
+) -> None:
+    client = await _client(aiohttp_client, embedded_settings)
+
+    async def degraded() -> None:
+        raise Degraded("outbox: 3 events wait for the bus, the oldest for 12 s")
+
+    client.app[READINESS]["outbox"] = degraded
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["outbox"] == "degraded: outbox: 3 events wait for the bus, the oldest for 12 s"
+    assert body["checks"]["database"] == "ok"
+
+
+async def test_metrics_show_the_outbox_depth_and_the_age_of_its_oldest_event(
+    aiohttp_client: Any, embedded_settings: Settings
+) -> None:
+    client = await _client(aiohttp_client, embedded_settings)
+    await client.app[OUTBOX].publish("sessions", "session.started", {"session_id": 1})
+    await wait_until(lambda: client.app[OUTBOX].depth == 0, message="delivered to the in-process bus")
+    text = await (await client.get("/metrics")).text()
+    assert "lectern_outbox_events 0.0" in text
+    assert "lectern_outbox_oldest_age_seconds 0.0" in text
+    assert "lectern_outbox_delivered 1.0" in text
+    assert "lectern_outbox_refused 0.0" in text
 
 
 async def test_readyz_names_an_unreachable_bus(aiohttp_client: Any, embedded_settings: Settings) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +110,23 @@ async def test_a_restart_announces_recovered_recordings_and_ends_only_their_inte
         await wait_until(lambda r=recorder: settled(r.health), message="segments stored")  # type: ignore[misc]
         await recorder.abandon()
     (data_dir / "spool" / "402" / "ended-while-store-down" / ENDED_MARKER).write_text("{}")
+    crashed = json.loads((data_dir / "spool" / "401" / "crashed" / "manifest.json").read_bytes())
+    segments = crashed["angles"]["camera"]["segments"]
+    last_media_at = crashed["started_at"] + max(s["start_s"] + s["duration_s"] for s in segments)
 
     world = await recording_app(data_dir=data_dir)
 
-    finalized = {e["recording_id"]: e for e in await world.events("recordings", "recording.finalized")}
+    async def both_finalized() -> dict[str, Any] | None:
+        found = {e["recording_id"]: e for e in await world.events("recordings", "recording.finalized")}
+        return found if len(found) >= 2 else None
+
+    finalized = await wait_until(both_finalized, message="both recoveries announced")
     assert set(finalized) == {"crashed", "ended-while-store-down"}
     assert all(e["angles"] and e["angles"][0]["angle"] == "camera" for e in finalized.values())
-    ended = await world.events("sessions", "session.ended")
+    ended = await wait_until(lambda: world.events("sessions", "session.ended"), message="session.ended")
     assert [(e["session_id"], e["reason"]) for e in ended] == [(401, "server_restart")]
+    # The session ended with its last stored media, not at the restart.
+    assert abs(datetime.fromisoformat(ended[0]["at"]).timestamp() - last_media_at) < 0.01, ended
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,349 @@
+"""The outbox: every event the live path emits is written to a journal on local disk before it counts as
+emitted, then handed to the bus in order, retried with bounded backoff until the bus takes it. It survives
+bus outages, restarts and kill -9 (at least once: an event the bus took just before a crash, before its
+delivery was noted, is published again; consumers are idempotent).
+
+The journal (`journal.jsonl` in the outbox directory) is append-only JSON lines: `{"seq", "topic", "type",
+"data", "at"}` for an event, `{"done": seq}` once the bus has taken every event up to `seq`. Events are
+fsynced before `publish` returns; delivery marks are not (losing one only means a redelivery). A torn last
+line (a crash mid-write) is dropped when the journal is read. The journal is truncated whenever it has
+been delivered in full, and rewritten with only the waiting events when it grows past `compact_bytes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.bus import BusUnavailable, EventBus
+from infra.errors import Unavailable
+from infra.events import encode_data, require_name
+from infra.readiness import Degraded
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal.jsonl"
+
+
+class OutboxFull(BusUnavailable):
+    """The outbox holds `max_events` undelivered events: the event was not kept."""
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    directory: Path
+    max_events: int = 100_000  # about 30 MB of journal at the most
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    # /readyz reports the outbox as degraded once its oldest event has waited this long.
+    degraded_after_s: float = 5.0
+    compact_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    seq: int
+    topic: str
+    type: str
+    data_json: str
+    queued_at: float  # unix seconds
+
+    def line(self) -> bytes:
+        return (
+            f'{{"seq":{self.seq},"topic":{json.dumps(self.topic)},"type":{json.dumps(self.type)},'
+            f'"at":{self.queued_at!r},"data":{self.data_json}}}\n'
+        ).encode()
+
+
+class Outbox:
+    """An `EventSink` in front of an `EventBus`: `publish` is durable and returns at once; one task
+    (`start`) drains the journal to the bus, oldest first; `close` flushes what it can within a deadline
+    and leaves the rest on disk for the next start."""
+
+    def __init__(
+        self, bus: EventBus, config: OutboxConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._bus = bus
+        self.config = config
+        self._clock = clock
+        self._path = config.directory / JOURNAL
+        self._pending: deque[_Entry] = deque()
+        self._next_seq = 1
+        self._fd: int | None = None
+        self._journal_bytes = 0
+        self._pending_bytes = 0  # journal bytes of the waiting events: what a rewrite would keep
+        self._closed = False
+        self._flushing = False
+        self._write_lock = asyncio.Lock()
+        self._has_pending = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._poke = asyncio.Event()  # cuts a backoff wait short (shutdown flush)
+        self._drainer: asyncio.Task[None] | None = None
+        self._outage_since: float | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, bus: EventBus, config: OutboxConfig, *, clock: Callable[[], float] = time.time
+    ) -> Outbox:
+        """Read the journal (creating the directory), so that events a previous process left are
+        delivered first."""
+        outbox = cls(bus, config, clock=clock)
+        await asyncio.to_thread(outbox._load)
+        if outbox._pending:
+            log.warning(
+                "outbox: %d events from before the restart wait for the bus (oldest queued %.0f s ago)",
+                len(outbox._pending),
+                outbox.oldest_age_s,
+            )
+            outbox._has_pending.set()
+            outbox._empty.clear()
+        return outbox
+
+    def _load(self) -> None:
+        self.config.directory.mkdir(parents=True, exist_ok=True)
+        raw = self._path.read_bytes() if self._path.exists() else b""
+        good = raw.rfind(b"\n") + 1  # a last line without its newline is a write a crash cut short
+        if good < len(raw):
+            log.warning("outbox: dropping a torn last journal line (%d bytes)", len(raw) - good)
+        entries: dict[int, _Entry] = {}
+        done = 0
+        for number, line in enumerate(raw[:good].splitlines(), start=1):
+            try:
+                record = json.loads(line)
+                if "done" in record:
+                    done = max(done, int(record["done"]))
+                    continue
+                entry = _Entry(
+                    int(record["seq"]),
+                    str(record["topic"]),
+                    str(record["type"]),
+                    encode_data(record["data"]),
+                    float(record["at"]),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("outbox: journal line %d unreadable, skipped: %s", number, exc)
+                continue
+            entries[entry.seq] = entry
+        self._pending.extend(e for seq, e in sorted(entries.items()) if seq > done)
+        self._pending_bytes = sum(len(e.line()) for e in self._pending)
+        self._next_seq = max([done, *entries]) + 1
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.ftruncate(self._fd, good)
+        self._journal_bytes = good
+        if not self._pending:
+            self._truncate()
+        _fsync_dir(self.config.directory)
+
+    # -- the EventSink interface -----------------------------------------------------------------
+
+    async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
+        """Keep an event until the bus takes it; returns its outbox id ("outbox-<seq>"), once it is on
+        disk. Invalid for data that is not JSON; OutboxFull (a BusUnavailable) when the outbox is full."""
+        require_name(topic, "topic")
+        require_name(type, "type")
+        data_json = encode_data(data)
+        async with self._write_lock:
+            if self._closed:
+                raise BusUnavailable("the outbox is closed")
+            if len(self._pending) >= self.config.max_events:
+                self.dropped += 1
+                log.error(
+                    "outbox full (%d events waiting for the bus): %s on %s not kept",
+                    len(self._pending),
+                    type,
+                    topic,
+                )
+                raise OutboxFull(f"the outbox holds {len(self._pending)} undelivered events")
+            entry = _Entry(self._next_seq, topic, type, data_json, self._clock())
+            line = entry.line()
+            await asyncio.to_thread(self._append, line, True)
+            self._next_seq += 1
+            self._pending.append(entry)
+            self._pending_bytes += len(line)
+        self._empty.clear()
+        self._has_pending.set()
+        return f"outbox-{entry.seq}"
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Events waiting for the bus."""
+        return len(self._pending)
+
+    @property
+    def oldest_age_s(self) -> float:
+        """How long the oldest waiting event has waited (0 when none waits)."""
+        return max(self._clock() - self._pending[0].queued_at, 0.0) if self._pending else 0.0
+
+    async def check(self) -> None:
+        """Readiness: Unavailable while the outbox is full (events are being refused), Degraded while
+        events wait longer than `degraded_after_s` (the bus is down or slow; nothing is lost)."""
+        if len(self._pending) >= self.config.max_events:
+            raise Unavailable(
+                f"outbox full: {len(self._pending)} events wait for the bus, new events are refused "
+                f"({self.dropped} so far; {self.last_error})"
+            )
+        age_s = self.oldest_age_s
+        if age_s >= self.config.degraded_after_s:
+            raise Degraded(
+                f"outbox: {len(self._pending)} events wait for the bus, the oldest for {age_s:.0f} s "
+                f"({self.last_error})"
+            )
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+    # -- draining --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._drainer = asyncio.create_task(self._drain(), name="outbox-drain")
+
+    async def _drain(self) -> None:
+        delay_s = self.config.retry_initial_s
+        while True:
+            await self._has_pending.wait()
+            entry = self._pending[0]
+            try:
+                await self._bus.publish(entry.topic, entry.type, json.loads(entry.data_json))
+            except Exception as exc:
+                # BusUnavailable is the expected case; anything else is logged in full, and retried
+                # too: dropping the event would lose the record of a lecture.
+                self._note_failure(entry, exc)
+                # Shutting down: retry at the shortest interval until close() gives up.
+                wait_s = self.config.retry_initial_s if self._flushing else delay_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), wait_s)
+                self._poke.clear()
+                delay_s = min(delay_s * 2, self.config.retry_max_s)
+                continue
+            delay_s = self.config.retry_initial_s
+            if self._outage_since is not None:
+                log.warning(
+                    "outbox: the bus took %s again after %.1f s; %d events still to deliver",
+                    entry.type,
+                    time.monotonic() - self._outage_since,
+                    len(self._pending) - 1,
+                )
+                self._outage_since = None
+            async with self._write_lock:
+                self._pending.popleft()
+                self._pending_bytes -= len(entry.line())
+                self.delivered += 1
+                await asyncio.to_thread(self._mark_done, entry.seq, not self._pending)
+                if not self._pending:
+                    self._has_pending.clear()
+                    self._empty.set()
+
+    def _note_failure(self, entry: _Entry, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        first = self._outage_since is None
+        if first:
+            self._outage_since = time.monotonic()
+        if isinstance(exc, BusUnavailable):
+            if first:
+                log.warning(
+                    "outbox: bus unavailable, %d events kept until it returns (%s)",
+                    len(self._pending),
+                    exc,
+                )
+        else:
+            log.error("outbox: publishing %s seq=%d failed; retried", entry.type, entry.seq, exc_info=exc)
+
+    async def close(self, timeout_s: float) -> None:
+        """Deliver what waits, for at most `timeout_s`; what is left stays in the journal for the next
+        start. Then stop the drainer and close the journal."""
+        self._flushing = True
+        if self._pending:
+            count = len(self._pending)
+            self._poke.set()  # retry now, not at the end of a backoff
+            try:
+                await asyncio.wait_for(self._empty.wait(), timeout_s)
+                log.info("outbox: flushed %d events to the bus before exit", count)
+            except TimeoutError:
+                log.warning(
+                    "outbox: %d events not delivered within %.0f s (%s); kept in %s for the next start",
+                    len(self._pending),
+                    timeout_s,
+                    self.last_error,
+                    self._path,
+                )
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        async with self._write_lock:
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    # -- the journal (called in a worker thread, under the write lock) ---------------------------
+
+    def _append(self, line: bytes, sync: bool) -> None:
+        assert self._fd is not None
+        _write_all(self._fd, line)
+        if sync:
+            os.fsync(self._fd)
+        self._journal_bytes += len(line)
+
+    def _mark_done(self, seq: int, all_done: bool) -> None:
+        if self._fd is None:
+            return
+        if all_done:
+            self._truncate()
+        elif self._journal_bytes > max(self.config.compact_bytes, 2 * self._pending_bytes):
+            # Rewriting costs the waiting events' bytes: only once at least as much is delivered.
+            self._rewrite()
+        else:
+            self._append(f'{{"done":{seq}}}\n'.encode(), False)
+
+    def _truncate(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        self._journal_bytes = 0
+
+    def _rewrite(self) -> None:
+        """Replace the journal by one holding only the waiting events (atomically: write, fsync, rename)."""
+        tmp = self._path.with_suffix(".tmp")
+        lines = b"".join(e.line() for e in self._pending)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, lines)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path)
+        _fsync_dir(self.config.directory)
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        self._journal_bytes = len(lines)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
