@@ -269,20 +269,24 @@ class Outbox:
         """Deliver what waits, for at most `timeout_s`; what is left stays in the journal for the next
         start. Then stop the drainer and close the journal."""
         self._flushing = True
-        if self._pending:
-            count = len(self._pending)
-            self._poke.set()  # retry now, not at the end of a backoff
-            try:
+        count = len(self._pending)
+        self._poke.set()  # retry now, not at the end of a backoff
+        try:
+            if not self._empty.is_set():
                 await asyncio.wait_for(self._empty.wait(), timeout_s)
-                log.info("outbox: flushed %d events to the bus before exit", count)
-            except TimeoutError:
-                log.warning(
-                    "outbox: %d events not delivered within %.0f s (%s); kept in %s for the next start",
-                    len(self._pending),
-                    timeout_s,
-                    self.last_error,
-                    self._path,
-                )
+            log.info(
+                "outbox: flushed before exit (%d events were waiting; %d delivered since start)",
+                count,
+                self.delivered,
+            )
+        except TimeoutError:
+            log.warning(
+                "outbox: %d events not delivered within %.0f s (%s); kept in %s for the next start",
+                len(self._pending),
+                timeout_s,
+                self.last_error,
+                self._path,
+            )
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.gather(self._drainer, return_exceptions=True)
