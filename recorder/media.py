@@ -27,6 +27,10 @@ AAC_FRAME = 1024
 VIDEO_TRACK_ID = 1  # the mp4 muxer numbers tracks from 1 in stream order; video is added first
 AUDIO_BACKLOG = 64  # AAC packets (~1.4 s) kept to seed an angle that opens after its audio was encoded
 SILENCE_AFTER_S = 1.0  # no audio for this long behind the video: fill silence so the muxer is not starved
+# No video on an angle for longer than this (a publisher reconnecting, a network stall, a screen share
+# stopped) ends its period: the gap becomes a segment boundary with EXT-X-DISCONTINUITY instead of a long
+# frozen frame inside one segment. Above 1 s: a static screen share still sends about a frame a second.
+GAP_S = 1.5
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+delay_moov+frag_discont"
 
 
@@ -202,13 +206,16 @@ class AngleWriter:
 
     A period is one mp4 muxer with one init segment; the muxer cuts a fragment at the first video keyframe
     after `min_fragment_s`, and each fragment is one HLS segment. A new SPS size or profile starts a new
-    period (new init, EXT-X-DISCONTINUITY)."""
+    period (new init, EXT-X-DISCONTINUITY), and so does the first keyframe after a gap: `end_if_gap` ends
+    the period when the angle's video has been missing for more than `gap_s`."""
 
-    def __init__(self, angle: str, out_dir: Path, min_fragment_s: float) -> None:
+    def __init__(self, angle: str, out_dir: Path, min_fragment_s: float, gap_s: float = GAP_S) -> None:
         self.angle = angle
         self._dir = out_dir / angle
         self._dir.mkdir(parents=True, exist_ok=True)
         self._min_fragment_us = int(min_fragment_s * 1_000_000)
+        self._gap_ticks = round(gap_s * VIDEO_RATE)
+        self.gaps = 0
         self._container: Any = None
         self._sink: _Sink | None = None
         self._video: Any = None
@@ -227,14 +234,32 @@ class AngleWriter:
     def is_open(self) -> bool:
         return self._container is not None
 
+    def end_if_gap(self, position: int) -> list[ClosedSegment]:
+        """Media at `position` (90 kHz) is arriving: if this angle's video stopped more than `gap_s` before
+        it, end the period now, so that its last segment ends with the last frame before the gap and no
+        audio of the gap (or after it) goes into it. The next keyframe opens a new period."""
+        if self._container is None or self._last_dts is None or position - self._last_dts <= self._gap_ticks:
+            return []
+        self.gaps += 1
+        log.info(
+            "angle=%s no video for %.1f s: period %d ends, the next keyframe starts a new one",
+            self.angle,
+            (position - self._last_dts) / VIDEO_RATE,
+            self._period,
+        )
+        return self.close()
+
     def video(
         self, access_unit: bytes, dts: int, keyframe: bool, audio_backlog: Sequence[AacPacket]
     ) -> list[ClosedSegment]:
-        out: list[ClosedSegment] = []
+        out = self.end_if_gap(dts)
         if keyframe:
             sps = find_sps(access_unit)
             info = _sps_info(sps) if sps else None
-            if info is not None and (self._sps is None or _period_key(info) != _period_key(self._sps)):
+            # A period opens at the first keyframe, after a gap, and when the picture format changes.
+            if info is not None and (
+                self._container is None or self._sps is None or _period_key(info) != _period_key(self._sps)
+            ):
                 out += self.close()
                 self._open(info, dts, audio_backlog)
         if self._container is None:
@@ -397,16 +422,21 @@ class MediaPipeline:
     def _frame(self, frame: EncodedFrame) -> list[ClosedSegment]:
         if frame.track == "audio":
             pts = self._timeline.ticks("audio", frame.pts, frame.time_base, frame.arrival_s, AUDIO_RATE)
-            return self._to_angles(self._audio.opus(frame.data, pts))
+            # Before the transcoder fills a gap in the audio with silence: an angle whose video stopped
+            # (with the audio, when the publisher went away) ends its period first.
+            ended = [c for w in self._angles.values() for c in w.end_if_gap(pts * VIDEO_RATE // AUDIO_RATE)]
+            return ended + self._to_angles(self._audio.opus(frame.data, pts))
         if frame.track not in ("camera", "screen"):
             log.debug("ignoring track=%s", frame.track)
             return []
         dts = self._timeline.ticks(frame.track, frame.pts, frame.time_base, frame.arrival_s, VIDEO_RATE)
         self._video_end = max(self._video_end, dts)
-        out = self._keep_audio_flowing(dts)
         writer = self._angles.get(frame.track)
         if writer is None:
             writer = self._angles[frame.track] = AngleWriter(frame.track, self._out_dir, self._min_fragment_s)
+        # A gap ends the period before the silence that keeps the audio flowing covers it.
+        out = writer.end_if_gap(dts)
+        out += self._keep_audio_flowing(dts)
         if frame.codec == "vp8":
             vp8 = self._vp8.setdefault(frame.track, Vp8Transcoder(self._segment_s))
             for data, pts, key in vp8.frame(frame.data, dts, frame.keyframe):

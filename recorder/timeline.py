@@ -62,11 +62,26 @@ class _CadenceState:
 class KeyframeCadence:
     """When to ask a video publisher for a keyframe: until its first one arrives, then `lead_s` before each
     segment is due, at most once per `min_interval_s` of media time (media time, not wall time, so a
-    burst of frames after a stall does not become a burst of requests)."""
+    burst of frames after a stall does not become a burst of requests).
 
-    def __init__(self, segment_duration_s: float, lead_s: float = 0.2, min_interval_s: float = 0.5) -> None:
+    A segment is due `segment_duration_s` after the last *cut*, and the muxer cuts only at a keyframe at
+    least `min_fragment_s` after the previous cut (recorder/media.py): a keyframe nobody asked for sooner
+    than that (a viewer's, the publisher's own) starts no segment, so it does not move the next request."""
+
+    def __init__(
+        self,
+        segment_duration_s: float,
+        lead_s: float = 0.2,
+        min_interval_s: float = 0.5,
+        min_fragment_s: float | None = None,
+    ) -> None:
         self._due_s = max(segment_duration_s - lead_s, segment_duration_s / 2)
         self._min_interval_s = min_interval_s
+        self._min_fragment_s = (
+            min_fragment_s
+            if min_fragment_s is not None
+            else max(segment_duration_s - 0.5, segment_duration_s * 0.5)
+        )
         self._tracks: dict[str, _CadenceState] = {}
 
     def observe(self, track: str, pts: int, time_base: Fraction, keyframe: bool) -> bool:
@@ -81,7 +96,8 @@ class KeyframeCadence:
             state.last_pts = pts
         now = state.media_s
         if keyframe:
-            state.keyframe_s = now
+            if state.keyframe_s is None or now - state.keyframe_s >= self._min_fragment_s:
+                state.keyframe_s = now  # the muxer cuts here
             return False
         if state.keyframe_s is not None and now - state.keyframe_s < self._due_s:
             return False

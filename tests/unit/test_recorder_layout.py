@@ -162,3 +162,14 @@ def test_keyframes_are_requested_until_one_arrives_then_just_before_each_segment
     asks = [cadence.observe("camera", 6000 + n * 3000, tb, keyframe=False) for n in range(1, 61)]
     assert asks.index(True) + 1 == 54  # the 54th frame, 1.8 s after the keyframe
     assert asks.count(True) == 1  # then not again within min_interval_s
+
+
+def test_a_keyframe_too_soon_to_start_a_segment_does_not_delay_the_next_request() -> None:
+    """The muxer cuts at a keyframe 1.5 s or more after the last cut: an unasked keyframe 1.1 s after a
+    cut starts no segment, so the next request still comes 1.8 s after the cut, not 1.8 s after it."""
+    cadence = KeyframeCadence(2.0, lead_s=0.2, min_interval_s=0.5)
+    tb = Fraction(1, 90_000)
+    cadence.observe("camera", 0, tb, keyframe=True)  # a cut at 0
+    frames = range(1, 61)  # 30 fps for 2 s
+    asks = [cadence.observe("camera", n * 3000, tb, keyframe=n == 33) for n in frames]  # keyframe at 1.1 s
+    assert asks.index(True) + 1 == 54, "asked 1.8 s after the cut"

@@ -5,7 +5,10 @@ While it is live, learners turned away by a full room get the recording's live p
 from __future__ import annotations
 
 import asyncio
+import itertools
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +16,13 @@ import pytest
 from streaming.forwarding import H264, VP8
 from tests.helpers import wait_until
 from tests.integration.live.peers import Robot, WatchingPeer, sdp_headers
-from tests.integration.recorder.recorder_testkit import probe, stream
+from tests.integration.recorder.recorder_testkit import FFPROBE, probe, run_ffmpeg_check, stream
 from tests.integration.recording.conftest import RecordingAppFactory
 from tests.integration.recording.support import (
     EDGE_FRAMES,
     FPS,
     SEGMENT_FRAMES,
+    SEGMENT_S,
     RecordingWorld,
     assert_continuous,
     check_angle,
@@ -159,3 +163,66 @@ async def test_a_screen_share_started_mid_lecture_is_recorded_as_a_second_angle_
     master = (world.settings.objects_dir / event["master_key"]).read_text()
     assert 'NAME="camera"' in master, master
     assert 'NAME="screen"' in master, master
+
+
+def packet_times(path: Path, kind: str) -> list[float]:
+    """Presentation times of every packet of the `kind` ("v" or "a") stream, in order."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", kind, "-show_entries", "packet=pts_time",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return sorted(float(line.strip().rstrip(",")) for line in out.stdout.splitlines() if line.strip())
+
+
+GAP_S = 4.0
+
+
+@pytest.mark.timeout(120)
+async def test_a_publisher_reconnecting_after_a_gap_makes_a_discontinuity_not_a_long_segment(
+    recording_app: RecordingAppFactory, robots: list[Any]
+) -> None:
+    """The expert's connection drops and they publish again 4 s later, into the same room and recording:
+    the gap becomes a period boundary (EXT-X-DISCONTINUITY, a new init), every segment stays at the
+    target, ffmpeg reads it all without error, and the MP4 keeps the gap with its audio filled."""
+    world = await recording_app()
+    first = Robot(video_codec=H264)
+    robots.append(first)
+    await world.publish(first, 601)
+    await wait_until(lambda: sent_frames(first) >= 4 * FPS, timeout_s=10, message="4 s of video")
+    await first.close()  # the connection drops: no goodbye, no WHIP DELETE
+    gone_at = time.monotonic()
+    await wait_until(lambda: time.monotonic() - gone_at >= GAP_S, timeout_s=GAP_S + 2, interval_s=0.1)
+    second = Robot(video_codec=H264)
+    robots.append(second)
+    token = await world.publish(second, 601)  # the same expert again
+    await wait_until(lambda: sent_frames(second) >= 5 * FPS, timeout_s=10, message="5 s more")
+    await world.end(second, token)
+
+    event = await _finalized(world, 601)
+    [angle] = event["angles"]
+    root = world.settings.objects_dir
+    playlist = (root / angle["playlist_key"]).read_text()
+    assert playlist.count("#EXT-X-DISCONTINUITY") == 1, playlist
+    assert '#EXT-X-MAP:URI="init.mp4"' in playlist, playlist
+    assert '#EXT-X-MAP:URI="init_002.mp4"' in playlist, playlist
+    assert "#EXT-X-TARGETDURATION:2\n" in playlist, playlist
+    durations = [float(line.split(":")[1].rstrip(",")) for line in playlist.splitlines() if "#EXTINF" in line]
+    assert max(durations) <= SEGMENT_S + 0.5, durations
+    assert_continuous(playlist)  # numbered on across the boundary
+    for path in (root / angle["playlist_key"], root / angle["mp4_key"]):
+        result = await asyncio.to_thread(run_ffmpeg_check, path)
+        assert result.returncode == 0, result.stderr
+        assert not result.stderr.strip(), result.stderr
+
+    # The MP4 keeps the gap on its timeline; sound and picture stay aligned across it.
+    mp4 = root / angle["mp4_key"]
+    video = await asyncio.to_thread(packet_times, mp4, "v")
+    audio = await asyncio.to_thread(packet_times, mp4, "a")
+    gaps = [b - a for a, b in itertools.pairwise(video)]
+    assert GAP_S - 1.0 <= max(gaps) <= GAP_S + 2.5, max(gaps)
+    assert sorted(gaps)[-2] < 0.5, "one gap only"
+    audio_steps = [b - a for a, b in itertools.pairwise(audio)]
+    assert max(audio_steps) <= 0.05, max(audio_steps)  # silence fills the gap: no hole in the audio
+    assert abs(audio[-1] - video[-1]) <= 0.3, (audio[-1], video[-1])
+    assert abs(audio[0] - video[0]) <= 0.3, (audio[0], video[0])
