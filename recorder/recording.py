@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from recorder.finalize import PLAYLIST_TYPE, RecordingSummary, finalize
 from recorder.frames import EncodedFrame
 from recorder.layout import AngleTrack, Manifest, angle_key, manifest_key, media_playlist
 from recorder.media import ClosedSegment, MediaPipeline
-from recorder.spool import SpoolAccount
+from recorder.spool import SpoolAccount, remove_recording_dir
 from recorder.timeline import KeyframeCadence
 from recorder.uploader import Uploader, UploadJob
 
@@ -226,7 +225,7 @@ class Recorder:
             summary = await finalize(self._store, self._manifest, self._dir, self._executor)
         finally:
             await self._stop()
-        await asyncio.to_thread(shutil.rmtree, self._dir, ignore_errors=True)
+        await asyncio.to_thread(remove_recording_dir, self._dir)
         log.info("%s recording finalized: %.1f s, %d bytes", self._prefix, summary.duration_s, summary.bytes)
         return summary
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from recorder.finalize import RecordingSummary, finalize
 from recorder.index import finalized_recordings, index_finalized
 from recorder.layout import RECORDINGS_ROOT, Manifest, Segment, angle_key, init_name, recording_prefix
 from recorder.recording import INIT_TYPE, SEGMENT_TYPE
+from recorder.spool import remove_recording_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ async def recover(store: ObjectStore, spool_dir: Path) -> list[RecordingSummary]
         if manifest.state == "open":
             await _upload_missing(store, manifest, path.parent)
             summaries.append(await _finalize_logged(store, manifest, path.parent))
-        await asyncio.to_thread(shutil.rmtree, path.parent, ignore_errors=True)
+        await asyncio.to_thread(remove_recording_dir, path.parent)
     indexed = set(await finalized_recordings(store))
     for info in await store.list(RECORDINGS_ROOT):
         if not info.key.endswith("/manifest.json"):

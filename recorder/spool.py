@@ -1,8 +1,20 @@
-"""Accounting for the local spool: bytes written but not yet in the object store, against a limit."""
+"""The local spool: accounting for bytes written but not yet in the object store, against a limit; and
+removing a recording's folder once it is finalized."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def remove_recording_dir(path: Path) -> None:
+    """Remove a finalized recording's spool folder (`spool/{session}/{recording}`) and its session's
+    folder once that is empty, so a busy server's spool does not fill with empty folders."""
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another recording of the session is still in it
+        path.parent.rmdir()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from infra.appkeys import OBJECTS
 from infra.errors import NotFound
 from infra.objects import ObjectNotFound
 from infra.objects_local import check_key
-from streaming.objects_routes import plan_range, range_headers
+from streaming.objects_routes import client_went_away, plan_range, range_headers
 
 PREFIX: Final = "hls/"
 CHUNK_BYTES: Final = 1024 * 1024
@@ -75,14 +75,17 @@ async def get_hls(request: web.Request) -> web.StreamResponse:
     # Chunks through the store's ranged get: works for the local folder and S3 alike, never whole MP4s
     # in memory. Objects under hls/ are immutable once named, except playlists (one chunk).
     position, end = offset, offset + length
-    while position < end:
-        last = min(position + CHUNK_BYTES, end) - 1
-        chunk = await store.get(key, position, last)
-        if not chunk:
-            break  # the object shrank under us (a rewritten playlist): end the response, never loop
-        await response.write(chunk)
-        position += len(chunk)
-    await response.write_eof()
+    try:
+        while position < end:
+            last = min(position + CHUNK_BYTES, end) - 1
+            chunk = await store.get(key, position, last)
+            if not chunk:
+                break  # the object shrank under us (a rewritten playlist): end the response, never loop
+            await response.write(chunk)
+            position += len(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+        client_went_away(request, position - offset, length)
     return response
 
 

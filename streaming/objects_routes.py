@@ -6,6 +6,7 @@ Only in embedded mode: with S3 the presigned URLs point at the S3 server and thi
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from email.utils import format_datetime
@@ -17,6 +18,8 @@ from infra.errors import Forbidden, Invalid, NotFound
 from infra.http import error_response
 from infra.objects import ObjectNotFound
 from infra.objects_local import LocalObjectStore, resolve_range
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -58,6 +61,12 @@ def range_headers(offset: int, length: int, partial: bool, size: int) -> dict[st
     return headers
 
 
+def client_went_away(request: web.Request, sent: int, length: int) -> None:
+    """A client that leaves mid-body (a player seeking, a closed tab) is normal, not a server error: one
+    INFO line, and the response keeps the status it was sent with."""
+    log.info("%s %s: client went away after %d of %d bytes", request.method, request.path, sent, length)
+
+
 def _signed_params(request: web.Request) -> tuple[int, str]:
     try:
         expires = int(request.query["expires"])
@@ -96,13 +105,16 @@ async def get_object(request: web.Request) -> web.StreamResponse:
             return response
         await asyncio.to_thread(f.seek, offset)
         remaining = length
-        while remaining > 0:
-            chunk = await asyncio.to_thread(f.read, min(CHUNK_BYTES, remaining))
-            if not chunk:
-                break  # cannot happen with the open file we hold, but never loop forever
-            await response.write(chunk)
-            remaining -= len(chunk)
-        await response.write_eof()
+        try:
+            while remaining > 0:
+                chunk = await asyncio.to_thread(f.read, min(CHUNK_BYTES, remaining))
+                if not chunk:
+                    break  # cannot happen with the open file we hold, but never loop forever
+                await response.write(chunk)
+                remaining -= len(chunk)
+            await response.write_eof()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+            client_went_away(request, length - remaining, length)
         return response
     finally:
         f.close()

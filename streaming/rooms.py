@@ -538,6 +538,15 @@ class Rooms:
             for label, queue in viewer.queues.items():
                 room.slots[label].subscribe(queue)
         elif state in ("failed", "closed") and viewer.rid in self._resources:
+            # No WHEP DELETE came first: the browser stopped answering (a frozen or suspended tab, a lost
+            # network: ICE consent expires after about 30 s) or dropped the connection. Worth a line.
+            log.warning(
+                "session=%s viewer=%s person=%s connection %s without a WHEP DELETE: dropped",
+                viewer.session_id,
+                viewer.rid,
+                viewer.person_id,
+                state,
+            )
             self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"), name=_DROP)
 
     def _ice_servers(self) -> list[IceServer]:

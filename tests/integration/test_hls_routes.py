@@ -3,8 +3,11 @@ no way out of the hls/ prefix; the replay page's hls.js is served from node_modu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -16,6 +19,8 @@ from infra.http import error_middleware
 from infra.objects_local import LocalObjectStore
 from infra.settings import Settings
 from streaming import hls_routes, pages
+from tests.helpers import wait_until
+from tests.server import running_server
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[..., Awaitable[Client]]
@@ -140,3 +145,29 @@ async def test_hls_js_is_served_for_the_replay_page(client: Client) -> None:
     assert resp.content_type in ("application/javascript", "text/javascript")
     assert b"Hls" in (await resp.read())[:100_000]
     assert (await client.get("/replays/rec-1")).status == 200
+
+
+async def test_a_client_that_leaves_during_a_range_response_is_not_a_server_error(tmp_path: Path) -> None:
+    """A player seeking away drops its Range request mid-body: the server (a real `lectern serve`, whose
+    handlers are not cancelled when a client leaves) logs the client leaving and the status it sent,
+    206, not a 500 with an ERROR traceback, and does not count it as a server error."""
+    data_dir = tmp_path / "var"
+    store = LocalObjectStore(data_dir / "objects", signing_key="k", base_url="http://127.0.0.1")
+    await store.put("hls/7/r1/camera.mp4", bytes(range(256)) * (32 * 1024), "video/mp4")  # 8 MiB
+    with running_server(data_dir) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /hls/7/r1/camera.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 206"), head
+        await reader.readexactly(64 * 1024)
+        writer.transport.abort()  # gone, mid-body
+        await wait_until(lambda: "camera.mp4 status=" in server.log_text(), message="the request logged")
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/metrics") as resp:
+            metrics = await resp.text()
+        log = server.log_text()
+    assert "GET /hls/7/r1/camera.mp4: client went away after" in log, log
+    assert "GET /hls/7/r1/camera.mp4 status=206" in log, log
+    assert " ERROR " not in log, log
+    assert 'route="/hls/{key}",status="206"' in metrics, metrics
+    assert 'status="500"' not in metrics, metrics

@@ -1,8 +1,11 @@
-"""Spool accounting: pending bytes, the limit, and the transitions that are logged."""
+"""Spool accounting: pending bytes, the limit, and the transitions that are logged; and the folders a
+finalized recording leaves (none)."""
 
 from __future__ import annotations
 
-from recorder.spool import SpoolAccount
+from pathlib import Path
+
+from recorder.spool import SpoolAccount, remove_recording_dir
 
 
 def test_spool_admits_files_until_the_limit_and_counts_the_dropped_ones() -> None:
@@ -24,3 +27,16 @@ def test_uploads_release_bytes_and_report_when_the_spool_is_back_under_half_its_
     assert spool.pending_bytes == 0
     assert not spool.over_limit
     assert spool.admit("c", 400)
+
+
+def test_a_finalized_recordings_folder_goes_and_its_sessions_folder_with_it_once_empty(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "7" / "rec-a", tmp_path / "7" / "rec-b"
+    for folder in (first, second):
+        (folder / "camera").mkdir(parents=True)
+        (folder / "camera" / "seg_000001.m4s").write_bytes(b"x")
+    remove_recording_dir(first)
+    assert [p.name for p in (tmp_path / "7").iterdir()] == ["rec-b"]  # the session still records
+    remove_recording_dir(second)
+    assert list(tmp_path.iterdir()) == []

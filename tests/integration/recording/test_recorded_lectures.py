@@ -210,6 +210,8 @@ async def test_a_publisher_reconnecting_after_a_gap_makes_a_discontinuity_not_a_
     durations = [float(line.split(":")[1].rstrip(",")) for line in playlist.splitlines() if "#EXTINF" in line]
     assert max(durations) <= SEGMENT_S + 0.5, durations
     assert_continuous(playlist)  # numbered on across the boundary
+    spool = world.settings.data_dir / "spool"
+    assert list(spool.iterdir()) == [], "finalized: no folder is left in the spool"
     for path in (root / angle["playlist_key"], root / angle["mp4_key"]):
         result = await asyncio.to_thread(run_ffmpeg_check, path)
         assert result.returncode == 0, result.stderr
