@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recorder_testkit import SpyStore, SyntheticLecture, probe, run_ffmpeg_check, stream
 
-from recorder import Recorder, RecordingSummary, recover
+from recorder import Recorder, RecordingSummary, finalized_recordings, read_summary, recover
 from tests.helpers import wait_until
 
 SEGMENT_S = 1.0
@@ -265,3 +265,27 @@ def assert_recovered(store: SpyStore, lecture: SyntheticLecture, summary: Record
         assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}
         assert int(stream(mp4, "video")["nb_read_packets"]) == got
     assert b'"state": "finalized"' in store.path(f"{PREFIX}/manifest.json").read_bytes()
+
+
+async def test_finalized_recordings_are_indexed_and_one_from_before_the_index_is_added_at_recovery(
+    store: SpyStore, tmp_path: Path
+) -> None:
+    lecture = SyntheticLecture(video={"camera": "h264"})
+    recorder = make_recorder(store, tmp_path, lecture)
+    await recorder.start()
+    await feed(recorder, lecture, 0.0, 4.0)
+    summary = await recorder.finish()
+    assert await finalized_recordings(store) == [(7, "r1")]
+    assert await read_summary(store, 7, "r1") == summary
+    assert summary.media_end_at is not None
+    assert summary.finalized_at is not None
+
+    await store.delete("recordings/7/r1.json")  # a recording finalized before the index existed
+    assert await finalized_recordings(store) == []
+    assert await recover(store, tmp_path / "spool") == []  # nothing to finalize ...
+    indexed = await read_summary(store, 7, "r1")  # ... but the index has it again
+    assert [(a.angle, a.segments, a.mp4_key, a.mp4_bytes) for a in indexed.angles] == [
+        (a.angle, a.segments, a.mp4_key, a.mp4_bytes) for a in summary.angles
+    ]
+    assert indexed.media_end_at == summary.media_end_at
+    assert indexed.bytes == summary.bytes
