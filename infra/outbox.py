@@ -19,19 +19,20 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from infra.bus import BusUnavailable, EventBus
-from infra.errors import Unavailable
+from infra.errors import Invalid, Unavailable
 from infra.events import encode_data, require_name
 from infra.readiness import Degraded
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
+T = TypeVar("T")
 
 
 class OutboxFull(BusUnavailable):
@@ -89,6 +90,7 @@ class Outbox:
         self._empty.set()
         self._poke = asyncio.Event()  # cuts a backoff wait short (shutdown flush)
         self._drainer: asyncio.Task[None] | None = None
+        self._journal_work: set[asyncio.Task[Any]] = set()  # journal writes under way (shielded)
         self._outage_since: float | None = None
         self.delivered = 0
         self.dropped = 0
@@ -135,7 +137,7 @@ class Outbox:
                     encode_data(record["data"]),
                     float(record["at"]),
                 )
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, Invalid) as exc:
                 log.error("outbox: journal line %d unreadable, skipped: %s", number, exc)
                 continue
             entries[entry.seq] = entry
@@ -157,6 +159,19 @@ class Outbox:
         require_name(topic, "topic")
         require_name(type, "type")
         data_json = encode_data(data)
+        # Shielded: a caller cancelled while the line is being written must not leave an event on disk
+        # that this process never delivers (nor the write lock released with a write under way).
+        entry = await self._shielded(self._keep(topic, type, data_json))
+        return f"outbox-{entry.seq}"
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` to its end even if the caller is cancelled (close() waits for it)."""
+        task = asyncio.create_task(work)
+        self._journal_work.add(task)
+        task.add_done_callback(self._journal_work.discard)
+        return await asyncio.shield(task)
+
+    async def _keep(self, topic: str, type: str, data_json: str) -> _Entry:
         async with self._write_lock:
             if self._closed:
                 raise BusUnavailable("the outbox is closed")
@@ -177,7 +192,7 @@ class Outbox:
             self._pending_bytes += len(line)
         self._empty.clear()
         self._has_pending.set()
-        return f"outbox-{entry.seq}"
+        return entry
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -241,14 +256,18 @@ class Outbox:
                     len(self._pending) - 1,
                 )
                 self._outage_since = None
-            async with self._write_lock:
-                self._pending.popleft()
-                self._pending_bytes -= len(entry.line())
-                self.delivered += 1
-                await asyncio.to_thread(self._mark_done, entry.seq, not self._pending)
-                if not self._pending:
-                    self._has_pending.clear()
-                    self._empty.set()
+            # Shielded: close() cancels this task, but never while the journal is being written.
+            await self._shielded(self._delivered(entry))
+
+    async def _delivered(self, entry: _Entry) -> None:
+        async with self._write_lock:
+            self._pending.popleft()
+            self._pending_bytes -= len(entry.line())
+            self.delivered += 1
+            await asyncio.to_thread(self._mark_done, entry.seq, not self._pending)
+            if not self._pending:
+                self._has_pending.clear()
+                self._empty.set()
 
     def _note_failure(self, entry: _Entry, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -290,6 +309,7 @@ class Outbox:
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.gather(self._drainer, return_exceptions=True)
+        await asyncio.gather(*self._journal_work, return_exceptions=True)
         async with self._write_lock:
             self._closed = True
             if self._fd is not None:

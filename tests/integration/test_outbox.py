@@ -3,6 +3,7 @@ bus behind a switch, and a real Redis behind a proxy we cut), restarts, torn wri
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -84,7 +85,7 @@ async def test_events_reach_the_bus_in_the_order_they_were_emitted_and_the_journ
     outbox.start()
     ids = [await outbox.publish("sessions", "session.started", {"session_id": n}) for n in range(1, 51)]
     assert ids == [f"outbox-{n}" for n in range(1, 51)]
-    await wait_until(lambda: outbox.depth == 0, message="outbox drained")
+    await asyncio.wait_for(outbox.wait_empty(), 10)  # delivered, and the journal written
     got = await received(bus)
     assert [d.data["session_id"] for d in got] == list(range(1, 51))
     assert outbox.delivered == 50
@@ -265,3 +266,21 @@ async def test_a_redis_outage_delays_events_and_loses_none(tmp_path: Path) -> No
         if keys:
             await admin.delete(*keys)
         await admin.aclose()
+
+
+async def test_an_event_whose_publisher_is_cancelled_while_it_is_written_is_still_delivered(
+    tmp_path: Path, opened: list[Outbox]
+) -> None:
+    """A request handler cancelled mid-publish: the line may already be on disk, so the event must not
+    be left for the next start only (nor the journal's lock released mid-write)."""
+    bus = SwitchedBus()
+    outbox = await open_outbox(opened, bus, config(tmp_path))
+    outbox.start()
+    publishing = asyncio.create_task(outbox.publish("sessions", "session.ended", {"n": 1}))
+    await asyncio.sleep(0)  # it is writing now
+    publishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+    await outbox.publish("sessions", "session.ended", {"n": 2})
+    await wait_until(lambda: outbox.depth == 0, message="both delivered")
+    assert [d.data["n"] for d in await received(bus)] == [1, 2]
