@@ -140,6 +140,7 @@ MATRIX: dict[str, Case] = {
     "POST /api/auth/logout": case(204, fixed("/api/auth/logout"), anonymous=401),
     "GET /api/me": case(200, fixed("/api/me"), anonymous=401),
     "GET /api/me/learning": case(200, fixed("/api/me/learning"), anonymous=401),
+    "GET /api/me/teaching": case(200, fixed("/api/me/teaching"), anonymous=401),
     "GET /api/organizations": case(200, fixed("/api/organizations")),
     "GET /api/experts": case(
         403,
@@ -178,6 +179,8 @@ MATRIX: dict[str, Case] = {
         expert=201,
         provider_admin=201,
     ),
+    # Anyone logged in may ask what they may do in a room (the answer says no to most).
+    "GET /api/sessions/{session_id}/access": case(200, fixed("/api/sessions/{s}/access"), anonymous=401),
     # The seeded learner is already enrolled: enrolling again is a no-op (200).
     "POST /api/courses/{course_id}/enroll": case(
         403, fixed("/api/courses/{c}/enroll"), anonymous=401, learner=200
