@@ -11,6 +11,7 @@ from aiohttp import web
 
 from catalog import (
     accounts,
+    attendance,
     courses,
     enrollments,
     experts,
@@ -178,7 +179,7 @@ def _transition(action: str) -> Handler:
 
 async def add_session(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    draft = forms.session_draft(await read_json(request))
+    draft = forms.session_draft(await read_json(request), now())
     return json_ok(
         await courses.add_session(database(request), caller, _id(request, "course_id"), draft, now()),
         status=201,
@@ -192,7 +193,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def update_session(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    changes = forms.session_changes(await read_json(request))
+    changes = forms.session_changes(await read_json(request), now())
     return json_ok(
         await courses.update_session(database(request), caller, _id(request, "session_id"), changes, now())
     )
@@ -254,6 +255,19 @@ async def course_enrollments(request: web.Request) -> web.Response:
             database(request), caller, _id(request, "course_id"), f.page(request.query)
         )
     )
+
+
+# --- attendance -----------------------------------------------------------------------------------------
+
+
+async def course_attendance(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await attendance.of_course(database(request), caller, _id(request, "course_id"), now()))
+
+
+async def session_attendance(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await attendance.of_session(database(request), caller, _id(request, "session_id"), now()))
 
 
 # --- replays --------------------------------------------------------------------------------------------
@@ -567,6 +581,22 @@ ROUTES: tuple[Route, ...] = (
         "provider_admin of the course's provider, bureau, admin",
         "enrollments",
         query=("page", "page_size"),
+    ),
+    Route(
+        "GET",
+        f"/api/courses/{COURSE}/attendance",
+        course_attendance,
+        "Per session: learners who attended live, of them watching now, learners who watched the replay",
+        "provider_admin of the course's provider, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance",
+        session_attendance,
+        "One session's attendance by learner: time present live (union of connections), replay position",
+        "provider_admin of the course's provider, admin",
+        "attendance",
     ),
     Route(
         "GET",

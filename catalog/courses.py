@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import forms, queries, replays
+from catalog import forms, publishing, queries, replays
 from catalog.db import Database
 from catalog.domain import (
     PROVIDER_TYPES,
@@ -256,6 +256,8 @@ async def update(
             enrolled = await queries.active_count(s, course.id)
             if changes["capacity"] < enrolled:
                 raise Conflict(f"capacity below the {enrolled} learners already enrolled", field="capacity")
+        if "delivery" in changes:
+            await publishing.check_delivery_change(s, course, changes["delivery"])
         for name, value in changes.items():
             setattr(course, name, value.value if hasattr(value, "value") else value)
         course.updated_at = now
@@ -272,7 +274,10 @@ async def transition(
         if not _visible(course, caller):
             raise NotFound(f"course {course_id} not found", field="course_id")
         _require_manager(course, caller)
-        course.status = next_course_status(CourseStatus(course.status), action).value
+        status = next_course_status(CourseStatus(course.status), action)
+        if action == "publish":
+            await publishing.check_publishable(s, course)
+        course.status = status.value
         course.updated_at = now
         provider_name = await _provider_name(s, course.provider_org_id)
     log.info("course %s course=%s person=%s", action, course.id, caller.person_id)
@@ -284,6 +289,8 @@ async def add_session(
 ) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         course = await _changeable_course(s, caller, course_id, "an archived course takes no new sessions")
+        await _check_experts(s, draft.expert_ids, "expert_ids")
+        publishing.check_session_experts(course, draft.kind, len(draft.expert_ids), "expert_ids")
         session = Session(
             course_id=course.id,
             title=draft.title,
@@ -295,8 +302,11 @@ async def add_session(
         )
         s.add(session)
         await s.flush()
+        s.add_all(SessionExpert(session_id=session.id, person_id=pid) for pid in draft.expert_ids)
+        await s.flush()
         session = await queries.session_or_404(s, session.id)
-    return session_view(session, {}, now)
+        names = await queries.names_of(s, draft.expert_ids)
+    return session_view(session, names, now)
 
 
 async def _managed_session(s: AsyncSession, caller: Caller, session_id: int) -> Session:
@@ -330,9 +340,21 @@ async def update_session(
         if session.actual_start and session.actual_end:
             forms.check_schedule(session.actual_start, session.actual_end, "actual_end")
         forms.check_platform(SessionKind(session.kind), ExternalPlatform(session.external_platform))
+        if "kind" in changes:
+            publishing.check_session_experts(session.course, session.kind, len(session.experts), "kind")
         names = await queries.names_of(s, [e.person_id for e in session.experts])
         replay = await _replay_of(s, session.id)
     return session_view(session, names, now, replay)
+
+
+async def _check_experts(s: AsyncSession, person_ids: list[int], field: str) -> None:
+    """Invalid unless each person holds the expert role."""
+    experts = await queries.holders_of_role(s, Role.EXPERT, person_ids) if person_ids else set()
+    missing = [pid for pid in person_ids if pid not in experts]
+    if missing:
+        raise Invalid(
+            f"not experts: {', '.join(map(str, missing))}", field=field, details={"person_ids": missing}
+        )
 
 
 async def set_experts(
@@ -341,14 +363,8 @@ async def set_experts(
     """Replace the session's experts; each must hold the expert role."""
     async with db.sessions.begin() as s:
         session = await _managed_session(s, caller, session_id)
-        experts = await queries.holders_of_role(s, Role.EXPERT, person_ids)
-        missing = [pid for pid in person_ids if pid not in experts]
-        if missing:
-            raise Invalid(
-                f"not experts: {', '.join(map(str, missing))}",
-                field="person_ids",
-                details={"person_ids": missing},
-            )
+        await _check_experts(s, person_ids, "person_ids")
+        publishing.check_session_experts(session.course, session.kind, len(person_ids), "person_ids")
         await s.execute(delete(SessionExpert).where(SessionExpert.session_id == session.id))
         s.add_all(SessionExpert(session_id=session.id, person_id=pid) for pid in person_ids)
         await s.flush()

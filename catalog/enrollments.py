@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Integer, Row, String, and_, bindparam, func, literal, select, union_all
 
-from catalog import queries
+from catalog import publishing, queries
 from catalog.agenda import ENDED_AT, NOT_OVER, OVER, SESSION_COLUMNS, replays_of, titled_view
 from catalog.courses import COURSE_COLUMNS, course_view, session_fields_view
 from catalog.db import Database
@@ -82,6 +82,7 @@ async def enroll(db: Database, caller: Caller, course_id: int, now: datetime) ->
         if existing is not None:
             return enrollment_view(existing), False
         _check_open(course, 1, await queries.active_count(s, course.id))
+        await publishing.check_open_for_enrollment(s, course)
         enrollment = Enrollment(
             person_id=caller.person_id,
             course_id=course.id,
@@ -145,6 +146,7 @@ async def enroll_staff(
         new_ids = [pid for pid in person_ids if pid not in already]
         if new_ids:
             _check_open(course, len(new_ids), await queries.active_count(s, course.id))
+            await publishing.check_open_for_enrollment(s, course)
         created = [
             Enrollment(
                 person_id=pid,

@@ -107,7 +107,9 @@ def _session_body() -> dict[str, Any]:
 
 
 async def _add_session(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
-    return f"/api/courses/{w.course_id}/sessions", _session_body()
+    # A live session of a published course names its expert (catalog.publishing).
+    body = {**_session_body(), "expert_ids": [w.actors["expert"].person_id]}
+    return f"/api/courses/{w.course_id}/sessions", body
 
 
 async def _experts(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
@@ -193,6 +195,13 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/courses/{course_id}/enrollments": case(
         403, fixed("/api/courses/{c}/enrollments"), anonymous=401, provider_admin=200, bureau=200, admin=200
+    ),
+    # Attendance: the provider's administrators and platform admins only.
+    "GET /api/courses/{course_id}/attendance": case(
+        403, fixed("/api/courses/{c}/attendance"), anonymous=401, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance": case(
+        403, fixed("/api/sessions/{s}/attendance"), anonymous=401, **MANAGERS
     ),
     # Replays: enrolled learners, the provider's staff, the session's experts and supervisors.
     "GET /api/replays/{recording_id}": case(
