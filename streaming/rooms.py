@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,6 +126,9 @@ class RoomConfig:
     hls_url_template: str = "/hls/sessions/{session_id}/index.m3u8"
     # A peer that has not connected this long after its answer is dropped (its seat or slot freed).
     connect_timeout_s: float = 20.0
+    # The expert counts as lost when none of their publications has sent media this long: a browser
+    # that vanished sends nothing, but ICE takes ~30 s to notice (their audio alone sends 50 frames/s).
+    stall_s: float = 5.0
 
 
 @dataclass(eq=False)
@@ -139,6 +143,7 @@ class Publisher:
     keyframes: dict[str, KeyframeRequests] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    last_media_at: float = 0.0  # time.monotonic() of its last frame (or of connecting)
 
 
 @dataclass(eq=False)
@@ -163,6 +168,9 @@ class Room:
     viewers: dict[ResourceId, Viewer] = field(default_factory=dict)
     grace_task: asyncio.Task[None] | None = None
     grace_ends_at: float | None = None  # while grace_task runs (unix s)
+    # The expert's publications are connected but none has sent media for RoomConfig.stall_s.
+    expert_stalled: bool = False
+    watchdog: asyncio.Task[None] | None = None
     # person -> when the expert took them off the stage (unix s): speaker tokens granted before no
     # longer admit them (a token lives minutes; a demotion must hold at once).
     taken_off_stage: dict[int, float] = field(default_factory=dict)
@@ -173,14 +181,17 @@ class Room:
 
     @property
     def expert_present(self) -> bool:
-        """Someone publishes the expert's slots: what keeps the room alive (speakers do not)."""
-        return any(p.seat is None for p in self.publishers.values())
+        """Someone publishes the expert's slots, and media flows or may still start: what keeps the
+        room alive (speakers do not)."""
+        return not self.expert_stalled and any(p.seat is None for p in self.publishers.values())
 
     def media(self) -> MediaState:
         """What this room publishes: the expert's slots and the stage seats of connected publications.
         Live once media has arrived (the session's start) while the expert is connected."""
         connected = [p for p in self.publishers.values() if p.connected.is_set()]
-        expert = frozenset(label for p in connected if p.seat is None for label in p.labels)
+        expert = frozenset(
+            label for p in connected if p.seat is None and not self.expert_stalled for label in p.labels
+        )
         stage = tuple(
             StageSeat(
                 p.seat,
@@ -393,11 +404,10 @@ class Rooms:
             if self._rooms.get(sid) is not room:  # a new room, or the old one ended meanwhile
                 room.started_at = None
                 self._rooms[sid] = room
+                room.watchdog = self._tasks.spawn(self._watch_media(room), name="room-watchdog")
                 log.info("session=%s room opened by person=%s", sid, person_id)
-            if room.grace_task is not None and seat is None:  # a speaker does not keep the room alive
-                room.grace_task.cancel()
-                room.grace_task = None
-                room.grace_ends_at = None
+            if seat is None:  # a speaker does not keep the room alive
+                self._stop_grace(room)
             room.publishers[rid] = publisher
             self._resources[rid] = publisher
             for label, track in zip(labels, tracks, strict=True):
@@ -446,6 +456,9 @@ class Rooms:
 
     def _sink(self, room: Room, publisher: Publisher, slot: TrackSlot) -> Callable[[EncodedFrame], None]:
         def sink(frame: EncodedFrame) -> None:
+            publisher.last_media_at = time.monotonic()
+            if room.expert_stalled and publisher.seat is None:
+                self._expert_resumed(room)
             if room.started_at is None and self._rooms.get(room.session_id) is room:
                 # The session's actual start is when media first arrives (docs/events.md).
                 room.started_at = self._wall_clock()
@@ -463,6 +476,7 @@ class Rooms:
 
     def _on_publisher_state(self, publisher: Publisher, state: str) -> None:
         if state == "connected" and not publisher.connected.is_set():
+            publisher.last_media_at = time.monotonic()
             publisher.connected.set()
             room = self._rooms.get(publisher.session_id)
             if room is not None and room.publishers.get(publisher.rid) is publisher:
@@ -502,17 +516,22 @@ class Rooms:
             and publisher.seat is None
             and not room.expert_present
         )
-        if (
-            last_gone
-            and room is not None
-            and self._rooms.get(room.session_id) is room
-            and room.grace_task is None
-            and not self._closed
-        ):
+        if room is not None and self._rooms.get(room.session_id) is room:
+            if last_gone:
+                self._start_grace(room)
+            self._media_changed(room.session_id)
+
+    def _start_grace(self, room: Room) -> None:
+        """The expert is gone (or silent): the room ends after the grace period unless they come back."""
+        if room.grace_task is None and not self._closed:
             room.grace_ends_at = self._wall_clock().timestamp() + self.config.grace_s
             room.grace_task = self._tasks.spawn(self._end_after_grace(room))
-        if room is not None and self._rooms.get(room.session_id) is room:
-            self._media_changed(room.session_id)
+
+    def _stop_grace(self, room: Room) -> None:
+        if room.grace_task is not None:
+            room.grace_task.cancel()
+            room.grace_task = None
+            room.grace_ends_at = None
 
     async def _end_after_grace(self, room: Room) -> None:
         await asyncio.sleep(self.config.grace_s)
@@ -520,6 +539,28 @@ class Rooms:
         room.grace_ends_at = None
         if self._rooms.get(room.session_id) is room and not room.expert_present:
             await self.end(room.session_id, reason="publisher_lost")
+
+    async def _watch_media(self, room: Room) -> None:
+        """Notice an expert whose publications went silent (a closed browser, a dead network) long before
+        ICE gives up on them: learners are told at once, and the grace period runs from then."""
+        stall_s = self.config.stall_s
+        while self._rooms.get(room.session_id) is room:
+            await asyncio.sleep(min(1.0, stall_s / 2))
+            now = time.monotonic()
+            experts = [p for p in room.publishers.values() if p.seat is None and p.connected.is_set()]
+            stalled = bool(experts) and all(now - p.last_media_at > stall_s for p in experts)
+            if stalled and not room.expert_stalled and room.started_at is not None:
+                log.info("session=%s the expert's media stopped %.1f s ago", room.session_id, stall_s)
+                room.expert_stalled = True
+                self._start_grace(room)
+                self._media_changed(room.session_id)
+
+    def _expert_resumed(self, room: Room) -> None:
+        log.info("session=%s the expert's media resumed", room.session_id)
+        room.expert_stalled = False
+        if room.expert_present:
+            self._stop_grace(room)
+        self._media_changed(room.session_id)
 
     async def drop_speaker(self, session_id: int, person_id: int, *, reason: str = "demoted") -> bool:
         """End `person_id`'s stage publication in this session (the expert demoted them), freeing the
@@ -690,9 +731,9 @@ class Rooms:
         room = self._rooms.pop(SessionId(session_id), None)
         if room is None:
             return
-        if room.grace_task is not None:
-            room.grace_task.cancel()
-            room.grace_task = None
+        self._stop_grace(room)
+        if room.watchdog is not None and room.watchdog is not asyncio.current_task():
+            room.watchdog.cancel()
         if room.started_at is not None and reason != "server_shutdown":
             self._ended.add(room.session_id)
         for slot in room.slots.values():

@@ -39,7 +39,7 @@ CAMERA_ONLY = {"camera": True, "screen": False, "audio": True}
 CAMERA_AND_SCREEN = {"camera": True, "screen": True, "audio": True}
 
 
-async def _server(aiohttp_client: Any, grace_s: float = 10.0) -> LiveServer:
+async def _server(aiohttp_client: Any, grace_s: float = 10.0, stall_s: float = 5.0) -> LiveServer:
     """WHIP/WHEP and the room channel in one app, wired as streaming.app wires them."""
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = Settings(secret_key=SECRET, ice_servers=(), ice_host_addresses=LOOPBACK)
@@ -47,7 +47,7 @@ async def _server(aiohttp_client: Any, grace_s: float = 10.0) -> LiveServer:
     app[BUS] = bus
     app[READINESS] = {}
     channel.setup(app)
-    live.setup(app, grace_s=grace_s)
+    live.setup(app, grace_s=grace_s, stall_s=stall_s)
     return LiveServer(await aiohttp_client(app), app, bus)
 
 
@@ -181,6 +181,54 @@ async def test_an_expert_back_within_the_grace_period_is_live_again(
     await learner.close()
 
 
+async def test_an_expert_whose_media_stops_is_told_as_lost_and_live_again_when_it_resumes(
+    aiohttp_client: Any, peers: list[Any]
+) -> None:
+    # A browser that vanished sends nothing, and ICE would notice only after ~30 s: the room notices
+    # the silence (here after 1 s) and starts the grace period; media that comes back resumes the room.
+    server = await _server(aiohttp_client, grace_s=30.0, stall_s=1.0)
+    learner, _ = await _join(server, "learner", ALICE)
+    robot = await _publish(server, peers, videos=1, audio=False)
+    await _media_until(learner, lambda m: m["status"] == "live")
+
+    robot.tracks[0].hold()
+    silent_at = time.monotonic()
+    lost = await _media_until(learner, lambda m: m["status"] != "live")
+    assert lost["status"] == "reconnecting"
+    assert lost["expert"] == NOTHING
+    assert lost["grace_ends_at"] is not None
+    assert time.monotonic() - silent_at >= 1.0
+    room = server.rooms.room(SESSION)
+    assert room is not None
+    assert room.grace_task is not None
+
+    robot.tracks[0].resume()
+    back = await _media_until(learner, lambda m: m["status"] == "live")
+    assert back["expert"] == {"camera": True, "screen": False, "audio": False}
+    assert back["grace_ends_at"] is None
+    assert room.grace_task is None
+    assert server.rooms.room(SESSION) is room
+    await learner.close()
+
+
+async def test_an_expert_silent_past_the_grace_period_ends_the_session(
+    aiohttp_client: Any, peers: list[Any]
+) -> None:
+    server = await _server(aiohttp_client, grace_s=1.0, stall_s=1.0)
+    learner, _ = await _join(server, "learner", ALICE)
+    robot = await _publish(server, peers, videos=1, audio=False)
+    await _media_until(learner, lambda m: m["status"] == "live")
+    robot.tracks[0].hold()
+    await _media_until(learner, lambda m: m["status"] == "reconnecting")
+    assert (await receive_until(learner, "session_ended"))["reason"] == "publisher_lost"
+    assert server.rooms.room(SESSION) is None
+    assert [(t, d.get("reason")) for t, d in await server.events()] == [
+        ("session.started", None),
+        ("session.ended", "publisher_lost"),
+    ]
+    await learner.close()
+
+
 async def test_an_expert_cannot_go_live_again_on_a_session_that_ended(
     aiohttp_client: Any, peers: list[Any]
 ) -> None:
@@ -244,19 +292,6 @@ async def test_the_stage_in_the_media_state_follows_a_speaker_taking_and_leaving
         await ws.close()
 
 
-async def _attendance_until(
-    server: LiveServer, seen: list[tuple[str, dict[str, Any]]], count: int, timeout_s: float = 10.0
-) -> list[tuple[str, dict[str, Any]]]:
-    """Collect attendance events into `seen` until it holds `count`."""
-
-    async def enough() -> bool:
-        seen.extend(await server.events("attendance"))
-        return len(seen) >= count
-
-    await wait_until(enough, timeout_s=timeout_s, message=lambda: f"{count} attendance events, got {seen}")
-    return seen
-
-
 def _rid(location: str | None) -> str:
     assert location is not None
     return location.rsplit("/", 1)[1]
@@ -267,18 +302,17 @@ async def test_a_learners_viewer_is_announced_joined_when_connected_and_left_whe
 ) -> None:
     server = await _server(aiohttp_client)
     robot = await _publish(server, peers, videos=1, audio=True)
-    seen: list[tuple[str, dict[str, Any]]] = []
 
     alice = await _watch(server, peers, ALICE)
     staff = await _watch(server, peers, STAFF, role="staff")
     await wait_until(lambda: alice.count() > 0 and staff.count() > 0, timeout_s=15, message="media")
-    joined = list(await _attendance_until(server, seen, 1))
+    joined = await server.events_until(1, "attendance")
     joined_at = joined[0][1]["at"]
     expected = {"session_id": SESSION, "person_id": ALICE, "peer_id": _rid(alice.location), "at": joined_at}
     assert joined == [("viewer.joined", expected)], "only learners are announced, once connected"
 
     await _delete(server, alice.location, token("whep", SESSION, "learner", ALICE))
-    kind, left = (await _attendance_until(server, seen, 2))[1]
+    kind, left = (await server.events_until(2, "attendance"))[1]
     assert kind == "viewer.left"
     assert (left["person_id"], left["peer_id"]) == (ALICE, _rid(alice.location))
     assert datetime.fromisoformat(left["at"]) >= datetime.fromisoformat(joined_at)
@@ -287,13 +321,13 @@ async def test_a_learners_viewer_is_announced_joined_when_connected_and_left_whe
     bob = await _watch(server, peers, BOB)
     carol = await _watch(server, peers, 5)
     await wait_until(lambda: bob.count() > 0 and carol.count() > 0, timeout_s=15, message="media")
-    await _attendance_until(server, seen, 4)
+    await server.events_until(4, "attendance")
     await bob.close()
-    await _attendance_until(server, seen, 5, timeout_s=40)
-    assert seen[4][0] == "viewer.left"
-    assert seen[4][1]["peer_id"] == _rid(bob.location)
+    bob_left = (await server.events_until(5, "attendance", timeout_s=40))[4]
+    assert bob_left[0] == "viewer.left"
+    assert bob_left[1]["peer_id"] == _rid(bob.location)
     await _delete(server, robot.location, token("whip", SESSION, "expert", EXPERT))
-    await _attendance_until(server, seen, 6)
+    seen = await server.events_until(6, "attendance")
     by_peer: dict[str, list[str]] = {}
     for kind, data in seen:
         by_peer.setdefault(data["peer_id"], []).append(kind)
