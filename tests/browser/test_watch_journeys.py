@@ -254,6 +254,7 @@ async def test_a_learner_promoted_and_demoted_on_a_phone_sees_their_preview_once
     await expect(tile).to_be_visible(timeout=20_000)
     await expect(tile.locator("figcaption")).to_contain_text("吴磊")
     await shows_a_picture(other, '#stage-videos video[data-seat="stage1"]')
+    await expect(studio.locator('#stage-videos figure[data-seat="stage1"]')).to_be_visible()
     # The speaker sees their own preview, once: not their stage tile as well.
     await expect(speaker.locator("#my-tile")).to_be_visible()
     await frames_rising(speaker, "#my-preview")
@@ -274,6 +275,7 @@ async def test_a_learner_promoted_and_demoted_on_a_phone_sees_their_preview_once
     await expect(speaker.locator("#message")).to_contain_text("讲师已请您下台")
     await expect(speaker.locator("#my-tile")).to_be_hidden()
     await expect(other.locator("#stage-videos video:visible")).to_have_count(0, timeout=20_000)
+    await expect(studio.locator("#stage-videos video:visible")).to_have_count(0)
     await expect(speaker.locator("#stage-videos video:visible")).to_have_count(0)
     await expect(speaker.get_by_role("button", name="举手发言")).to_be_visible()
     await main_is(other, "camera", pip=None)

@@ -5,7 +5,7 @@
  * with the camera, the screen or both, screen share, mute, end; the room channel.
  */
 import { api, ApiError } from "../api.js";
-import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStageTrack, smallButton } from "../live-ui.js";
+import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, showStage, showStageTrack, smallButton } from "../live-ui.js";
 import { RoomChannel } from "../room.js";
 import { $, duration, h, requireLogin, say, sayError, statusTag, when } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
@@ -319,6 +319,9 @@ function wireChannel() {
   channel.on("questions", (m) => renderExpertQuestions(m.questions));
   channel.on("hands", (m) => renderHands(m.queue));
   channel.on("stage", (m) => renderSpeakers(m.speakers));
+  // Speaker tiles follow the server's word on who is on stage (media.stage), not track mute events.
+  channel.on("welcome", (m) => showStage(m.media?.stage ?? []));
+  channel.on("media", (m) => showStage(m.stage));
   channel.on("presence_tally", (m) => {
     const id = `tally-${m.check_id}`;
     const text = `签到 ${new Date(m.deadline_at).toLocaleTimeString("zh-CN")} 截止：${m.answered}/${m.expected} 人已确认${m.closed ? "（已结束）" : ""}`;
