@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from infra.bus_memory import MemoryBus
+from infra.bus import EventBus
 from infra.ice import IceServer
 from infra.tokens import Claims, sign
 from streaming import live, rtc_adapter
@@ -58,7 +58,7 @@ def sdp_headers(bearer: str | None) -> dict[str, str]:
 class LiveServer:
     client: TestClient  # type: ignore[type-arg]
     app: web.Application
-    bus: MemoryBus
+    bus: EventBus
     _seen: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     @property

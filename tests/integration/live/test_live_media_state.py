@@ -6,8 +6,9 @@ announced as viewer.joined / viewer.left on the bus."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,13 @@ import pytest
 from aiohttp import web
 
 from infra.appkeys import BUS, READINESS, SETTINGS
+from infra.bus import EventBus
 from infra.bus_memory import MemoryBus
+from infra.bus_redis import RedisBus
 from infra.http import error_middleware
 from infra.settings import Settings
 from streaming import channel, live
-from tests.helpers import wait_until
+from tests.helpers import service_env, wait_until
 from tests.integration.live.peers import (
     LOOPBACK,
     SECRET,
@@ -39,11 +42,13 @@ CAMERA_ONLY = {"camera": True, "screen": False, "audio": True}
 CAMERA_AND_SCREEN = {"camera": True, "screen": True, "audio": True}
 
 
-async def _server(aiohttp_client: Any, grace_s: float = 10.0, stall_s: float = 5.0) -> LiveServer:
+async def _server(
+    aiohttp_client: Any, grace_s: float = 10.0, stall_s: float = 5.0, bus: EventBus | None = None
+) -> LiveServer:
     """WHIP/WHEP and the room channel in one app, wired as streaming.app wires them."""
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = Settings(secret_key=SECRET, ice_servers=(), ice_host_addresses=LOOPBACK)
-    bus = MemoryBus(retention=1000)
+    bus = bus if bus is not None else MemoryBus(retention=1000)
     app[BUS] = bus
     app[READINESS] = {}
     channel.setup(app)
@@ -297,10 +302,22 @@ def _rid(location: str | None) -> str:
     return location.rsplit("/", 1)[1]
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    """The in-process bus, and Redis Streams when the tests are given a Redis (TEST_REDIS_URL)."""
+    made: EventBus
+    if request.param == "memory":
+        made = MemoryBus(retention=1000)
+    else:
+        made = RedisBus(service_env("TEST_REDIS_URL"), 1000, key_prefix=f"test-{secrets.token_hex(6)}:")
+    yield made
+    await made.close()
+
+
 async def test_a_learners_viewer_is_announced_joined_when_connected_and_left_when_it_goes(
-    aiohttp_client: Any, peers: list[Any]
+    aiohttp_client: Any, peers: list[Any], bus: EventBus
 ) -> None:
-    server = await _server(aiohttp_client)
+    server = await _server(aiohttp_client, bus=bus)
     robot = await _publish(server, peers, videos=1, audio=True)
 
     alice = await _watch(server, peers, ALICE)
