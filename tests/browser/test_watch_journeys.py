@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import snap
-from tests.browser.test_catalog_pages import DEMO_PASSWORD, log_in, seed_demo
+from tests.browser.test_catalog_pages import DEMO_PASSWORD, OVERFLOWING, log_in, seed_demo
 from tests.browser.test_live_pages import frames_rising
 from tests.integration.live.peers import Robot
 from tests.integration.recording.support import publish_http
@@ -104,6 +104,12 @@ async def open_watch(ctx: BrowserContext, server: LecternServer, phone: str) -> 
     return page
 
 
+async def shot(page: Page, name: str) -> None:
+    """Save the screenshot of a state; nothing on the page may stick out sideways (a phone would scroll)."""
+    assert await page.evaluate(OVERFLOWING) == [], f"{name}: wider than the screen"
+    await snap(page, name)
+
+
 async def status_is(page: Page, text: str, timeout_s: float = 20) -> None:
     """The one status line says `text`, and nothing on the page contradicts it."""
     await expect(page.locator("#state")).to_have_text(text, timeout=timeout_s * 1000)
@@ -153,7 +159,7 @@ async def test_a_camera_only_lecture_fills_the_main_video_for_learners_waiting_b
         await status_is(page, "等待讲师开播")
         await expect(page.locator("#no-picture")).to_have_text("直播开始后，画面将在这里播放")
         await expect(page.locator("video:visible")).to_have_count(0)
-        await snap(page, "watch-waiting")
+        await shot(page, "watch-waiting")
 
     await go_live(studio)
     for page in learners.values():
@@ -162,7 +168,7 @@ async def test_a_camera_only_lecture_fills_the_main_video_for_learners_waiting_b
         await expect(page.locator("#screen-video")).to_be_hidden()
         await expect(page.locator("#no-picture")).to_be_hidden()
         await sound_button_only_if_blocked(page)
-        await snap(page, "watch-camera-only")
+        await shot(page, "watch-camera-only")
 
 
 async def test_a_screen_only_lecture_shows_the_screen_large(
@@ -180,7 +186,7 @@ async def test_a_screen_only_lecture_shows_the_screen_large(
             await status_is(page, "直播中")
             await main_is(page, "screen", pip=None)
             await expect(page.locator("#camera-video")).to_be_hidden()
-            await snap(page, "watch-screen-only")
+            await shot(page, "watch-screen-only")
     finally:
         await robot.close()
 
@@ -212,19 +218,19 @@ async def test_a_share_started_and_stopped_mid_lecture_moves_the_main_video_with
     await studio.get_by_role("button", name="共享屏幕").click()
     await expect(studio.get_by_role("button", name="停止共享")).to_be_visible(timeout=20_000)
     await main_is(desktop, "screen", pip="camera")
-    await snap(desktop, "watch-camera-and-screen")
+    await shot(desktop, "watch-camera-and-screen")
     # A learner who joins now, after go-live and after the share started, gets the same layout.
     late = await open_watch(people["phone"], lectern_server, LEARNERS[1])
     await status_is(late, "直播中")
     await main_is(late, "screen", pip="camera")
-    await snap(late, "watch-camera-and-screen")
+    await shot(late, "watch-camera-and-screen")
     await late.evaluate(WATCH_FOR_BLACK)
 
     await studio.get_by_role("button", name="停止共享").click()
     for page in (desktop, late):
         await main_is(page, "camera", pip=None)  # large again, and moving: not the last screen frame
         await expect(page.locator("#screen-video")).to_be_hidden()
-        await snap(page, "watch-share-stopped")
+        await shot(page, "watch-share-stopped")
 
     await studio.get_by_role("button", name="共享屏幕").click()
     for page in (desktop, late):
@@ -268,8 +274,8 @@ async def test_a_learner_promoted_and_demoted_on_a_phone_sees_their_preview_once
     assert questions_box is not None
     assert preview_box["y"] + preview_box["height"] <= questions_box["y"], (preview_box, questions_box)
     await expect(speaker.get_by_role("button", name="举手发言")).to_be_hidden()
-    await snap(speaker, "watch-on-stage")
-    await snap(other, "watch-speaker-tile")
+    await shot(speaker, "watch-on-stage")
+    await shot(other, "watch-speaker-tile")
 
     await studio.locator("#speakers li", has_text="吴磊").get_by_role("button", name="请下台").click()
     await expect(speaker.locator("#message")).to_contain_text("讲师已请您下台")
@@ -279,8 +285,8 @@ async def test_a_learner_promoted_and_demoted_on_a_phone_sees_their_preview_once
     await expect(speaker.locator("#stage-videos video:visible")).to_have_count(0)
     await expect(speaker.get_by_role("button", name="举手发言")).to_be_visible()
     await main_is(other, "camera", pip=None)
-    await snap(speaker, "watch-after-demotion")
-    await snap(other, "watch-after-demotion")
+    await shot(speaker, "watch-after-demotion")
+    await shot(other, "watch-after-demotion")
 
 
 async def test_the_experts_browser_closing_tells_learners_it_is_waiting_then_that_the_lecture_ended(
@@ -298,11 +304,11 @@ async def test_the_experts_browser_closing_tells_learners_it_is_waiting_then_tha
         await status_is(page, "讲师连接中断，正在等待重新连接…", timeout_s=20)
         await expect(page.locator("video:visible")).to_have_count(0)  # no black or frozen picture
         await expect(page.locator("#no-picture")).to_contain_text("画面已暂停")
-        await snap(page, "watch-expert-lost")
+        await shot(page, "watch-expert-lost")
     for page in learners:
         await status_is(page, "直播已结束", timeout_s=GRACE_S + 15)
         await expect(page.locator("video:visible")).to_have_count(0)
-        await snap(page, "watch-ended-after-loss")
+        await shot(page, "watch-ended-after-loss")
 
 
 async def test_an_ended_session_says_so_offers_the_replay_and_nothing_to_type_into(
@@ -324,12 +330,12 @@ async def test_an_ended_session_says_so_offers_the_replay_and_nothing_to_type_in
         await expect(desktop.locator(f"{form} button")).to_be_disabled()
     await expect(desktop.get_by_role("button", name="举手发言")).to_be_hidden()
     await expect(desktop.locator("#chat")).to_contain_text("谢谢老师")  # what was said stays readable
-    await snap(desktop, "watch-ended")
+    await shot(desktop, "watch-ended")
     replay = desktop.get_by_role("link", name="观看回放")
     await expect(replay).to_be_visible(timeout=40_000)
     await expect(replay).to_have_attribute("href", re.compile(r"^/replays/[A-Za-z0-9_-]+$"))
     href = await replay.get_attribute("href")
-    await snap(desktop, "watch-ended-replay")
+    await shot(desktop, "watch-ended-replay")
 
     # Opened afterwards (on a phone), the page says the same at once, and nothing waits for a lecture.
     phone = await open_watch(people["phone"], lectern_server, LEARNERS[1])
@@ -339,7 +345,7 @@ async def test_an_ended_session_says_so_offers_the_replay_and_nothing_to_type_in
     )
     await expect(phone.locator("video:visible")).to_have_count(0)
     await expect(phone.locator("#chat-form input:enabled:visible")).to_have_count(0)
-    await snap(phone, "watch-ended-replay")
+    await shot(phone, "watch-ended-replay")
     await phone.get_by_role("link", name="观看回放").click()
     await phone.wait_for_url(f"{lectern_server.url}{href}")
 
@@ -372,8 +378,8 @@ async def test_an_answered_question_reads_as_answered_and_its_undo_button_fits_o
     box = await undo.bounding_box()
     assert box is not None
     assert box["x"] + box["width"] <= 390, "the undo button leaves the phone's screen"
-    await snap(studio, "studio-answered-question")
-    await snap(learner, "watch-answered-question")
+    await shot(studio, "studio-answered-question")
+    await shot(learner, "watch-answered-question")
     await undo.click()
     await expect(learner.locator("#questions li.answered")).to_have_count(0)
 
@@ -394,5 +400,5 @@ async def test_a_session_one_may_not_watch_says_why_and_nothing_else(
         await status_is(page, text)
         await expect(page.locator("video:visible")).to_have_count(0)
         await expect(page.locator("#room")).to_be_hidden()
-        await snap(page, name)
+        await shot(page, name)
         await page.close()
