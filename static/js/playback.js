@@ -112,12 +112,22 @@ export class AngleTimeline {
   }
 
   /**
+   * Where the angle's picture begins, for choosing angles: an angle whose first frame came within the
+   * lecture's first second (the camera at 0.05 s, after the microphone) counts as there from 0, so that
+   * no page ever says "讲师画面从 00:00 开始".
+   * @param {AngleSpan} angle
+   */
+  startOf(angle) {
+    return angle.start_s < 1 ? 0 : angle.start_s;
+  }
+
+  /**
    * Whether the angle has a picture at lecture time `t`. The last quarter second of an angle counts as
    * past it, so that the switch to the next angle happens before its media runs out.
    * @param {AngleSpan} angle @param {number} t
    */
   covers(angle, t) {
-    return !this.broken.has(angle.name) && t >= angle.start_s && t < angle.start_s + angle.duration_s - 0.25;
+    return !this.broken.has(angle.name) && t >= this.startOf(angle) && t < angle.start_s + angle.duration_s - 0.25;
   }
 
   /**
@@ -138,7 +148,7 @@ export class AngleTimeline {
    * @returns {AngleSpan | null}
    */
   nextStart(t) {
-    const later = this.angles.filter((a) => !this.broken.has(a.name) && a.start_s > t).sort((a, b) => a.start_s - b.start_s);
+    const later = this.angles.filter((a) => !this.broken.has(a.name) && this.startOf(a) > t).sort((a, b) => a.start_s - b.start_s);
     return later[0] || null;
   }
 
@@ -153,7 +163,7 @@ export class AngleTimeline {
     const shown = this.pick(preferred, t);
     const instead = shown ? `现在显示${label(shown.name)}。` : "";
     if (this.broken.has(chosen.name)) return `${label(chosen.name)}无法加载，${instead}`;
-    if (t < chosen.start_s) return `${label(chosen.name)}从 ${clock(chosen.start_s)} 开始，届时自动切换；${instead}`;
+    if (t < this.startOf(chosen)) return `${label(chosen.name)}从 ${clock(chosen.start_s)} 开始，届时自动切换；${instead}`;
     return `${label(chosen.name)}在 ${clock(chosen.start_s + chosen.duration_s)} 结束，${instead}`;
   }
 }

@@ -95,7 +95,7 @@ function showNote(t) {
     note.dataset.text = text;
     const chosen = timeline.byName(preferred);
     const jump =
-      chosen && t < chosen.start_s && !timeline.broken.has(chosen.name)
+      chosen && t < timeline.startOf(chosen) && !timeline.broken.has(chosen.name)
         ? [h("button", { type: "button", "data-jump": String(chosen.start_s) }, [`跳到 ${mark(chosen.start_s)}`])]
         : [];
     for (const b of jump) b.addEventListener("click", () => seek(Number(b.dataset.jump), true));
