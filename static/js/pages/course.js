@@ -96,9 +96,12 @@ async function load() {
     // Its experts teach the course, and only learners enroll: neither is offered 报名学习.
     const teaching = sessions.some(teaches);
     const mayEnroll = !me || hasRole(me, "learner");
-    showEnrolled(enrolled === false && (teaching || !mayEnroll) ? null : enrolled);
+    // A recorded course with no replay yet has nothing to watch: the server refuses enrolling in it.
+    const empty = course.delivery === "recorded" && replays.length === 0;
+    showEnrolled(enrolled === false && (teaching || !mayEnroll || empty) ? null : enrolled);
     if (teaching) say("您是本课程的主讲专家：从课次的“进入讲师直播间”开始授课。");
     else if (enrolled === null) say("该课程未发布，不接受报名。");
+    else if (empty && !enrolled) say("该录播课程暂无可观看的内容，暂不能报名。");
     else if (!mayEnroll && !enrolled) say("只有学员账号可以报名课程。");
     else say("");
   } catch (err) {
