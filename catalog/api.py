@@ -9,7 +9,20 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import accounts, courses, enrollments, experts, forms, media, orgs, replays, schemas, search
+from catalog import (
+    accounts,
+    attendance,
+    courses,
+    enrollments,
+    experts,
+    forms,
+    media,
+    orgs,
+    replays,
+    schemas,
+    search,
+    teaching,
+)
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
@@ -89,6 +102,11 @@ async def my_learning(request: web.Request) -> web.Response:
     return json_ok(await enrollments.my_learning(database(request), caller, f.page(request.query), now()))
 
 
+async def my_teaching(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await teaching.my_teaching(database(request), caller, now()))
+
+
 # --- organizations --------------------------------------------------------------------------------------
 
 
@@ -139,7 +157,7 @@ async def create_course(request: web.Request) -> web.Response:
 
 async def get_course(request: web.Request) -> web.Response:
     caller = await optional_person(request)
-    return json_ok(await courses.get(database(request), caller, _id(request, "course_id")))
+    return json_ok(await courses.get(database(request), caller, _id(request, "course_id"), now()))
 
 
 async def update_course(request: web.Request) -> web.Response:
@@ -161,22 +179,23 @@ def _transition(action: str) -> Handler:
 
 async def add_session(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    draft = forms.session_draft(await read_json(request))
+    draft = forms.session_draft(await read_json(request), now())
     return json_ok(
-        await courses.add_session(database(request), caller, _id(request, "course_id"), draft), status=201
+        await courses.add_session(database(request), caller, _id(request, "course_id"), draft, now()),
+        status=201,
     )
 
 
 async def get_session(request: web.Request) -> web.Response:
     caller = await optional_person(request)
-    return json_ok(await courses.get_session(database(request), caller, _id(request, "session_id")))
+    return json_ok(await courses.get_session(database(request), caller, _id(request, "session_id"), now()))
 
 
 async def update_session(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    changes = forms.session_changes(await read_json(request))
+    changes = forms.session_changes(await read_json(request), now())
     return json_ok(
-        await courses.update_session(database(request), caller, _id(request, "session_id"), changes)
+        await courses.update_session(database(request), caller, _id(request, "session_id"), changes, now())
     )
 
 
@@ -184,7 +203,7 @@ async def set_experts(request: web.Request) -> web.Response:
     caller = await current_person(request)
     person_ids = forms.expert_ids(await read_json(request))
     return json_ok(
-        await courses.set_experts(database(request), caller, _id(request, "session_id"), person_ids)
+        await courses.set_experts(database(request), caller, _id(request, "session_id"), person_ids, now())
     )
 
 
@@ -197,6 +216,11 @@ async def media_token(request: web.Request) -> web.Response:
         ),
         status=201,
     )
+
+
+async def session_access(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await media.access(database(request), caller, _id(request, "session_id"), now()))
 
 
 # --- enrollments ----------------------------------------------------------------------------------------
@@ -231,6 +255,19 @@ async def course_enrollments(request: web.Request) -> web.Response:
             database(request), caller, _id(request, "course_id"), f.page(request.query)
         )
     )
+
+
+# --- attendance -----------------------------------------------------------------------------------------
+
+
+async def course_attendance(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await attendance.of_course(database(request), caller, _id(request, "course_id"), now()))
+
+
+async def session_attendance(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await attendance.of_session(database(request), caller, _id(request, "session_id"), now()))
 
 
 # --- replays --------------------------------------------------------------------------------------------
@@ -324,10 +361,18 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/me/learning",
         my_learning,
-        "The caller's enrolled courses (paged, newest first) and their next sessions",
+        "The caller's enrolled courses (paged, newest first); their sessions to come and past; replays",
         "logged in",
         "enrollments",
         query=("page", "page_size"),
+    ),
+    Route(
+        "GET",
+        "/api/me/teaching",
+        my_teaching,
+        "The sessions the caller teaches: live now or to come, and past (with their replays)",
+        "logged in (who teaches nothing gets empty lists)",
+        "sessions",
     ),
     Route(
         "GET",
@@ -490,7 +535,15 @@ ROUTES: tuple[Route, ...] = (
         "whip: the session's experts; whep and room: experts, the provider's staff, enrolled learners",
         "sessions",
         body=schemas.MEDIA_TOKEN,
-        responses={201: "Issued"},
+        responses={201: "Issued", 409: "whip on a session that has ended (code session_ended)"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/access",
+        session_access,
+        "What the caller may do in the session's live room (publish, watch), asked before a camera is on",
+        "logged in",
+        "sessions",
     ),
     Route(
         "POST",
@@ -528,6 +581,22 @@ ROUTES: tuple[Route, ...] = (
         "provider_admin of the course's provider, bureau, admin",
         "enrollments",
         query=("page", "page_size"),
+    ),
+    Route(
+        "GET",
+        f"/api/courses/{COURSE}/attendance",
+        course_attendance,
+        "Per session: learners who attended live, of them watching now, learners who watched the replay",
+        "provider_admin of the course's provider, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance",
+        session_attendance,
+        "One session's attendance by learner: time present live (union of connections), replay position",
+        "provider_admin of the course's provider, admin",
+        "attendance",
     ),
     Route(
         "GET",

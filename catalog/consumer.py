@@ -1,11 +1,13 @@
-"""The catalog's event consumer: reads `sessions` and `recordings` through the consumer group "catalog" and
-turns events into rows (actual start/end of sessions, replays), acknowledging each after its commit.
+"""The catalog's event consumer: reads `sessions`, `recordings` and `attendance` through the consumer group
+"catalog" and turns events into rows (actual start/end of sessions, replays, learners' live intervals),
+acknowledging each after its commit.
 
 Delivery is at least once, so every handler is idempotent (first start wins, latest end wins, a recording
-is registered once by its id). What is never retried (acknowledged and logged at ERROR; no dead-letter
-topic, the bus keeps the event until retention trims it):
+is registered once by its id, a live interval once per session, peer and join time). What is never
+retried (acknowledged and logged at ERROR; no dead-letter topic, the bus keeps the event until retention
+trims it):
 - a malformed event (unknown type on our topics, a missing or mistyped field);
-- an event naming a session the catalog does not have;
+- an event naming a session (or a person) the catalog does not have;
 - an event whose handler failed `max_attempts` times (counted by the bus across claims).
 Any other handler failure (the database down, say) leaves the event pending; `claim_stale` hands it to
 this or another process's consumer after `claim_min_idle_s`.
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from catalog import courses, replays
+from catalog import attendance, courses, replays
 from catalog.db import Database
 from catalog.keys import DATABASE
 from infra import events
@@ -40,7 +42,7 @@ from infra.errors import Invalid, NotFound
 log = logging.getLogger(__name__)
 
 GROUP = "catalog"
-TOPICS = (events.SESSIONS, events.RECORDINGS)
+TOPICS = (events.SESSIONS, events.RECORDINGS, events.ATTENDANCE)
 
 Handler = Callable[[Database, events.Event], Awaitable[bool]]
 
@@ -60,11 +62,23 @@ async def _recording_finalized(db: Database, event: events.Event) -> bool:
     return await replays.register(db, event, datetime.now(UTC))
 
 
+async def _viewer_joined(db: Database, event: events.Event) -> bool:
+    assert isinstance(event, events.ViewerJoined)
+    return await attendance.record_joined(db, event)
+
+
+async def _viewer_left(db: Database, event: events.Event) -> bool:
+    assert isinstance(event, events.ViewerLeft)
+    return await attendance.record_left(db, event)
+
+
 # Event types on our topics that the catalog has nothing to do with are acknowledged without a handler.
 HANDLERS: dict[type[events.Event], Handler] = {
     events.SessionStarted: _session_started,
     events.SessionEnded: _session_ended,
     events.RecordingFinalized: _recording_finalized,
+    events.ViewerJoined: _viewer_joined,
+    events.ViewerLeft: _viewer_left,
 }
 
 

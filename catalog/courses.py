@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import forms, queries, replays
+from catalog import forms, publishing, queries, replays
 from catalog.db import Database
 from catalog.domain import (
     PROVIDER_TYPES,
@@ -23,6 +23,7 @@ from catalog.domain import (
     SessionKind,
     next_course_status,
 )
+from catalog.lifecycle import replays_by_session, session_status
 from catalog.models import Course, Organization, Session, SessionExpert
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
@@ -138,8 +139,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def session_fields_view(session: SessionFields) -> dict[str, Any]:
-    """The session without its experts (those are on the course page)."""
+def session_fields_view(
+    session: SessionFields, now: datetime, replay: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The session without its experts (those are on the course page); `status` at `now` and its
+    `replay` (`{"id", "duration_s"}` or None), see catalog.lifecycle."""
     return {
         "id": session.id,
         "course_id": session.course_id,
@@ -151,12 +155,23 @@ def session_fields_view(session: SessionFields) -> dict[str, Any]:
         "actual_end": _iso(session.actual_end),
         "external_platform": session.external_platform,
         "external_ids": dict(session.external_ids),
+        "status": session_status(
+            session.kind,
+            session.scheduled_start,
+            session.scheduled_end,
+            session.actual_start,
+            session.actual_end,
+            now,
+        ).value,
+        "replay": replay,
     }
 
 
-def session_view(session: Session, expert_names: dict[int, str]) -> dict[str, Any]:
+def session_view(
+    session: Session, expert_names: dict[int, str], now: datetime, replay: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The session with its experts (loaded with it)."""
-    view = session_fields_view(session)
+    view = session_fields_view(session, now, replay)
     view["experts"] = [
         {"id": e.person_id, "name": expert_names.get(e.person_id, "")} for e in session.experts
     ]
@@ -167,7 +182,11 @@ async def _provider_name(s: AsyncSession, org_id: int) -> str | None:
     return await s.scalar(select(Organization.name).where(Organization.id == org_id))
 
 
-async def get(db: Database, caller: Caller | None, course_id: int) -> dict[str, Any]:
+async def _replay_of(s: AsyncSession, session_id: int) -> dict[str, Any] | None:
+    return replays_by_session(await queries.finalized_recordings(s, [session_id])).get(session_id)
+
+
+async def get(db: Database, caller: Caller | None, course_id: int, now: datetime) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         course = await queries.course_with_sessions(s, course_id)
         if course is None or not _visible(course, caller):
@@ -180,7 +199,8 @@ async def get(db: Database, caller: Caller | None, course_id: int) -> dict[str, 
         )
     view = course_view(course, provider_name=provider_name)
     view["enrolled"] = enrolled  # whether the caller is enrolled (false for anonymous callers)
-    view["sessions"] = [session_view(ss, names) for ss in course.sessions]
+    by_session = replays_by_session(recordings)
+    view["sessions"] = [session_view(ss, names, now, by_session.get(ss.id)) for ss in course.sessions]
     titles = {ss.id: ss.title for ss in course.sessions}
     view["replays"] = [replays.replay_summary(r, titles.get(r.session_id, "")) for r in recordings]
     return view
@@ -236,6 +256,8 @@ async def update(
             enrolled = await queries.active_count(s, course.id)
             if changes["capacity"] < enrolled:
                 raise Conflict(f"capacity below the {enrolled} learners already enrolled", field="capacity")
+        if "delivery" in changes:
+            await publishing.check_delivery_change(s, course, changes["delivery"])
         for name, value in changes.items():
             setattr(course, name, value.value if hasattr(value, "value") else value)
         course.updated_at = now
@@ -252,7 +274,10 @@ async def transition(
         if not _visible(course, caller):
             raise NotFound(f"course {course_id} not found", field="course_id")
         _require_manager(course, caller)
-        course.status = next_course_status(CourseStatus(course.status), action).value
+        status = next_course_status(CourseStatus(course.status), action)
+        if action == "publish":
+            await publishing.check_publishable(s, course)
+        course.status = status.value
         course.updated_at = now
         provider_name = await _provider_name(s, course.provider_org_id)
     log.info("course %s course=%s person=%s", action, course.id, caller.person_id)
@@ -260,10 +285,12 @@ async def transition(
 
 
 async def add_session(
-    db: Database, caller: Caller, course_id: int, draft: forms.SessionDraft
+    db: Database, caller: Caller, course_id: int, draft: forms.SessionDraft, now: datetime
 ) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         course = await _changeable_course(s, caller, course_id, "an archived course takes no new sessions")
+        await _check_experts(s, draft.expert_ids, "expert_ids")
+        publishing.check_session_experts(course, draft.kind, len(draft.expert_ids), "expert_ids")
         session = Session(
             course_id=course.id,
             title=draft.title,
@@ -275,8 +302,11 @@ async def add_session(
         )
         s.add(session)
         await s.flush()
+        s.add_all(SessionExpert(session_id=session.id, person_id=pid) for pid in draft.expert_ids)
+        await s.flush()
         session = await queries.session_or_404(s, session.id)
-    return session_view(session, {})
+        names = await queries.names_of(s, draft.expert_ids)
+    return session_view(session, names, now)
 
 
 async def _managed_session(s: AsyncSession, caller: Caller, session_id: int) -> Session:
@@ -289,17 +319,18 @@ async def _managed_session(s: AsyncSession, caller: Caller, session_id: int) -> 
     return session
 
 
-async def get_session(db: Database, caller: Caller | None, session_id: int) -> dict[str, Any]:
+async def get_session(db: Database, caller: Caller | None, session_id: int, now: datetime) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         session = await queries.session_or_404(s, session_id)
         if not _visible(session.course, caller):
             raise NotFound(f"session {session_id} not found", field="session_id")
         names = await queries.names_of(s, [e.person_id for e in session.experts])
-    return session_view(session, names)
+        replay = await _replay_of(s, session.id)
+    return session_view(session, names, now, replay)
 
 
 async def update_session(
-    db: Database, caller: Caller, session_id: int, changes: dict[str, Any]
+    db: Database, caller: Caller, session_id: int, changes: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         session = await _managed_session(s, caller, session_id)
@@ -309,29 +340,39 @@ async def update_session(
         if session.actual_start and session.actual_end:
             forms.check_schedule(session.actual_start, session.actual_end, "actual_end")
         forms.check_platform(SessionKind(session.kind), ExternalPlatform(session.external_platform))
+        if "kind" in changes:
+            publishing.check_session_experts(session.course, session.kind, len(session.experts), "kind")
         names = await queries.names_of(s, [e.person_id for e in session.experts])
-    return session_view(session, names)
+        replay = await _replay_of(s, session.id)
+    return session_view(session, names, now, replay)
 
 
-async def set_experts(db: Database, caller: Caller, session_id: int, person_ids: list[int]) -> dict[str, Any]:
+async def _check_experts(s: AsyncSession, person_ids: list[int], field: str) -> None:
+    """Invalid unless each person holds the expert role."""
+    experts = await queries.holders_of_role(s, Role.EXPERT, person_ids) if person_ids else set()
+    missing = [pid for pid in person_ids if pid not in experts]
+    if missing:
+        raise Invalid(
+            f"not experts: {', '.join(map(str, missing))}", field=field, details={"person_ids": missing}
+        )
+
+
+async def set_experts(
+    db: Database, caller: Caller, session_id: int, person_ids: list[int], now: datetime
+) -> dict[str, Any]:
     """Replace the session's experts; each must hold the expert role."""
     async with db.sessions.begin() as s:
         session = await _managed_session(s, caller, session_id)
-        experts = await queries.holders_of_role(s, Role.EXPERT, person_ids)
-        missing = [pid for pid in person_ids if pid not in experts]
-        if missing:
-            raise Invalid(
-                f"not experts: {', '.join(map(str, missing))}",
-                field="person_ids",
-                details={"person_ids": missing},
-            )
+        await _check_experts(s, person_ids, "person_ids")
+        publishing.check_session_experts(session.course, session.kind, len(person_ids), "person_ids")
         await s.execute(delete(SessionExpert).where(SessionExpert.session_id == session.id))
         s.add_all(SessionExpert(session_id=session.id, person_id=pid) for pid in person_ids)
         await s.flush()
         s.expire(session, ["experts"])
         session = await queries.session_or_404(s, session_id)
         names = await queries.names_of(s, person_ids)
-    return session_view(session, names)
+        replay = await _replay_of(s, session.id)
+    return session_view(session, names, now, replay)
 
 
 async def record_actual_start(db: Database, session_id: int, at: datetime) -> bool:

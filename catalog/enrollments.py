@@ -1,4 +1,5 @@
-"""Enrollments: learners enrolling themselves, employers enrolling their staff, capacity, withdrawal."""
+"""Enrollments: learners enrolling themselves, employers enrolling their staff, capacity, withdrawal; and
+the learner's home (/api/me/learning): their courses, sessions and replays."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, String, bindparam, func, literal, select, union_all
+from sqlalchemy import Integer, Row, String, and_, bindparam, func, literal, select, union_all
 
-from catalog import queries
+from catalog import publishing, queries
+from catalog.agenda import ENDED_AT, NOT_OVER, OVER, SESSION_COLUMNS, replays_of, titled_view
 from catalog.courses import COURSE_COLUMNS, course_view, session_fields_view
 from catalog.db import Database
-from catalog.domain import Caller, CourseStatus, EnrollmentSource, EnrollmentStatus, Role, mask_phone
+from catalog.domain import (
+    Caller,
+    CourseStatus,
+    EnrollmentSource,
+    EnrollmentStatus,
+    RecordingState,
+    Role,
+    mask_phone,
+)
 from catalog.fields import Page
-from catalog.models import Course, Enrollment, Organization, Person, Session, UTCDateTime
+from catalog.models import Course, Enrollment, Organization, Person, Recording, ReplayProgress, Session
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -72,6 +82,7 @@ async def enroll(db: Database, caller: Caller, course_id: int, now: datetime) ->
         if existing is not None:
             return enrollment_view(existing), False
         _check_open(course, 1, await queries.active_count(s, course.id))
+        await publishing.check_open_for_enrollment(s, course)
         enrollment = Enrollment(
             person_id=caller.person_id,
             course_id=course.id,
@@ -135,6 +146,7 @@ async def enroll_staff(
         new_ids = [pid for pid in person_ids if pid not in already]
         if new_ids:
             _check_open(course, len(new_ids), await queries.active_count(s, course.id))
+            await publishing.check_open_for_enrollment(s, course)
         created = [
             Enrollment(
                 person_id=pid,
@@ -156,7 +168,9 @@ async def enroll_staff(
     }
 
 
-UPCOMING_LIMIT = 20
+UPCOMING_LIMIT = 20  # sessions not over yet, across every enrolled course
+PAST_LIMIT = 20  # sessions over, the most recent
+REPLAYS_LIMIT = 20  # replays, the last watched first, then the newest
 
 
 @dataclass(frozen=True)
@@ -181,18 +195,6 @@ _ENROLLMENT_COLUMNS = (
     Enrollment.enrolled_at,
     Enrollment.withdrawn_at,
 )
-_SESSION_COLUMNS = (
-    Session.id,
-    Session.course_id,
-    Session.title,
-    Session.kind,
-    Session.scheduled_start,
-    Session.scheduled_end,
-    Session.actual_start,
-    Session.actual_end,
-    Session.external_platform,
-    Session.external_ids,
-)
 _ACTIVE = (
     Enrollment.person_id == bindparam("person_id"),
     Enrollment.status == EnrollmentStatus.ENROLLED.value,
@@ -214,35 +216,77 @@ _LEARNING_PAGE = (
     .join(Organization, Organization.id == Course.provider_org_id)
     .order_by(_ENROLLMENT_PAGE.c.enrolled_at.desc(), _ENROLLMENT_PAGE.c.enrollment_id.desc())
 )
-_NOW = bindparam("now", type_=UTCDateTime())
-# The next UPCOMING_LIMIT sessions of all the caller's courses; their course titles joined after.
+# The next UPCOMING_LIMIT sessions (live or to come) of all the caller's courses; titles joined after.
 _NEXT_SESSIONS = (
-    select(*_SESSION_COLUMNS)
+    select(*SESSION_COLUMNS)
     .join(Enrollment, Enrollment.course_id == Session.course_id)
-    .where(*_ACTIVE, Session.scheduled_end > _NOW)
+    .where(*_ACTIVE, NOT_OVER)
     .order_by(Session.scheduled_start, Session.id)
     .limit(UPCOMING_LIMIT)
     .subquery("n")
 )
-# One statement for both lists of sessions: part 0, the upcoming sessions of the page's courses; part 1,
-# the next sessions of all, with their course titles.
+# The PAST_LIMIT sessions of all the caller's courses that are over, the latest first.
+_PAST_SESSIONS = (
+    select(*SESSION_COLUMNS)
+    .join(Enrollment, Enrollment.course_id == Session.course_id)
+    .where(*_ACTIVE, OVER)
+    .order_by(ENDED_AT.desc(), Session.id.desc())
+    .limit(PAST_LIMIT)
+    .subquery("p")
+)
+# One statement for the lists of sessions: part 0, the sessions not over of the page's courses; part 1,
+# the next sessions of all, part 2 the past ones, with their course titles.
 _PAGE_SESSIONS = select(
     literal(0, Integer).label("part"),
-    *_SESSION_COLUMNS,
+    *SESSION_COLUMNS,
     literal(None, String).label("course_title"),
-).where(Session.course_id.in_(bindparam("course_ids", expanding=True)), Session.scheduled_end > _NOW)
-_TITLED_NEXT_SESSIONS = select(
-    literal(1, Integer).label("part"), _NEXT_SESSIONS, Course.title.label("course_title")
-).join(Course, Course.id == _NEXT_SESSIONS.c.course_id)
-_LEARNING_SESSIONS = union_all(_PAGE_SESSIONS, _TITLED_NEXT_SESSIONS).subquery()
+).where(Session.course_id.in_(bindparam("course_ids", expanding=True)), NOT_OVER)
+_TITLED = [
+    select(literal(part, Integer).label("part"), sub, Course.title.label("course_title")).join(
+        Course, Course.id == sub.c.course_id
+    )
+    for part, sub in ((1, _NEXT_SESSIONS), (2, _PAST_SESSIONS))
+]
+_LEARNING_SESSIONS = union_all(_PAGE_SESSIONS, *_TITLED).subquery()
 _LEARNING_SESSIONS_ORDERED = select(_LEARNING_SESSIONS).order_by(
     _LEARNING_SESSIONS.c.part, _LEARNING_SESSIONS.c.scheduled_start, _LEARNING_SESSIONS.c.id
+)
+# The replays of the caller's courses with where the caller is in each: the last watched first, then
+# the newest.
+_MY_REPLAYS = (
+    select(
+        Recording.id,
+        Recording.session_id,
+        Recording.duration_s,
+        Recording.finalized_at,
+        Session.title.label("session_title"),
+        Session.course_id,
+        Course.title.label("course_title"),
+        ReplayProgress.position_s,
+        ReplayProgress.updated_at.label("progress_at"),
+    )
+    .join(Session, Session.id == Recording.session_id)
+    .join(Enrollment, Enrollment.course_id == Session.course_id)
+    .join(Course, Course.id == Session.course_id)
+    .outerjoin(
+        ReplayProgress,
+        and_(ReplayProgress.recording_id == Recording.id, ReplayProgress.person_id == bindparam("person_id")),
+    )
+    .where(*_ACTIVE, Recording.state == RecordingState.FINALIZED.value)
+    .order_by(
+        ReplayProgress.updated_at.is_(None),
+        ReplayProgress.updated_at.desc(),
+        Recording.finalized_at.desc(),
+        Recording.id,
+    )
+    .limit(REPLAYS_LIMIT)
 )
 
 
 async def my_learning(db: Database, caller: Caller, page: Page, now: datetime) -> dict[str, Any]:
-    """One page of the caller's active enrollments, each with its course and upcoming sessions, plus
-    the next sessions across all of them (for the "upcoming" list, whatever the page)."""
+    """One page of the caller's active enrollments, each with its course and sessions not over yet; and
+    across all of them (whatever the page): `upcoming`, the next sessions (live or to come, soonest
+    first), `past`, the latest sessions that are over, and `replays` with the caller's progress."""
     params = {"person_id": caller.person_id, "now": now}
     async with db.reading() as conn:
         rows = (
@@ -254,13 +298,17 @@ async def my_learning(db: Database, caller: Caller, page: Page, now: datetime) -
                 _LEARNING_SESSIONS_ORDERED, {**params, "course_ids": [r.course_id for r in rows]}
             )
         ).all()
+        replays = await replays_of(conn, [ss.id for ss in sessions])
+        watched = (await conn.execute(_MY_REPLAYS, params)).all()
     by_course: dict[int, list[dict[str, Any]]] = {}
-    upcoming = []
+    upcoming: list[Row[Any]] = []
+    past: list[Row[Any]] = []
     for ss in sessions:
         if ss.part == 0:
-            by_course.setdefault(ss.course_id, []).append(session_fields_view(ss))
+            by_course.setdefault(ss.course_id, []).append(session_fields_view(ss, now, replays.get(ss.id)))
         else:
-            upcoming.append({**session_fields_view(ss), "course_title": ss.course_title})
+            (upcoming if ss.part == 1 else past).append(ss)
+    past.sort(key=lambda ss: (ss.actual_end or ss.scheduled_end, ss.id), reverse=True)
     items = [
         {
             "enrollment": enrollment_view(
@@ -284,7 +332,25 @@ async def my_learning(db: Database, caller: Caller, page: Page, now: datetime) -
         "total": total,
         "page": page.page,
         "page_size": page.page_size,
-        "upcoming": upcoming,
+        "upcoming": [titled_view(ss, now, replays) for ss in upcoming],
+        "past": [titled_view(ss, now, replays) for ss in past],
+        "replays": [
+            {
+                "id": r.id,
+                "session_id": r.session_id,
+                "session_title": r.session_title,
+                "course_id": r.course_id,
+                "course_title": r.course_title,
+                "duration_s": r.duration_s,
+                "finalized_at": r.finalized_at.isoformat() if r.finalized_at else None,
+                "progress": (
+                    None
+                    if r.progress_at is None
+                    else {"position_s": r.position_s, "updated_at": r.progress_at.isoformat()}
+                ),
+            }
+            for r in watched
+        ],
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,10 @@ from infra.errors import Invalid
 PLAYBACK_RATE_MIN = 0.25
 PLAYBACK_RATE_MAX = 4.0
 COURSE_SORTS = ("title", "-created_at", "credit_hours", "next_session")
+# How far in the past a new start or end may lie: a provider who schedules "now" types the current minute,
+# which is already behind the server's clock by the time it arrives.
+PAST_GRACE = timedelta(minutes=5)
+EXPERTS_MAX = 20
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class SessionDraft:
     scheduled_end: datetime
     external_platform: ExternalPlatform
     external_ids: dict[str, str]
+    expert_ids: list[int]  # may be empty for a draft course; see catalog.courses.add_session
 
 
 @dataclass(frozen=True)
@@ -191,9 +196,11 @@ _SESSION_FIELDS = {
 }
 
 
-def session_draft(body: Mapping[str, Any]) -> SessionDraft:
-    f.reject_unknown(body, _SESSION_FIELDS - {"actual_start", "actual_end"})
-    changes = session_changes(body, creating=True)
+def session_draft(body: Mapping[str, Any], now: datetime) -> SessionDraft:
+    """A new session: its schedule must lie ahead of `now` (PAST_GRACE allowed) and end after its start;
+    `expert_ids` (optional) names its experts in the same request."""
+    f.reject_unknown(body, (_SESSION_FIELDS - {"actual_start", "actual_end"}) | {"expert_ids"})
+    changes = session_changes(body, now, creating=True)
     draft = SessionDraft(
         title=changes["title"],
         kind=changes["kind"],
@@ -201,13 +208,16 @@ def session_draft(body: Mapping[str, Any]) -> SessionDraft:
         scheduled_end=changes["scheduled_end"],
         external_platform=changes.get("external_platform", ExternalPlatform.NONE),
         external_ids=changes.get("external_ids", {}),
+        expert_ids=f.id_list(body, "expert_ids", max_items=EXPERTS_MAX) if "expert_ids" in body else [],
     )
-    check_schedule(draft.scheduled_start, draft.scheduled_end)
     check_platform(draft.kind, draft.external_platform)
     return draft
 
 
-def session_changes(body: Mapping[str, Any], *, creating: bool = False) -> dict[str, Any]:
+def session_changes(body: Mapping[str, Any], now: datetime, *, creating: bool = False) -> dict[str, Any]:
+    """The validated fields present in `body`. A scheduled start or end given here must not lie in the
+    past (before `now` - PAST_GRACE): rescheduling into the past is a typo, and what really happened is
+    recorded in actual_start/actual_end instead."""
     if not creating:
         f.reject_unknown(body, _SESSION_FIELDS)
         if not body:
@@ -220,6 +230,11 @@ def session_changes(body: Mapping[str, Any], *, creating: bool = False) -> dict[
     for name in ("scheduled_start", "scheduled_end"):
         if creating or name in body:
             out[name] = f.instant(body, name)
+    if "scheduled_start" in out and "scheduled_end" in out:
+        check_schedule(out["scheduled_start"], out["scheduled_end"])
+    for name in ("scheduled_start", "scheduled_end"):
+        if name in out:
+            check_not_past(out[name], now, name)
     for name in ("actual_start", "actual_end"):
         if name in body:
             out[name] = f.instant(body, name, nullable=True)
@@ -235,6 +250,11 @@ def check_schedule(start: datetime, end: datetime, field: str = "scheduled_end")
         raise Invalid(f"{field} must be after the start", field=field)
 
 
+def check_not_past(value: datetime, now: datetime, field: str) -> None:
+    if value < now - PAST_GRACE:
+        raise Invalid(f"{field} is in the past", field=field, details={"now": now.isoformat()})
+
+
 def check_platform(kind: SessionKind, platform: ExternalPlatform) -> None:
     if (kind == SessionKind.EXTERNAL) != (platform != ExternalPlatform.NONE):
         raise Invalid(
@@ -245,7 +265,7 @@ def check_platform(kind: SessionKind, platform: ExternalPlatform) -> None:
 
 def expert_ids(body: Mapping[str, Any]) -> list[int]:
     f.reject_unknown(body, {"person_ids"})
-    return f.id_list(body, "person_ids", max_items=20)
+    return f.id_list(body, "person_ids", max_items=EXPERTS_MAX)
 
 
 def employer_enrollment(body: Mapping[str, Any]) -> tuple[int, list[int]]:

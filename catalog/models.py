@@ -305,3 +305,25 @@ class PlaybackReport(Base):
     visible: Mapped[bool] = mapped_column(Boolean)
     angle: Mapped[str] = mapped_column(String(32))
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime())  # server time
+
+
+class LiveInterval(Base):
+    """One present interval of a learner's live viewer (`viewer.joined` … `viewer.left`, paired by peer).
+
+    Written idempotently by catalog.attendance: one row per (session, peer, joined_at). `joined_at` is null
+    while only the `viewer.left` of the interval has arrived (events of one peer may come out of order
+    after a retry); `left_at` is null while the viewer is present (or its `viewer.left` never came: the
+    session's actual end closes it when attendance is counted)."""
+
+    __tablename__ = "live_intervals"
+    __table_args__ = (
+        UniqueConstraint("session_id", "peer_id", "joined_at", name="uq_live_intervals_session_peer_joined"),
+        Index("ix_live_intervals_session_person", "session_id", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    peer_id: Mapped[str] = mapped_column(String(255))
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -44,6 +44,7 @@ class Settings:
     turn_secret: str = field(default="", metadata={"env": "LECTERN_TURN_SECRET", "secret": True})
     turn_credential_ttl_s: int = field(default=24 * 3600, metadata={"env": "LECTERN_TURN_CREDENTIAL_TTL_S"})
     room_seat_limit: int = field(default=50, metadata={"env": "LECTERN_ROOM_SEAT_LIMIT"})
+    publisher_grace_s: float = field(default=30.0, metadata={"env": "LECTERN_PUBLISHER_GRACE_S"})
     segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
 
     @property
@@ -138,6 +139,8 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError("LECTERN_DATABASE_POOL_SIZE must be positive")
     if settings.turn_credential_ttl_s <= 0:
         raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
+    if settings.publisher_grace_s < 0:
+        raise SettingsError("LECTERN_PUBLISHER_GRACE_S must not be negative")
     return settings
 
 

@@ -76,9 +76,15 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    # error_middleware sits inside metrics so that mapped errors are counted with their real status.
+    # error_middleware sits inside metrics so that mapped errors are counted with their real status;
+    # the Chinese error pages inside it, so that a page URL's 404 never reaches the JSON shape.
     app = web.Application(
-        middlewares=[request_id_middleware, metrics.metrics_middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics.metrics_middleware,
+            error_middleware,
+            pages.error_pages_middleware(),
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

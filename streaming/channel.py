@@ -1,6 +1,10 @@
 """The room channel, `GET /ws/sessions/{id}?token=…`: one WebSocket per participant carrying the JSON
 messages of docs/channel.md. A transport over `streaming.channel_state`: it authenticates, fans messages
-out through a bounded queue per socket, publishes events, runs presence-check deadline timers.
+out through a bounded queue per socket, publishes events, runs presence-check deadline timers, and passes
+on what the live room publishes (`announce_media`).
+
+The live-room code and the channel talk one way each: the channel asks through the optional hooks below
+(app keys the live code sets), the live code tells through `announce_media` and `announce_session_ended`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from streaming.channel_state import (
     parse_command,
     participant_from_claims,
 )
+from streaming.room_media import MediaState
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,10 @@ DemoteHook = Callable[[int, int], Awaitable[None]]
 # Optional: called with (session id, person id) when the expert demotes a speaker. The live-room code
 # sets it to end that person's stage publication; without it only their page stops (on "demoted").
 ON_DEMOTE: web.AppKey[DemoteHook] = web.AppKey("channel_on_demote")
+MediaHook = Callable[[int], MediaState]
+# Optional: what the session's live room publishes now, asked when a room's first connection arrives
+# (changes later come through announce_media). Without it a room starts as "waiting".
+MEDIA_STATE: web.AppKey[MediaHook] = web.AppKey("channel_media_state")
 
 CLOSE_TIMEOUT_S = 5.0  # how long a closing socket waits for the peer's close frame
 HEARTBEAT_S = 30.0  # pings find dead peers (and peers that stopped reading)
@@ -167,7 +176,9 @@ class Channels:
         conn = _Connection(ConnId(self._next_conn), who, ws, self.limits, self._clock())
         room = self._rooms.get(session_id)
         if room is None:
-            room = self._rooms[session_id] = _Room(RoomState(session_id, self.limits), {}, {})
+            media_of = self._app.get(MEDIA_STATE)
+            media = media_of(session_id) if media_of is not None else None
+            room = self._rooms[session_id] = _Room(RoomState(session_id, self.limits, media=media), {}, {})
         log.info("session=%s conn=%s person=%s role=%s joined", session_id, conn.id, who.person_id, who.role)
         room.conns[conn.id] = conn
         self._send(room, room.state.join(conn.id, who, self._clock()))
@@ -184,6 +195,13 @@ class Channels:
                 await self._on_text(room, conn, msg.data)
             elif msg.type is WSMsgType.BINARY:
                 conn.send(_dumps(ChannelError("invalid_message", "send JSON text frames").to_wire()))
+
+    def announce_media(self, media: MediaState) -> None:
+        """The live room's publications changed: tell its room, if anyone is in it (a room that opens later
+        asks the MEDIA_STATE hook)."""
+        room = self._rooms.get(media.session_id)
+        if room is not None:
+            self._send(room, room.state.set_media(media))
 
     async def announce_session_ended(self, session_id: int, reason: str) -> None:
         """Tell everyone in the room the session is over, close their sockets and wait (bounded) for it."""
@@ -344,6 +362,11 @@ async def room_channel(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     await channels.serve(session_id, who, ws)
     return ws
+
+
+def announce_media(app: web.Application, media: MediaState) -> None:
+    """Send {"type": "media", ...} to everyone in the session's room when what it publishes changed."""
+    app[CHANNELS].announce_media(media)
 
 
 async def announce_session_ended(app: web.Application, session_id: int, reason: str) -> None:

@@ -1,4 +1,5 @@
-"""The room channel's domain: who is in a room, chat, questions, hands, the stage and presence checks.
+"""The room channel's domain: who is in a room, chat, questions, hands, the stage, presence checks and what
+the live room is publishing (told by the rooms: `set_media`).
 
 Pure code (no aiohttp, no clock, no I/O): every operation takes `now` (epoch seconds) and returns the
 *effects* the transport must carry out — messages to an audience, events to publish, timers to start —
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Final, Literal, NewType
 
 from infra.errors import DomainError
 from infra.events import Event, PresenceCheckAnswered, PresenceCheckIssued
+from streaming.room_media import MediaState
 
 PersonId = NewType("PersonId", int)
 ConnId = NewType("ConnId", int)
@@ -439,7 +441,12 @@ class RoomState:
     """Everything the channel knows about one live session's room; lives while someone is connected."""
 
     def __init__(
-        self, session_id: int, limits: Limits, *, new_check_id: Callable[[], str] = _new_check_id
+        self,
+        session_id: int,
+        limits: Limits,
+        *,
+        media: MediaState | None = None,
+        new_check_id: Callable[[], str] = _new_check_id,
     ) -> None:
         self.session_id = session_id
         self.limits = limits
@@ -453,6 +460,7 @@ class RoomState:
         self._hands: dict[PersonId, float] = {}  # person → raised_at, in raise order
         self._stage: dict[PersonId, Participant] = {}  # in promotion order
         self._checks: dict[CheckId, PresenceCheck] = {}
+        self._media = media if media is not None else MediaState(session_id)
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -479,6 +487,10 @@ class RoomState:
 
     def stage(self) -> list[Message]:
         return [p.to_wire() for p in self._stage.values()]
+
+    @property
+    def media(self) -> MediaState:
+        return self._media
 
     def check(self, check_id: str) -> PresenceCheck | None:
         return self._checks.get(CheckId(check_id))
@@ -541,6 +553,17 @@ class RoomState:
         # A speaker stays on stage: their WHIP publication is a separate connection that may live on,
         # and a reloading page gets a fresh token on join. The expert demotes explicitly.
         return effects
+
+    # -- media -------------------------------------------------------------------------------------
+
+    def set_media(self, media: MediaState) -> list[Effect]:
+        """The live room's publications changed: everyone hears the new state (nothing if unchanged)."""
+        if media.session_id != self.session_id:
+            raise ValueError(f"media of session {media.session_id} told to the room of {self.session_id}")
+        if media == self._media:
+            return []
+        self._media = media
+        return [Send(Everyone(), self._media_message())]
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -730,6 +753,7 @@ class RoomState:
             "chat": list(self._chat),
             "questions": [q.to_wire() for q in self.questions()],
             "stage": self.stage(),
+            "media": self._media.fields(),
         }
         if who.role == "learner":
             message["hand_raised"] = who.person_id in self._hands
@@ -749,6 +773,9 @@ class RoomState:
 
     def _stage_message(self) -> Message:
         return {"type": "stage", "speakers": self.stage()}
+
+    def _media_message(self) -> Message:
+        return {"type": "media", **self._media.fields()}
 
 
 def _utc(at: float) -> datetime:

@@ -1,9 +1,15 @@
-"""Wires the live path into an app: the Rooms registry (in a cleanup context), WHIP/WHEP routes, and
-the link between rooms and the room channel (a room that ends is announced; an expert's "end" ends it;
-a demoted speaker's stage publication ends).
+"""Wires the live path into an app: the Rooms registry (in a cleanup context), WHIP/WHEP routes, and the
+link between rooms, recordings and the room channel.
 
-Call `setup(app)` after the bus's (and the outbox's) cleanup context and `channel.setup(app)`: rooms
-publish session events through the outbox and announce endings through the channel.
+One mechanism each way. What happens in the rooms reaches the rest through one `RoomHooks` object
+(`_LiveHooks` below): a room's first media starts its recording, a room's end finishes the recording and
+is announced in the channel, and every change in what a room publishes is sent to the channel as a
+"media" message. What the channel needs from the rooms goes through its app-key hooks, set here: an
+expert's "end" ends the room, a demotion ends the speaker's stage publication, and a room that opens
+asks what is being published.
+
+Call `setup(app)` after the bus's and the outbox's cleanup contexts, `channel.setup(app)` and
+`recording.setup(app)`: rooms publish their events through the outbox.
 """
 
 from __future__ import annotations
@@ -14,33 +20,71 @@ from aiohttp import web
 
 from infra.appkeys import SETTINGS, event_sink
 from streaming import channel, recording, signaling
+from streaming.room_media import MediaState
 from streaming.rooms import RoomConfig, Rooms
 
 ROOMS = signaling.ROOMS
 
 
-def setup(app: web.Application, *, grace_s: float = 30.0, keyframe_interval_s: float = 0.5) -> None:
-    """Add the WHIP/WHEP routes and a cleanup context that owns the rooms (ended on shutdown)."""
-    app.cleanup_ctx.append(_rooms_context(grace_s, keyframe_interval_s))
+def setup(
+    app: web.Application,
+    *,
+    grace_s: float | None = None,
+    keyframe_interval_s: float = 0.5,
+    stall_s: float = RoomConfig.stall_s,
+) -> None:
+    """Add the WHIP/WHEP routes and a cleanup context that owns the rooms (ended on shutdown).
+    `grace_s` overrides the setting LECTERN_PUBLISHER_GRACE_S; `stall_s` is how long the expert's media
+    may stop before learners are told the expert is lost (tests shorten both)."""
+    app.cleanup_ctx.append(_rooms_context(grace_s, keyframe_interval_s, stall_s))
     signaling.add_routes(app)
 
     async def end_requested(session_id: int) -> None:
         rooms = app[ROOMS]
         if rooms.room(session_id) is not None:
-            await rooms.end(session_id, reason="ended_by_expert")  # announces through on_ended
+            await rooms.end(session_id, reason="ended_by_expert")  # announced through the hooks
         else:
             await channel.announce_session_ended(app, session_id, "ended_by_expert")
 
     async def demoted(session_id: int, person_id: int) -> None:
         await app[ROOMS].drop_speaker(session_id, person_id)  # frees the stage seat
 
+    def media_state(session_id: int) -> MediaState:
+        return app[ROOMS].media(session_id)
+
     # Set before the app starts: app keys are frozen afterwards.
     app[channel.ON_END_REQUEST] = end_requested
     app[channel.ON_DEMOTE] = demoted
+    app[channel.MEDIA_STATE] = media_state
+
+
+class _LiveHooks:
+    """The rooms' `RoomHooks`: recordings (when the app records) and the room channel (when it has one)."""
+
+    def __init__(self, app: web.Application, recordings: recording.RecordingManager | None) -> None:
+        self._app = app
+        self._recordings = recordings
+
+    async def room_started(self, session_id: int) -> None:
+        if self._recordings is not None:
+            await self._recordings.room_started(session_id)
+
+    async def room_ended(self, session_id: int, reason: str) -> None:
+        if self._recordings is not None:
+            await self._recordings.room_ended(session_id)
+        if channel.CHANNELS in self._app:
+            await channel.announce_session_ended(self._app, session_id, reason)
+
+    def media_changed(self, media: MediaState) -> None:
+        if channel.CHANNELS in self._app:
+            channel.announce_media(self._app, media)
+
+    def live_playlist_url(self, session_id: int) -> str | None:
+        return self._recordings.live_playlist_url(session_id) if self._recordings is not None else None
 
 
 def _rooms_context(
-    grace_s: float, keyframe_interval_s: float
+    grace_s: float | None, keyframe_interval_s: float, stall_s: float
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def rooms(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -50,25 +94,12 @@ def _rooms_context(
             turn_credential_ttl_s=settings.turn_credential_ttl_s,
             ice_host_addresses=tuple(settings.ice_host_addresses),
             seat_limit=settings.room_seat_limit,
-            grace_s=grace_s,
+            grace_s=settings.publisher_grace_s if grace_s is None else grace_s,
             keyframe_interval_s=keyframe_interval_s,
+            stall_s=stall_s,
         )
-
         recordings = app.get(recording.RECORDINGS)
-
-        async def announce(session_id: int, reason: str) -> None:
-            if recordings is not None:
-                await recordings.room_ended(session_id)
-            if channel.CHANNELS in app:
-                await channel.announce_session_ended(app, session_id, reason)
-
-        registry = Rooms(
-            config,
-            event_sink(app),
-            on_ended=announce,
-            on_started=recordings.room_started if recordings is not None else None,
-            hls_url=recordings.live_playlist_url if recordings is not None else None,
-        )
+        registry = Rooms(config, event_sink(app), hooks=_LiveHooks(app, recordings))
         if recordings is not None:
             recordings.bind(registry.room)
         app[ROOMS] = registry

@@ -1,7 +1,8 @@
 """Rooms: one per live session — its publishers (WHIP: the expert's slots and the speakers' stage
 seats), viewers (WHEP), track slots, seat limit and lifecycle (the expert's first publish starts it; the
-expert leaving, or gone past a grace period, ends it), announced on the bus topic "sessions" as
-session.started / session.ended.
+expert leaving, or gone past a grace period, ends it, and it cannot go live again in this process),
+announced on the bus as session.started / session.ended (topic "sessions") and viewer.joined /
+viewer.left (topic "attendance"); what each room publishes is told to the `RoomHooks` as a MediaState.
 """
 
 from __future__ import annotations
@@ -10,25 +11,26 @@ import asyncio
 import functools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import NewType, Protocol
 
-from infra import ice
+from infra import events, ice
 from infra.bus import BusUnavailable, EventSink
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 from infra.ice import IceServer
 from infra.tasks import OwnedTasks
 from streaming import rtc_adapter
 from streaming.forwarding import H264, VP8, EncodedFrame, FrameQueue, KeyframeRequests, TrackSlot
+from streaming.room_media import MediaState, MediaStatus, StageSeat
 
 log = logging.getLogger(__name__)
 
 ResourceId = NewType("ResourceId", str)
 SessionId = NewType("SessionId", int)
 
-SESSIONS_TOPIC = "sessions"
 # The expert's slots and their media kind; whoever publishes them keeps the room alive.
 EXPERT_SLOTS = {"camera": "video", "screen": "video", "audio": "audio"}
 VIDEO_LABELS = ("camera", "screen")  # what an expert's video m-lines may be labelled
@@ -71,6 +73,43 @@ class StageFull(Conflict):
     code = "stage_full"
 
 
+class SessionOver(Conflict):
+    code = "session_ended"
+
+
+class RoomHooks(Protocol):
+    """What the rooms tell the rest of the server, and the one thing they ask of it; `streaming.live`
+    implements it (recordings, room channel). Hooks must not raise."""
+
+    async def room_started(self, session_id: int) -> None:
+        """A room's first media arrived (called in a task the rooms own): the recording starts."""
+
+    async def room_ended(self, session_id: int, reason: str) -> None:
+        """A room ended, its peers closed: the recording finishes, the channel tells everyone."""
+
+    def media_changed(self, media: MediaState) -> None:
+        """What a room publishes changed (who is connected, which slots, the stage), or it ended."""
+
+    def live_playlist_url(self, session_id: int) -> str | None:
+        """The live HLS playlist of a session (its recording's), for viewers beyond the seat limit."""
+
+
+class NoHooks:
+    """Rooms on their own (tests of the live path alone)."""
+
+    async def room_started(self, session_id: int) -> None:
+        return None
+
+    async def room_ended(self, session_id: int, reason: str) -> None:
+        return None
+
+    def media_changed(self, media: MediaState) -> None:
+        return None
+
+    def live_playlist_url(self, session_id: int) -> str | None:
+        return None
+
+
 @dataclass(frozen=True)
 class RoomConfig:
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs
@@ -87,6 +126,9 @@ class RoomConfig:
     hls_url_template: str = "/hls/sessions/{session_id}/index.m3u8"
     # A peer that has not connected this long after its answer is dropped (its seat or slot freed).
     connect_timeout_s: float = 20.0
+    # The expert counts as lost when none of their publications has sent media this long: a browser
+    # that vanished sends nothing, but ICE takes ~30 s to notice (their audio alone sends 50 frames/s).
+    stall_s: float = 5.0
 
 
 @dataclass(eq=False)
@@ -101,6 +143,7 @@ class Publisher:
     keyframes: dict[str, KeyframeRequests] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    last_media_at: float = 0.0  # time.monotonic() of its last frame (or of connecting)
 
 
 @dataclass(eq=False)
@@ -108,9 +151,12 @@ class Viewer:
     rid: ResourceId
     session_id: SessionId
     person_id: int
+    role: str = "learner"
     pc: rtc_adapter.PeerConnection | None = None
     queues: dict[str, FrameQueue] = field(default_factory=dict)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Publishing viewer.joined (learners only), awaited before viewer.left so that the two stay in order.
+    joined: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -121,6 +167,10 @@ class Room:
     publishers: dict[ResourceId, Publisher] = field(default_factory=dict)
     viewers: dict[ResourceId, Viewer] = field(default_factory=dict)
     grace_task: asyncio.Task[None] | None = None
+    grace_ends_at: float | None = None  # while grace_task runs (unix s)
+    # The expert's publications are connected but none has sent media for RoomConfig.stall_s.
+    expert_stalled: bool = False
+    watchdog: asyncio.Task[None] | None = None
     # person -> when the expert took them off the stage (unix s): speaker tokens granted before no
     # longer admit them (a token lives minutes; a demotion must hold at once).
     taken_off_stage: dict[int, float] = field(default_factory=dict)
@@ -131,8 +181,31 @@ class Room:
 
     @property
     def expert_present(self) -> bool:
-        """Someone publishes the expert's slots: what keeps the room alive (speakers do not)."""
-        return any(p.seat is None for p in self.publishers.values())
+        """Someone publishes the expert's slots, and media flows or may still start: what keeps the
+        room alive (speakers do not)."""
+        return not self.expert_stalled and any(p.seat is None for p in self.publishers.values())
+
+    def media(self) -> MediaState:
+        """What this room publishes: the expert's slots and the stage seats of connected publications.
+        Live once media has arrived (the session's start) while the expert is connected."""
+        connected = [p for p in self.publishers.values() if p.connected.is_set()]
+        expert = frozenset(
+            label for p in connected if p.seat is None and not self.expert_stalled for label in p.labels
+        )
+        stage = tuple(
+            StageSeat(
+                p.seat,
+                p.person_id,
+                video=stage_slot(p.seat, "video") in p.labels,
+                audio=stage_slot(p.seat, "audio") in p.labels,
+            )
+            for p in sorted(connected, key=lambda p: p.seat or 0)
+            if p.seat is not None
+        )
+        started = self.started_at is not None
+        status: MediaStatus = ("live" if expert else "reconnecting") if started else "waiting"
+        grace_ends_at = self.grace_ends_at if status == "reconnecting" else None
+        return MediaState(self.session_id, status, expert, stage, grace_ends_at)
 
     def stage(self) -> dict[int, Publisher | None]:
         """Stage seat → its speaker's publication (None: free)."""
@@ -234,21 +307,16 @@ class Rooms:
         config: RoomConfig,
         bus: EventSink | None = None,
         *,
+        hooks: RoomHooks | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_ended: Callable[[int, str], Awaitable[None]] | None = None,
-        on_started: Callable[[int], Coroutine[Any, Any, None]] | None = None,
-        hls_url: Callable[[int], str | None] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
-        # Told after a room has ended (its peers closed): the room channel announces it to everyone.
-        self._on_ended = on_ended
-        # Told (in a task of ours) when a room's first media arrives: the recorder starts then.
-        self._on_started = on_started
-        # The live HLS playlist of a session (the recording's), for overflow learners; None: the template.
-        self._hls_url = hls_url
+        self._hooks: RoomHooks = hooks if hooks is not None else NoHooks()
         self._wall_clock = wall_clock
         self._rooms: dict[SessionId, Room] = {}
+        # Sessions whose room went live and ended here: their expert cannot go live again.
+        self._ended: set[SessionId] = set()
         self._resources: dict[ResourceId, Publisher | Viewer] = {}
         self._tasks = OwnedTasks(log, "room")
         self._publish_lock = asyncio.Lock()
@@ -261,6 +329,17 @@ class Rooms:
 
     def resource(self, rid: str) -> Publisher | Viewer | None:
         return self._resources.get(ResourceId(rid))
+
+    def media(self, session_id: int) -> MediaState:
+        """What the session's room publishes now ("ended" once it ended here, "waiting" before it opens)."""
+        sid = SessionId(session_id)
+        room = self._rooms.get(sid)
+        if room is not None:
+            return room.media()
+        return MediaState(sid, "ended" if sid in self._ended else "waiting")
+
+    def _media_changed(self, session_id: SessionId) -> None:
+        self._hooks.media_changed(self.media(session_id))
 
     # ------------------------------------------------------------------ publishing
 
@@ -297,6 +376,11 @@ class Rooms:
                 seat, replaced = self._take_seat(existing, person_id)
                 labels = speaker_labels(offered, video_labels, seat)
             else:
+                if existing is None and sid in self._ended:
+                    raise SessionOver(
+                        "this session has already ended; it cannot go live again",
+                        details={"session_id": sid},
+                    )
                 replaced = self._check_slots(existing, labels, person_id)
             room = existing if existing is not None else Room.new(sid)
             rid = ResourceId(secrets.token_urlsafe(12))
@@ -320,10 +404,10 @@ class Rooms:
             if self._rooms.get(sid) is not room:  # a new room, or the old one ended meanwhile
                 room.started_at = None
                 self._rooms[sid] = room
+                room.watchdog = self._tasks.spawn(self._watch_media(room), name="room-watchdog")
                 log.info("session=%s room opened by person=%s", sid, person_id)
-            if room.grace_task is not None and seat is None:  # a speaker does not keep the room alive
-                room.grace_task.cancel()
-                room.grace_task = None
+            if seat is None:  # a speaker does not keep the room alive
+                self._stop_grace(room)
             room.publishers[rid] = publisher
             self._resources[rid] = publisher
             for label, track in zip(labels, tracks, strict=True):
@@ -372,13 +456,16 @@ class Rooms:
 
     def _sink(self, room: Room, publisher: Publisher, slot: TrackSlot) -> Callable[[EncodedFrame], None]:
         def sink(frame: EncodedFrame) -> None:
+            publisher.last_media_at = time.monotonic()
+            if room.expert_stalled and publisher.seat is None:
+                self._expert_resumed(room)
             if room.started_at is None and self._rooms.get(room.session_id) is room:
                 # The session's actual start is when media first arrives (docs/events.md).
                 room.started_at = self._wall_clock()
-                data = {"session_id": room.session_id, "at": room.started_at.isoformat()}
-                self._tasks.spawn(self._emit("session.started", data))
-                if self._on_started is not None:
-                    self._tasks.spawn(self._on_started(room.session_id))
+                started = events.SessionStarted(session_id=room.session_id, at=room.started_at)
+                self._tasks.spawn(self._emit(started))
+                self._tasks.spawn(self._hooks.room_started(room.session_id))
+                self._media_changed(room.session_id)
             if frame.keyframe:
                 requests = publisher.keyframes.get(slot.label)
                 if requests is not None:
@@ -388,8 +475,12 @@ class Rooms:
         return sink
 
     def _on_publisher_state(self, publisher: Publisher, state: str) -> None:
-        if state == "connected":
+        if state == "connected" and not publisher.connected.is_set():
+            publisher.last_media_at = time.monotonic()
             publisher.connected.set()
+            room = self._rooms.get(publisher.session_id)
+            if room is not None and room.publishers.get(publisher.rid) is publisher:
+                self._media_changed(room.session_id)
         elif state in ("failed", "closed") and publisher.rid in self._resources:
             log.info("session=%s publisher=%s connection %s", publisher.session_id, publisher.rid, state)
             self._tasks.spawn(self._drop_publisher(publisher, reason=f"connection {state}"), name=_DROP)
@@ -425,20 +516,51 @@ class Rooms:
             and publisher.seat is None
             and not room.expert_present
         )
-        if (
-            last_gone
-            and room is not None
-            and self._rooms.get(room.session_id) is room
-            and room.grace_task is None
-            and not self._closed
-        ):
+        if room is not None and self._rooms.get(room.session_id) is room:
+            if last_gone:
+                self._start_grace(room)
+            self._media_changed(room.session_id)
+
+    def _start_grace(self, room: Room) -> None:
+        """The expert is gone (or silent): the room ends after the grace period unless they come back."""
+        if room.grace_task is None and not self._closed:
+            room.grace_ends_at = self._wall_clock().timestamp() + self.config.grace_s
             room.grace_task = self._tasks.spawn(self._end_after_grace(room))
+
+    def _stop_grace(self, room: Room) -> None:
+        if room.grace_task is not None:
+            room.grace_task.cancel()
+            room.grace_task = None
+            room.grace_ends_at = None
 
     async def _end_after_grace(self, room: Room) -> None:
         await asyncio.sleep(self.config.grace_s)
         room.grace_task = None  # so that end() does not cancel the task running it
+        room.grace_ends_at = None
         if self._rooms.get(room.session_id) is room and not room.expert_present:
             await self.end(room.session_id, reason="publisher_lost")
+
+    async def _watch_media(self, room: Room) -> None:
+        """Notice an expert whose publications went silent (a closed browser, a dead network) long before
+        ICE gives up on them: learners are told at once, and the grace period runs from then."""
+        stall_s = self.config.stall_s
+        while self._rooms.get(room.session_id) is room:
+            await asyncio.sleep(min(1.0, stall_s / 2))
+            now = time.monotonic()
+            experts = [p for p in room.publishers.values() if p.seat is None and p.connected.is_set()]
+            stalled = bool(experts) and all(now - p.last_media_at > stall_s for p in experts)
+            if stalled and not room.expert_stalled and room.started_at is not None:
+                log.info("session=%s the expert's media stopped %.1f s ago", room.session_id, stall_s)
+                room.expert_stalled = True
+                self._start_grace(room)
+                self._media_changed(room.session_id)
+
+    def _expert_resumed(self, room: Room) -> None:
+        log.info("session=%s the expert's media resumed", room.session_id)
+        room.expert_stalled = False
+        if room.expert_present:
+            self._stop_grace(room)
+        self._media_changed(room.session_id)
 
     async def drop_speaker(self, session_id: int, person_id: int, *, reason: str = "demoted") -> bool:
         """End `person_id`'s stage publication in this session (the expert demoted them), freeing the
@@ -456,8 +578,11 @@ class Rooms:
 
     # ------------------------------------------------------------------ watching
 
-    async def watch(self, session_id: int, person_id: int, offer_sdp: str) -> tuple[ResourceId, str]:
-        """Accept a WHEP offer; returns the resource id and the SDP answer."""
+    async def watch(
+        self, session_id: int, person_id: int, offer_sdp: str, role: str = "learner"
+    ) -> tuple[ResourceId, str]:
+        """Accept a WHEP offer; returns the resource id and the SDP answer. A learner's viewer is
+        announced as viewer.joined once connected and viewer.left when it goes."""
         sid = SessionId(session_id)
         room = self._rooms.get(sid)
         if room is None:
@@ -465,7 +590,7 @@ class Rooms:
         offered = rtc_adapter.parse_offer(offer_sdp)
         labels = viewer_labels(offered)
         if len(room.viewers) >= self.config.seat_limit:
-            live_url = self._hls_url(sid) if self._hls_url is not None else None
+            live_url = self._hooks.live_playlist_url(sid)
             hls_url = live_url or self.config.hls_url_template.format(session_id=sid)
             raise RoomFull(
                 f"all {self.config.seat_limit} interactive seats are taken; "
@@ -473,7 +598,7 @@ class Rooms:
                 details={"hls_url": hls_url, "seat_limit": self.config.seat_limit},
             )
         rid = ResourceId(secrets.token_urlsafe(12))
-        viewer = Viewer(rid, sid, person_id)
+        viewer = Viewer(rid, sid, person_id, role)
         room.viewers[rid] = viewer  # the seat is taken now, so concurrent joins cannot overbook
         try:
             answer = await self._negotiate_viewer(room, viewer, offered, labels, offer_sdp)
@@ -537,6 +662,14 @@ class Rooms:
             viewer.connected.set()
             for label, queue in viewer.queues.items():
                 room.slots[label].subscribe(queue)
+            if viewer.role == "learner":
+                joined = events.ViewerJoined(
+                    session_id=viewer.session_id,
+                    person_id=viewer.person_id,
+                    peer_id=viewer.rid,
+                    at=self._wall_clock(),
+                )
+                viewer.joined = self._tasks.spawn(self._emit(joined))
         elif state in ("failed", "closed") and viewer.rid in self._resources:
             # No WHEP DELETE came first: the browser stopped answering (a frozen or suspended tab, a lost
             # network: ICE consent expires after about 30 s) or dropped the connection. Worth a line.
@@ -578,9 +711,16 @@ class Rooms:
                 room.slots[label].unsubscribe(queue)
         for queue in viewer.queues.values():
             queue.close()
+        left_at = self._wall_clock()
         if viewer.pc is not None:
             await viewer.pc.close()
         log.info("session=%s viewer=%s gone: %s", viewer.session_id, viewer.rid, reason)
+        if viewer.joined is not None:
+            await asyncio.wait({viewer.joined})  # joined is on the bus (or was refused) before left
+            left = events.ViewerLeft(
+                session_id=viewer.session_id, person_id=viewer.person_id, peer_id=viewer.rid, at=left_at
+            )
+            await self._emit(left)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -600,9 +740,11 @@ class Rooms:
         room = self._rooms.pop(SessionId(session_id), None)
         if room is None:
             return
-        if room.grace_task is not None:
-            room.grace_task.cancel()
-            room.grace_task = None
+        self._stop_grace(room)
+        if room.watchdog is not None and room.watchdog is not asyncio.current_task():
+            room.watchdog.cancel()
+        if room.started_at is not None and reason != "server_shutdown":
+            self._ended.add(room.session_id)
         for slot in room.slots.values():
             slot.close()
         await asyncio.gather(
@@ -610,11 +752,11 @@ class Rooms:
             *(self._drop_viewer(v, reason="session ended") for v in list(room.viewers.values())),
         )
         log.info("session=%s room ended: %s", session_id, reason)
+        self._media_changed(room.session_id)
         if room.started_at is not None:  # no media ever arrived: the session never started
-            at = self._wall_clock().isoformat()
-            await self._emit("session.ended", {"session_id": session_id, "at": at, "reason": reason})
-        if self._on_ended is not None:
-            await self._on_ended(session_id, reason)
+            ended = events.SessionEnded(session_id=session_id, at=self._wall_clock(), reason=reason)
+            await self._emit(ended)
+        await self._hooks.room_ended(session_id, reason)
 
     async def close(self) -> None:
         """Shut down: end every room, then cancel and await every task this registry started."""
@@ -626,12 +768,14 @@ class Rooms:
         await self._tasks.settle(_DROP, timeout_s=_DROP_SETTLE_S)
         await self._tasks.cancel()
 
-    async def _emit(self, type_: str, data: dict[str, Any]) -> None:
+    async def _emit(
+        self, event: events.SessionStarted | events.SessionEnded | events.ViewerJoined | events.ViewerLeft
+    ) -> None:
         if self.bus is None:
             return
         try:
             # The outbox keeps the event on disk until the bus takes it (infra/outbox.py).
-            await self.bus.publish(SESSIONS_TOPIC, type_, data)
+            await events.publish(self.bus, event)
         except BusUnavailable as exc:
             # Only when the outbox is full (or absent and the bus down). Live media must not stop for it.
-            log.error("session=%s could not publish %s: %s", data.get("session_id"), type_, exc)
+            log.error("session=%s could not publish %s: %s", event.session_id, event.type, exc)

@@ -112,7 +112,7 @@ async def whep_watch(request: web.Request) -> web.Response:
     session_id = int(request.match_info["session_id"])
     claims = _authorize(request, "whep", session_id, VIEWER_ROLES)
     offer = await _read_sdp(request)
-    rid, answer = await request.app[ROOMS].watch(session_id, claims.person_id, offer)
+    rid, answer = await request.app[ROOMS].watch(session_id, claims.person_id, offer, role=claims.role)
     return _created(request, "whep", rid, answer, claims.person_id)
 
 

@@ -47,7 +47,8 @@ export function addChat(msg) {
 }
 
 /**
- * Render the questions list; `actions(q)` adds the buttons this page offers.
+ * Render the questions list; `actions(q)` adds the buttons this page offers. An answered question is
+ * tagged 已答 and muted (not struck through: it is answered, not deleted).
  * @param {any[]} questions
  * @param {(q: any) => HTMLElement[]} actions
  */
@@ -56,8 +57,11 @@ export function renderQuestions(questions, actions) {
     ...(questions.length
       ? questions.map((q) =>
           h("li", { class: q.answered ? "answered" : "", "data-question": String(q.id) }, [
-            h("span", {}, [`${q.text}（${q.name}，${q.votes} 赞）`]),
-            h("span", {}, actions(q)),
+            h("span", { class: "question-text" }, [
+              ...(q.answered ? [h("span", { class: "tag answered-tag" }, ["已答"]), " "] : []),
+              `${q.text}（${q.name}，${q.votes} 赞）`,
+            ]),
+            h("span", { class: "question-actions" }, actions(q)),
           ]),
         )
       : [h("li", { class: "meta" }, ["暂无提问"])]),
@@ -75,32 +79,157 @@ export function smallButton(label, text, onClick) {
   return b;
 }
 
+/** @typedef {{ seat: number, person_id: number, video: boolean, audio: boolean }} StageSeat */
+
 /**
- * Show a received stage speaker's track in a tile (one tile per stage seat).
+ * Speaker tiles, one per stage seat, inside a container: the seat's received tracks are bound as they
+ * arrive (a viewer has tracks for every seat, taken or not), and a tile is shown only while the server
+ * says the seat is taken (`show`, from the room channel's `media.stage`), labelled with the speaker.
+ */
+export class StageTiles {
+  /** @param {HTMLElement} container */
+  constructor(container) {
+    this.container = container;
+    /** @type {Map<number, { tile: HTMLElement, video: HTMLVideoElement, caption: HTMLElement }>} */
+    this.seats = new Map();
+    /** @type {StageSeat[] | null} the last state from the server; null: never told (mute-driven) */
+    this.taken = null;
+    /** @type {Map<number, string>} */
+    this.names = new Map();
+    /** @type {number | null} whose tile not to show (a speaker sees their own preview instead) */
+    this.self = null;
+    /** Whether the browser refused to play sound before a tap (autoplay policy): tiles play muted. */
+    this.blocked = false;
+    /** Called when a tile's sound could not start without a tap. */
+    this.onBlocked = () => {};
+  }
+
+  /**
+   * Bind a received stage track ("stage1.video", "stage2.audio", ...) to its seat's tile.
+   * @param {string} label
+   * @param {MediaStreamTrack} track
+   */
+  addTrack(label, track) {
+    const seat = Number(label.slice("stage".length).split(".")[0]);
+    const entry = this.seat(seat);
+    /** @type {MediaStream} */ (entry.video.srcObject).addTrack(track);
+    if (track.kind === "video") {
+      // Until the server says who is on stage (an older server: never), a tile follows its video.
+      const follow = () => {
+        if (this.taken === null) this.render();
+      };
+      track.addEventListener("unmute", follow);
+      track.addEventListener("mute", follow);
+    }
+    this.render();
+  }
+
+  /**
+   * The seats the server says are taken (`media.stage`), the speakers' names, and whose tile to skip.
+   * @param {StageSeat[]} taken
+   * @param {Map<number, string>} [names] person id -> name
+   * @param {number | null} [self]
+   */
+  show(taken, names, self = null) {
+    this.taken = taken;
+    if (names) this.names = names;
+    this.self = self;
+    this.render();
+  }
+
+  /** Hide and silence every tile (the session ended). */
+  clear() {
+    this.taken = [];
+    this.render();
+  }
+
+  /**
+   * @private
+   * @param {number} seat
+   */
+  seat(seat) {
+    let entry = this.seats.get(seat);
+    if (!entry) {
+      const label = `stage${seat}`;
+      const video = /** @type {HTMLVideoElement} */ (h("video", { "data-seat": label, autoplay: "", playsinline: "" }));
+      video.srcObject = new MediaStream();
+      const caption = h("figcaption", {}, []);
+      const tile = h("figure", { class: "tile", "data-seat": label }, [video, caption]);
+      tile.hidden = true;
+      this.container.append(tile);
+      entry = { tile, video, caption };
+      this.seats.set(seat, entry);
+    }
+    return entry;
+  }
+
+  /** @private */
+  render() {
+    for (const [seat, { tile, video, caption }] of this.seats) {
+      const stream = /** @type {MediaStream} */ (video.srcObject);
+      let visible;
+      let withVideo = true;
+      let person = null;
+      if (this.taken === null) {
+        visible = stream.getVideoTracks().some((t) => !t.muted);
+      } else {
+        const taken = this.taken.find((s) => s.seat === seat);
+        person = taken ? taken.person_id : null;
+        visible = Boolean(taken && person !== this.self);
+        withVideo = Boolean(taken && taken.video);
+      }
+      // A speaker never hears themselves, and a free seat stays silent.
+      video.muted = !visible || this.blocked;
+      tile.hidden = !visible;
+      tile.classList.toggle("audio-only", !withVideo);
+      caption.textContent = person !== null ? this.names.get(person) || `嘉宾 ${seat}` : "";
+      if (visible && video.paused) {
+        video.play().catch(() => {
+          // Autoplay with sound refused: play muted until the learner taps 点击开启声音.
+          this.blocked = true;
+          video.muted = true;
+          video.play().catch(() => undefined);
+          this.onBlocked();
+        });
+      }
+    }
+  }
+
+  /** Start the sound that autoplay blocked (call from a tap). */
+  resume() {
+    this.blocked = false;
+    this.render();
+    for (const { tile, video } of this.seats.values()) {
+      if (!tile.hidden) video.play().catch(() => undefined);
+    }
+  }
+}
+
+/** @type {StageTiles | null} the page's tiles in #stage-videos, for showStageTrack / showStage */
+let pageTiles = null;
+
+function tiles() {
+  pageTiles ??= new StageTiles($("#stage-videos"));
+  return pageTiles;
+}
+
+/**
+ * Show a received stage speaker's track in the page's tiles (#stage-videos, one tile per stage seat).
  * @param {string} label "stage1.video" | "stage1.audio" | ...
  * @param {MediaStreamTrack} track
  */
 export function showStageTrack(label, track) {
-  const seat = label.split(".")[0];
-  let video = /** @type {HTMLVideoElement | null} */ (document.querySelector(`video[data-seat="${seat}"]`));
-  if (!video) {
-    video = /** @type {HTMLVideoElement} */ (h("video", { "data-seat": seat, autoplay: "", playsinline: "" }));
-    video.srcObject = new MediaStream();
-    video.hidden = true;
-    $("#stage-videos").append(video);
-  }
-  const tile = video;
-  /** @type {MediaStream} */ (tile.srcObject).addTrack(track);
-  if (track.kind === "video") {
-    // Every stage m-line gets a track, seat taken or not: show the tile only while video flows.
-    const show = () => {
-      tile.hidden = track.muted;
-      if (!track.muted) tile.play().catch(() => undefined);
-    };
-    track.addEventListener("unmute", show);
-    track.addEventListener("mute", show);
-    show();
-  }
+  tiles().addTrack(label, track);
+}
+
+/**
+ * Which stage seats are taken, from the room channel (`welcome.media.stage`, `media.stage`): the page's
+ * tiles follow it instead of guessing from tracks.
+ * @param {StageSeat[]} taken
+ * @param {Map<number, string>} [names]
+ */
+export function showStage(taken, names) {
+  tiles().show(taken, names);
 }
 
 /**

@@ -24,9 +24,16 @@
  *             deadline_at: string, closed: boolean }} PresenceTally
  */
 /**
+ * What the live room publishes (docs/channel.md, "What is published").
+ * @typedef {{ status: "waiting" | "live" | "reconnecting" | "ended",
+ *             expert: { camera: boolean, screen: boolean, audio: boolean },
+ *             stage: { seat: number, person_id: number, video: boolean, audio: boolean }[],
+ *             grace_ends_at: string | null }} MediaState
+ */
+/**
  * @typedef {{ type: "welcome", session_id: number, you: ParticipantInfo, participants: ParticipantInfo[],
  *             viewer_count: number, chat: ChatMessage[], questions: Question[],
- *             stage: ParticipantInfo[], hand_raised?: boolean, hands?: RaisedHand[],
+ *             stage: ParticipantInfo[], media?: MediaState, hand_raised?: boolean, hands?: RaisedHand[],
  *             checks?: PresenceTally[] }} Welcome
  */
 /**
@@ -56,6 +63,7 @@
  *   presence_check: PresenceCheckPrompt,
  *   presence_ack: { type: "presence_ack", check_id: string, answered_at: string },
  *   presence_tally: PresenceTally,
+ *   media: { type: "media" } & MediaState,
  *   session_ended: { type: "session_ended", reason: string },
  *   error: ChannelErrorMessage,
  *   connection: ConnectionState,

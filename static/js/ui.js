@@ -61,6 +61,7 @@ export const FIELD = {
   external_platform: "会议平台",
   external_ids: "会议号",
   person_ids: "授课专家",
+  expert_ids: "授课专家",
   course_id: "课程",
   session_id: "课次",
   q: "搜索词",
@@ -95,6 +96,12 @@ const MESSAGES = [
   [/must be a mainland mobile number/, () => "请输入 11 位大陆手机号（1 开头）。"],
   [/must be after the start/, () => "结束时间必须晚于开始时间。"],
   [/external sessions need an external_platform/, () => "外部会议课次须选择会议平台；其他类型的课次不选平台。"],
+  [/is in the past$/, (_m, label) => `${label}不能早于当前时间，请重新选择。`],
+  [/a live session of a published course needs at least one expert/, () => "已发布课程的直播课次必须指定授课专家。"],
+  [/live sessions without an expert cannot be published: (.*)/, (m) => `以下直播课次还没有授课专家：${m[1]}。请先指定专家再发布。`],
+  [/a recorded course needs a replay to watch/, () => "录播课程还没有可观看的回放，暂不能发布：请先录制课次，回放生成后再发布。"],
+  [/cannot become recorded before it has a replay/, () => "该课程还没有可观看的回放，不能改为录播。"],
+  [/this recorded course has nothing to watch yet/, () => "该录播课程暂无可观看的内容，暂不能报名。"],
   [/must be a CE base or a training institution/, () => "只有继续教育基地或培训机构可以开设课程。"],
   [/is required$/, (_m, label) => `请填写${label}。`],
   [/must not be empty/, (_m, label) => `${label}不能为空。`],
@@ -113,6 +120,7 @@ const BY_CODE = {
   forbidden: "您没有权限执行此操作。",
   not_found: "内容不存在或尚未发布。",
   conflict: "操作与当前状态冲突，请刷新后重试。",
+  session_ended: "本课次已结束，不能再次开始直播。",
   too_many_requests: "操作过于频繁，请稍后再试。",
   unavailable: "服务暂不可用，请稍后重试。",
   body_too_large: "提交的内容过大。",
@@ -181,6 +189,78 @@ export const PLATFORM = { none: "无", tencent: "腾讯会议", dingtalk_conf: "
 export const STATUS = { draft: "草稿", published: "已发布", archived: "已归档" };
 /** @type {Record<string, string>} */
 export const SOURCE = { self: "本人报名", employer: "单位报名" };
+/** @type {Record<string, string>} */
+export const ROLE = {
+  learner: "学员",
+  expert: "授课专家",
+  provider_admin: "机构管理员",
+  employer_admin: "单位管理员",
+  reviewer: "继教协会审核",
+  bureau: "人社部门",
+  admin: "系统管理员",
+};
+
+/**
+ * A session's `status` from the API in words (docs/api.md, "Session state"). Sessions that are not live
+ * lectures (offline, external) are "in progress", not "live", while their schedule runs.
+ * @param {{ status: string, kind?: string }} session
+ * @returns {string}
+ */
+export function sessionStatusText(session) {
+  switch (session.status) {
+    case "scheduled": return "未开始";
+    case "live": return session.kind && session.kind !== "live" ? "进行中" : "直播中";
+    case "ended": return "已结束";
+    case "missed": return "未开播（已过计划时间）";
+    default: return session.status;
+  }
+}
+
+/**
+ * A tag showing a session's state (`.state-live` etc. in style.css colour it).
+ * @param {{ status: string, kind?: string }} session
+ * @returns {HTMLElement}
+ */
+export function statusTag(session) {
+  return h("span", { class: `badge state-${session.status}` }, [sessionStatusText(session)]);
+}
+
+/**
+ * A duration in minutes and seconds, the way people read it: "12分05秒", "45秒", "1小时02分05秒".
+ * @param {number} seconds
+ * @returns {string}
+ */
+export function duration(seconds) {
+  const total = Math.max(0, Math.round(Number(seconds) || 0));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const secs = String(total % 60).padStart(2, "0");
+  if (hours) return `${hours}小时${String(minutes).padStart(2, "0")}分${secs}秒`;
+  if (minutes) return `${minutes}分${secs}秒`;
+  return `${total}秒`;
+}
+
+/**
+ * Whether the person (GET /api/me) holds `role` in any organization.
+ * @param {any} me
+ * @param {string} role
+ */
+export function hasRole(me, role) {
+  return Boolean(me) && (me.roles || []).some((/** @type {{role: string}} */ r) => r.role === role);
+}
+
+/**
+ * Where a person starts after logging in: the home of their main role. Roles whose pages do not exist
+ * yet (employer, bureau, reviewer, admin) start on the landing page, which says what there is for them.
+ * @param {any} me
+ * @returns {string}
+ */
+export function homeOf(me) {
+  if (hasRole(me, "expert")) return "/teach";
+  if (hasRole(me, "provider_admin")) return "/provider";
+  if (hasRole(me, "learner")) return "/me";
+  return "/";
+}
 
 // Lectern serves Qingdao: times are shown, and typed, in Beijing time whatever the device's zone.
 const ZONE = "Asia/Shanghai";
@@ -221,11 +301,12 @@ function renderNav(me) {
   const nav = document.getElementById("nav");
   if (!nav) return;
   /** @type {HTMLElement[]} */
-  const links = [h("a", { href: "/courses" }, ["课程目录"]), h("a", { href: "/me" }, ["我的学习"])];
+  const links = [h("a", { href: "/courses" }, ["课程目录"])];
+  // Anonymous visitors see 我的学习 (it asks them to log in); logged-in people see the homes they have.
+  if (!me || hasRole(me, "learner")) links.push(h("a", { href: "/me" }, ["我的学习"]));
   if (me) {
-    if ((me.roles || []).some((/** @type {{role: string}} */ r) => r.role === "provider_admin")) {
-      links.push(h("a", { href: "/provider" }, ["机构后台"]));
-    }
+    if (hasRole(me, "expert")) links.push(h("a", { href: "/teach" }, ["我的授课"]));
+    if (hasRole(me, "provider_admin")) links.push(h("a", { href: "/provider" }, ["机构后台"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {
       ev.preventDefault();

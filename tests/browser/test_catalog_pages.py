@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from infra.settings import env_names
+from tests.browser.conftest import snap
 from tests.server import REPO, TEST_SECRET_KEY, LecternServer, running_server
 
 pytestmark = pytest.mark.browser
@@ -111,6 +112,18 @@ async def test_learner_registers_finds_a_course_by_a_chinese_word_enrolls_and_se
     status, me = await api_login(lectern_server, "13712345678", "a-good-password")
     assert status == 200
     assert me["person"]["name"] == "林晓（注册学员）"
+
+
+async def test_a_recorded_course_with_nothing_to_watch_offers_no_enrollment_and_says_why(
+    page: Page, lectern_server: LecternServer
+) -> None:
+    await log_in(page, lectern_server, DEMO_LEARNER[0], "/courses")
+    await page.get_by_role("searchbox", name="搜索课程").fill("数字经济")
+    await page.get_by_role("link", name="数字经济与人工智能应用概论").click()
+    await expect(page.locator("h1")).to_have_text("数字经济与人工智能应用概论")
+    await expect(page.locator("#message")).to_have_text("该录播课程暂无可观看的内容，暂不能报名。")
+    await expect(page.get_by_role("button", name="报名学习")).to_be_hidden()
+    await snap(page, "course-recorded-empty")
 
 
 async def test_provider_admin_creates_a_course_with_a_session_and_expert_and_publishes_it(

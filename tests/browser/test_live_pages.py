@@ -3,6 +3,7 @@ learners watch, chat and ask; one is promoted to the stage and the other sees th
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -73,9 +74,11 @@ async def test_a_workshop_from_studio_to_stage_to_the_end(
             "#message"
         ).text_content()
         # With camera and screen both live, the screen is large and the camera small.
-        await frames_rising(page, "#main-video")
-        await expect(page.locator("#pip-video")).to_be_visible()
-        await frames_rising(page, "#pip-video")
+        await expect(page.locator("#screen-video")).to_have_class(re.compile(r"\bmain-video\b"))
+        await frames_rising(page, "#videos video.main-video")
+        await expect(page.locator("#camera-video")).to_have_class(re.compile(r"\bpip-video\b"))
+        await expect(page.locator("#camera-video")).to_be_visible()
+        await frames_rising(page, "#videos video.pip-video")
     await expect(studio.locator("#viewers")).to_have_text("2")
 
     # Chat and questions both ways.
@@ -105,5 +108,5 @@ async def test_a_workshop_from_studio_to_stage_to_the_end(
     # The expert ends the session: every learner is told.
     await studio.get_by_role("button", name="结束直播").click()
     for page in (learner_a, learner_b):
-        await expect(page.locator("#state")).to_have_text("已结束", timeout=20_000)
-        await expect(page.locator("#message")).to_contain_text("直播已结束")
+        await expect(page.locator("#state")).to_have_text("直播已结束", timeout=20_000)
+        await expect(page.locator("video:visible")).to_have_count(0)

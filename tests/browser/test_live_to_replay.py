@@ -147,12 +147,14 @@ async def test_a_learner_beyond_the_seat_limit_watches_the_live_hls_with_hls_js(
         page.on("request", lambda r: hls_requests.append(r.url) if "/hls/" in r.url else None)
         await log_in(page, full_room_server, LEARNER, f"/watch/{SESSION}")
         await expect(page.locator("#message")).to_contain_text("互动席位已满", timeout=20_000)
-        await expect(page.locator("#state")).to_have_text("直播流")
+        await expect(page.locator("#state")).to_have_text("直播中（直播流，有数秒延迟）")
         assert await page.evaluate("window.Hls !== undefined && window.Hls.isSupported()")
         await page.evaluate(
-            "() => { const v = document.querySelector('#main-video'); v.muted = true; v.play(); }"
+            "() => { const v = document.querySelector('video.main-video'); v.muted = true; v.play(); }"
         )
-        frames = "document.querySelector('#main-video').getVideoPlaybackQuality().totalVideoFrames"
+        frames = (
+            "document.querySelector('#videos video.main-video').getVideoPlaybackQuality().totalVideoFrames"
+        )
         await page.wait_for_function(f"{frames} > 10", timeout=30_000)
         before = await page.evaluate(frames)
         await page.wait_for_function(f"{frames} > {before}", timeout=15_000)

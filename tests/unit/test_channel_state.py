@@ -1,5 +1,5 @@
 """The room channel's rules (streaming/channel_state.py), as tables: parsing, who may do what, question
-order, hands and the stage, presence-check windows, rate limiting."""
+order, hands and the stage, presence-check windows, what the live room publishes, rate limiting."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ from streaming.channel_state import (
     parse_command,
     participant_from_claims,
 )
+from streaming.room_media import MediaState, StageSeat
 
 LIMITS = Limits()
 T0 = 1_700_000_000.0
@@ -512,6 +513,121 @@ def test_a_withdrawn_check_is_forgotten() -> None:
 
 def test_the_end_request_is_handed_on() -> None:
     assert room().handle(EXPERT_CONN, EndSession(), T0) == [RequestEnd()]
+
+
+# -- what the live room publishes -------------------------------------------------------------------------
+
+CAMERA_ONLY = MediaState(7, "live", frozenset({"camera", "audio"}))
+CAMERA_AND_SCREEN = MediaState(7, "live", frozenset({"camera", "screen", "audio"}))
+ALICE_ON_STAGE = MediaState(7, "live", frozenset({"camera", "audio"}), (StageSeat(1, 2, True, True),))
+LOST = MediaState(7, "reconnecting", grace_ends_at=T0 + 30)
+
+
+@pytest.mark.parametrize(
+    ("media", "wire"),
+    [
+        pytest.param(
+            MediaState(7),
+            {
+                "status": "waiting",
+                "expert": {"camera": False, "screen": False, "audio": False},
+                "stage": [],
+                "grace_ends_at": None,
+            },
+            id="waiting",
+        ),
+        pytest.param(
+            CAMERA_ONLY,
+            {
+                "status": "live",
+                "expert": {"camera": True, "screen": False, "audio": True},
+                "stage": [],
+                "grace_ends_at": None,
+            },
+            id="camera-only",
+        ),
+        pytest.param(
+            ALICE_ON_STAGE,
+            {
+                "status": "live",
+                "expert": {"camera": True, "screen": False, "audio": True},
+                "stage": [{"seat": 1, "person_id": 2, "video": True, "audio": True}],
+                "grace_ends_at": None,
+            },
+            id="a-speaker-on-stage",
+        ),
+        pytest.param(
+            LOST,
+            {
+                "status": "reconnecting",
+                "expert": {"camera": False, "screen": False, "audio": False},
+                "stage": [],
+                "grace_ends_at": "2023-11-14T22:13:50+00:00",
+            },
+            id="expert-lost",
+        ),
+        pytest.param(
+            MediaState(7, "ended"),
+            {
+                "status": "ended",
+                "expert": {"camera": False, "screen": False, "audio": False},
+                "stage": [],
+                "grace_ends_at": None,
+            },
+            id="ended",
+        ),
+    ],
+)
+def test_a_media_state_is_told_as_status_expert_slots_stage_and_grace(
+    media: MediaState, wire: dict[str, Any]
+) -> None:
+    state = RoomState(7, LIMITS, media=media)
+    welcome = state.join(ALICE_CONN, ALICE, T0)[0]
+    assert isinstance(welcome, Send)
+    assert welcome.message["media"] == wire
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "told"),
+    [
+        pytest.param(MediaState(7), MediaState(7), False, id="still-waiting"),
+        pytest.param(MediaState(7), CAMERA_ONLY, True, id="goes-live"),
+        pytest.param(CAMERA_ONLY, CAMERA_AND_SCREEN, True, id="share-starts"),
+        pytest.param(CAMERA_AND_SCREEN, CAMERA_ONLY, True, id="share-stops"),
+        pytest.param(CAMERA_ONLY, ALICE_ON_STAGE, True, id="speaker-takes-a-seat"),
+        pytest.param(ALICE_ON_STAGE, CAMERA_ONLY, True, id="speaker-leaves-the-seat"),
+        pytest.param(CAMERA_ONLY, LOST, True, id="expert-lost"),
+        pytest.param(LOST, LOST, False, id="still-lost"),
+        pytest.param(LOST, MediaState(7, "ended"), True, id="ends"),
+        pytest.param(
+            CAMERA_ONLY, MediaState(7, "live", frozenset({"audio", "camera"})), False, id="same-slots"
+        ),
+    ],
+)
+def test_everyone_hears_what_the_room_publishes_when_it_changes(
+    before: MediaState, after: MediaState, told: bool
+) -> None:
+    state = RoomState(7, LIMITS, media=before)
+    for conn, who in ((EXPERT_CONN, EXPERT), (ALICE_CONN, ALICE)):
+        state.join(conn, who, T0)
+    effects = state.set_media(after)
+    if told:
+        assert effects == [Send(Everyone(), {"type": "media", **after.fields()})]
+    else:
+        assert effects == []
+    assert state.media == after
+    welcome = state.join(BOB_CONN, BOB, T0)[0]
+    assert isinstance(welcome, Send)
+    assert welcome.message["media"] == after.fields(), "a joining page starts from the latest state"
+
+
+def test_a_room_without_a_media_state_starts_waiting() -> None:
+    assert room().media == MediaState(7)
+
+
+def test_media_of_another_session_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="session 8"):
+        room().set_media(MediaState(8, "live"))
 
 
 # -- rate limiting -------------------------------------------------------------------------------------

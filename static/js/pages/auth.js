@@ -1,7 +1,7 @@
 // @ts-check
 /** Log-in and registration pages: checks in Chinese before anything is sent, then the API's verdict. */
 import { api, rememberCsrf } from "../api.js";
-import { $, busy, h, say, sayError, whoami } from "../ui.js";
+import { $, busy, h, homeOf, say, sayError, whoami } from "../ui.js";
 
 const PHONE = /^1[3-9]\d{9}$/;
 const PASSWORD_MIN = 8;
@@ -11,10 +11,21 @@ function field(data, name) {
   return String(data.get(name) || "").trim();
 }
 
-/** After login, go where the person came from (only same-site paths), else to "my learning". */
-function next() {
-  const target = new URLSearchParams(location.search).get("next") || "/me";
-  return target.startsWith("/") && !target.startsWith("//") ? target : "/me";
+/** Where the person came from (only same-site paths), or "" when they came to log in. */
+function cameFrom() {
+  const target = new URLSearchParams(location.search).get("next") || "";
+  return target.startsWith("/") && !target.startsWith("//") ? target : "";
+}
+
+/** After login: back where the person came from, else to the home of their role (ui.homeOf). */
+async function landing() {
+  const back = cameFrom();
+  if (back) return back;
+  try {
+    return homeOf(await api("GET", "/api/me"));
+  } catch {
+    return "/me";
+  }
 }
 
 /**
@@ -59,11 +70,11 @@ form.addEventListener("submit", async (ev) => {
     const res = await api("POST", "/api/auth/login", { phone, password });
     rememberCsrf(res.csrf_token || "");
     say(mode === "register" ? "注册成功，正在进入…" : "登录成功，正在跳转…", "ok");
-    location.href = next();
+    location.href = await landing();
   } catch (err) {
     sayError(err);
     if (mode === "register" && /** @type {any} */ (err).field === "phone" && /** @type {any} */ (err).status === 409) {
-      $("#message").append(" ", h("a", { href: `/login?next=${encodeURIComponent(next())}` }, ["去登录"]));
+      $("#message").append(" ", h("a", { href: `/login?next=${encodeURIComponent(cameFrom() || "/me")}` }, ["去登录"]));
     }
     done();
   }

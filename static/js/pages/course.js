@@ -1,7 +1,9 @@
 // @ts-check
-/** Course detail: description, sessions with their experts, enroll / withdraw. */
+/** Course detail: description, sessions with their experts and state, replays, enroll / withdraw. */
 import { api } from "../api.js";
-import { $, busy, CATEGORY, DELIVERY, goToLogin, h, KIND, PLATFORM, say, sayError, STATUS, when, whoami } from "../ui.js";
+import {
+  $, busy, CATEGORY, DELIVERY, duration, goToLogin, h, hasRole, KIND, PLATFORM, say, sayError, STATUS, statusTag, when, whoami,
+} from "../ui.js";
 
 const courseId = Number(location.pathname.split("/").filter(Boolean)[1]);
 const enrollBtn = /** @type {HTMLButtonElement} */ ($("#enroll"));
@@ -9,9 +11,34 @@ const withdrawBtn = /** @type {HTMLButtonElement} */ ($("#withdraw"));
 /** @type {any} */
 let me = null;
 
+/**
+ * Whether the logged-in person is one of the session's experts.
+ * @param {any} s
+ */
+function teaches(s) {
+  return Boolean(me) && (s.experts || []).some((/** @type {any} */ e) => e.id === me.person?.id);
+}
+
+/**
+ * The way into a session in its state: the studio for its experts (until it has ended), the live room
+ * for everyone else while it is not over, the replay once it is.
+ * @param {any} s
+ * @returns {HTMLElement[]}
+ */
+function sessionLinks(s) {
+  if (s.kind !== "live") return [];
+  if (s.status === "ended") {
+    return s.replay ? [h("a", { class: "button", href: `/replays/${s.replay.id}` }, [`观看回放（${duration(s.replay.duration_s)}）`])] : [];
+  }
+  if (teaches(s)) return [h("a", { class: "button primary", href: `/studio/${s.id}` }, ["进入讲师直播间"])];
+  if (s.status === "missed") return [h("span", { class: "empty" }, ["本课次未按计划开播"])];
+  return [h("a", { class: `button${s.status === "live" ? " primary" : ""}`, href: `/watch/${s.id}` }, ["进入直播间"])];
+}
+
 /** @param {any} s */
 function sessionItem(s) {
   const meta = [
+    statusTag(s),
     h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
     h("span", {}, [KIND[s.kind] || s.kind]),
   ];
@@ -20,17 +47,12 @@ function sessionItem(s) {
   }
   const experts = (s.experts || []).map((/** @type {any} */ e) => e.name).filter(Boolean);
   if (experts.length) meta.push(h("span", {}, [`主讲：${experts.join("、")}`]));
-  /** @type {HTMLElement[]} */
-  const links = [];
-  if (s.kind === "live" && !s.actual_end) {
-    const mine = me && (s.experts || []).some((/** @type {any} */ e) => e.id === me.person?.id);
-    links.push(
-      mine
-        ? h("a", { class: "button small primary", href: `/studio/${s.id}` }, ["进入讲师直播间"])
-        : h("a", { class: "button small", href: `/watch/${s.id}` }, ["进入直播间"]),
-    );
-  }
-  return h("li", {}, [h("h3", {}, [s.title]), h("div", { class: "meta" }, meta), ...links]);
+  const links = sessionLinks(s);
+  return h("li", { "data-session": String(s.id) }, [
+    h("h3", {}, [s.title]),
+    h("div", { class: "meta" }, meta),
+    ...(links.length ? [h("div", { class: "actions" }, links)] : []),
+  ]);
 }
 
 /** @param {boolean | null} enrolled null: enrollment not possible here (e.g. a draft) */
@@ -65,14 +87,23 @@ async function load() {
       ...replays.map((/** @type {any} */ r) =>
         h("li", {}, [
           h("h3", {}, [h("a", { href: `/replays/${r.id}` }, [`观看回放：${r.session_title}`])]),
-          h("div", { class: "meta" }, [h("span", {}, [`时长 ${Math.round(r.duration_s / 60)} 分钟`])]),
+          h("div", { class: "meta" }, [h("span", {}, [`时长 ${duration(r.duration_s)}`])]),
         ]),
       ),
     );
     let enrolled = /** @type {boolean | null} */ (course.status === "published" ? false : null);
     if (me && enrolled === false) enrolled = Boolean(course.enrolled);
-    showEnrolled(enrolled);
-    say(enrolled === null ? "该课程未发布，不接受报名。" : "");
+    // Its experts teach the course, and only learners enroll: neither is offered 报名学习.
+    const teaching = sessions.some(teaches);
+    const mayEnroll = !me || hasRole(me, "learner");
+    // A recorded course with no replay yet has nothing to watch: the server refuses enrolling in it.
+    const empty = course.delivery === "recorded" && replays.length === 0;
+    showEnrolled(enrolled === false && (teaching || !mayEnroll || empty) ? null : enrolled);
+    if (teaching) say("您是本课程的主讲专家：从课次的“进入讲师直播间”开始授课。");
+    else if (enrolled === null) say("该课程未发布，不接受报名。");
+    else if (empty && !enrolled) say("该录播课程暂无可观看的内容，暂不能报名。");
+    else if (!mayEnroll && !enrolled) say("只有学员账号可以报名课程。");
+    else say("");
   } catch (err) {
     sayError(err);
   }

@@ -1,5 +1,38 @@
 // @ts-check
-/** Landing page: only the header's login state is dynamic. */
-import { whoami } from "../ui.js";
+/**
+ * Landing page (also the 404/403 pages): the header's login state, and for a logged-in person what
+ * Lectern has for each of their roles — their home page, or plainly that it does not exist yet.
+ */
+import { h, ROLE, whoami } from "../ui.js";
 
-whoami().catch(() => undefined);
+/** role -> [link, its text] of the role's home page, or the plain truth that there is none yet. */
+const HOMES = /** @type {Record<string, [string, string] | string>} */ ({
+  learner: ["/me", "我的学习：报名的课程、直播与回放"],
+  expert: ["/teach", "我的授课：您主讲的课次与讲师直播间"],
+  provider_admin: ["/provider", "机构后台：开设课程、安排课次与专家"],
+  employer_admin: "单位管理页面（为职工报名、审核学时）尚未开放。",
+  reviewer: "继教协会的审核页面尚未开放。",
+  bureau: "人社部门的监管页面尚未开放。",
+  admin: "系统管理页面尚未开放。",
+});
+
+/** @param {any} me */
+function welcome(me) {
+  const box = document.getElementById("welcome");
+  if (!box || !me) return;
+  const roles = [...new Set((me.roles || []).map((/** @type {{role: string}} */ r) => r.role))];
+  const lines = roles.map((role) => {
+    const home = HOMES[role];
+    const label = `${ROLE[role] || role}：`;
+    if (typeof home === "string") return h("li", {}, [label, home, "目前可以浏览", h("a", { href: "/courses" }, ["课程目录"]), "。"]);
+    if (home) return h("li", {}, [label, h("a", { href: home[0] }, [home[1]])]);
+    return h("li", {}, [label]);
+  });
+  box.replaceChildren(
+    h("p", {}, [`您好，${me.person?.name || ""}。`]),
+    ...(lines.length ? [h("ul", { class: "plain" }, lines)] : [h("p", {}, ["您的账号还没有任何角色，可以先浏览课程目录。"])]),
+  );
+  box.hidden = false;
+}
+
+whoami().then(welcome).catch(() => undefined);

@@ -1,12 +1,31 @@
 // @ts-check
-/** Provider console: create courses and sessions, assign experts, publish, see enrollments. */
+/** Provider console: create courses and sessions, assign experts, publish, see enrollments; per session its
+ * state, replay and attendance (who attended live and for how long, who watched the replay). */
 import { api, ApiError } from "../api.js";
-import { $, beijingInstant, busy, CATEGORY, DELIVERY, errorText, h, KIND, requireLogin, say, sayError, SOURCE, STATUS, when } from "../ui.js";
+import {
+  $, beijingInstant, busy, CATEGORY, DELIVERY, duration, errorText, h, KIND, requireLogin, say, sayError, SOURCE, STATUS, statusTag, when,
+} from "../ui.js";
 
 const courseForm = /** @type {HTMLFormElement} */ ($("#new-course"));
 const sessionForm = /** @type {HTMLFormElement} */ ($("#new-session"));
 const publishBtn = /** @type {HTMLButtonElement} */ ($("#publish"));
 const panelMessage = $("#panel-message");
+// The session form's own message, beside its button: on a phone the panel's is a screen away.
+const sessionMessage = $("#session-message");
+
+/**
+ * Mark the form field an API error names (aria-invalid, focused), clearing earlier marks.
+ * @param {HTMLFormElement} form @param {unknown} err
+ */
+function markField(form, err) {
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  const name = err instanceof ApiError && err.field === "expert_ids" ? "expert_q" : err instanceof ApiError ? err.field : null;
+  const field = name ? form.elements.namedItem(name) : null;
+  if (field instanceof HTMLElement) {
+    field.setAttribute("aria-invalid", "true");
+    field.focus();
+  }
+}
 /** @type {any} the course open in the panel (GET /api/courses/{id}) */
 let current = null;
 /** @type {number[]} organizations the caller administers */
@@ -127,9 +146,70 @@ async function loadCourses() {
   );
 }
 
-/** @param {any} s a session with its experts */
-function sessionItem(s) {
-  const names = (s.experts || []).map((/** @type {any} */ e) => e.name).join("、") || "未指定";
+/**
+ * A learner's attendance of one session, live and replay, as rows of a table.
+ * @param {any} report GET /api/sessions/{id}/attendance
+ */
+function attendanceRows(report) {
+  /** @type {Map<number, {name: string, phone: string, live: string, replay: string}>} */
+  const people = new Map();
+  const row = (/** @type {any} */ p) => people.get(p.person_id) || { name: p.name, phone: p.phone, live: "—", replay: "—" };
+  for (const p of report.live) {
+    people.set(p.person_id, { ...row(p), live: `${duration(p.present_s)}${p.watching_now ? "（正在观看）" : ""}` });
+  }
+  for (const p of report.replay) people.set(p.person_id, { ...row(p), replay: duration(p.position_s) });
+  if (!people.size) return [h("tr", {}, [h("td", { colspan: "4" }, ["还没有学员观看"])])];
+  return [...people.values()].map((p) => h("tr", {}, [h("td", {}, [p.name]), h("td", {}, [p.phone]), h("td", {}, [p.live]), h("td", {}, [p.replay])]));
+}
+
+/**
+ * What learners did with a session: live attendance and replay viewers (live lectures only: the live
+ * server does not see offline or external sessions).
+ * @param {any} s
+ * @param {any} counts this session's entry of GET /api/courses/{id}/attendance, or undefined
+ * @returns {HTMLElement[]}
+ */
+function attendanceOf(s, counts) {
+  if (s.kind !== "live") return [];
+  const facts = [];
+  if (s.replay) {
+    facts.push(h("a", { href: `/replays/${encodeURIComponent(s.replay.id)}`, class: "replay-link" }, [`回放 ${duration(s.replay.duration_s)}`]));
+  } else if (s.status === "ended") {
+    facts.push(h("span", {}, ["暂无回放"]));
+  }
+  // Before a session starts there is nothing to count: no "0 人" lines for every planned session.
+  const started = s.status === "live" || s.status === "ended" || (counts && counts.live_learners + counts.replay_learners > 0);
+  if (counts && started) {
+    const now = counts.watching_now ? `（正在观看 ${counts.watching_now} 人）` : "";
+    facts.push(h("span", { class: "live-count" }, [`直播出席 ${counts.live_learners} 人${now}`]));
+    facts.push(h("span", { class: "replay-count" }, [`回放观看 ${counts.replay_learners} 人`]));
+  }
+  if (!facts.length) return [];
+  const body = h("tbody", {}, []);
+  const detail = h("details", { class: "attendance" }, [
+    h("summary", {}, ["出席明细"]),
+    h("div", { class: "table-wrap" }, [
+      h("table", {}, [h("thead", {}, [h("tr", {}, [h("th", {}, ["姓名"]), h("th", {}, ["手机号"]), h("th", {}, ["直播在场"]), h("th", {}, ["回放看到"])])]), body]),
+    ]),
+  ]);
+  detail.addEventListener("toggle", async () => {
+    if (!(/** @type {HTMLDetailsElement} */ (detail).open)) return;
+    body.replaceChildren(h("tr", {}, [h("td", { colspan: "4" }, ["正在加载…"])]));
+    try {
+      body.replaceChildren(...attendanceRows(await api("GET", `/api/sessions/${s.id}/attendance`)));
+    } catch (err) {
+      body.replaceChildren(h("tr", {}, [h("td", { colspan: "4" }, [errorText(err)])]));
+    }
+  });
+  return [h("div", { class: "meta session-facts" }, facts), ...(counts && started ? [detail] : [])];
+}
+
+/**
+ * @param {any} s a session with its experts
+ * @param {any} [counts] its attendance counts
+ */
+function sessionItem(s, counts) {
+  const names = (s.experts || []).map((/** @type {any} */ e) => e.name).join("、");
   const picker = h("fieldset", { class: "experts" }, [h("legend", {}, ["授课专家"])]);
   const save = /** @type {HTMLButtonElement} */ (h("button", { class: "button", type: "button" }, ["保存专家"]));
   const message = h("p", { class: "message", hidden: "" });
@@ -148,15 +228,36 @@ function sessionItem(s) {
       done();
     }
   });
-  return h("li", {}, [
+  // A live session needs someone who can go live: say so where the provider looks.
+  const expertLine = names
+    ? h("span", { class: "experts-names" }, [`专家：${names}`])
+    : h("span", { class: `experts-names${s.kind === "live" ? " warn" : ""}` }, [s.kind === "live" ? "专家：未指定（发布课程前须指定）" : "专家：未指定"]);
+  return h("li", { "data-session": String(s.id) }, [
     h("h3", {}, [s.title]),
     h("div", { class: "meta" }, [
+      ...(s.status ? [statusTag(s)] : []),
       h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
       h("span", {}, [KIND[s.kind] || s.kind]),
-      h("span", { class: "experts-names" }, [`专家：${names}`]),
+      expertLine,
     ]),
+    ...attendanceOf(s, counts),
     edit,
   ]);
+}
+
+/**
+ * Attendance counts per session id; empty when they cannot be read (the list still shows).
+ * @param {number} courseId
+ * @returns {Promise<Map<number, any>>}
+ */
+async function attendanceCounts(courseId) {
+  try {
+    const res = await api("GET", `/api/courses/${courseId}/attendance`);
+    return new Map(res.sessions.map((/** @type {any} */ c) => [c.session_id, c]));
+  } catch (err) {
+    console.warn("attendance counts", err);
+    return new Map();
+  }
 }
 
 /**
@@ -182,7 +283,11 @@ async function openCourse(id, notice = "") {
     $("#panel-link").setAttribute("href", `/courses/${current.id}`);
     publishBtn.hidden = current.status !== "draft";
     const sessions = current.sessions || [];
-    $("#panel-sessions").replaceChildren(...(sessions.length ? sessions.map(sessionItem) : [h("li", {}, ["还没有课次"])]));
+    const hint = $("#publish-hint");
+    hint.hidden = !(current.status === "draft" && current.delivery === "recorded" && !(current.replays || []).length);
+    hint.textContent = "录播课程要有可观看的回放才能发布：请先为课次录制直播，回放生成后再发布。";
+    const counts = await attendanceCounts(current.id);
+    $("#panel-sessions").replaceChildren(...(sessions.length ? sessions.map((/** @type {any} */ s) => sessionItem(s, counts.get(s.id))) : [h("li", {}, ["还没有课次"])]));
     fillExpertPicker($("#new-session-experts"), []);
     const res = await api("GET", `/api/courses/${id}/enrollments?page_size=100`);
     $("#enrollment-count").textContent = `共 ${res.total} 人`;
@@ -259,30 +364,28 @@ sessionForm.addEventListener("submit", async (ev) => {
         ? "结束时间必须晚于开始时间。"
         : "";
   if (problem) {
-    say(problem, "error", panelMessage);
+    say(problem, "error", sessionMessage);
     return;
   }
+  say("", "info", sessionMessage);
   const kind = text(data, "kind");
   /** @type {Record<string, unknown>} */
   const body = { title: text(data, "title"), kind, scheduled_start: beijingInstant(start), scheduled_end: beijingInstant(end) };
   if (kind === "external") body.external_platform = text(data, "external_platform");
+  // The session and its experts in one request: the API checks both (dates ahead, an expert for a live
+  // session of a published course) and creates nothing when either is wrong.
+  if (experts.length) body.expert_ids = experts;
   const done = busy(/** @type {HTMLButtonElement} */ (sessionForm.querySelector("button[type=submit]")), "正在保存…");
   try {
     const session = await api("POST", `/api/courses/${current.id}/sessions`, body);
+    markField(sessionForm, null);
     sessionForm.reset();
     $("#platform-row").hidden = true;
-    if (experts.length) {
-      try {
-        await api("PUT", `/api/sessions/${session.id}/experts`, { person_ids: experts });
-      } catch (err) {
-        await openCourse(current.id);
-        say(`课次“${session.title}”已创建，但设置专家失败：${errorText(err)}`, "error", panelMessage);
-        return;
-      }
-    }
-    await openCourse(current.id, `课次“${session.title}”已创建。`);
+    const later = kind === "live" && !experts.length ? "请在发布课程前为它指定授课专家。" : "";
+    await openCourse(current.id, `课次“${session.title}”已创建。${later}`);
   } catch (err) {
-    sayError(err, panelMessage);
+    sayError(err, sessionMessage);
+    markField(sessionForm, err);
   } finally {
     done();
   }

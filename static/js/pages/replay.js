@@ -1,9 +1,11 @@
 // @ts-check
-/** Replay page: plays a recorded session with hls.js (camera ⇄ screen, keeping the position), resumes
- * where the learner left off and reports progress (position, rate, visibility, angle) to the API. */
+/** Replay page: one lecture timeline over the recording's angles (camera, screen), played with hls.js. The
+ * scrubber and the time shown are lecture time whichever angle plays; where the chosen angle has no picture
+ * (a screen share that started at 01:12) another angle plays, the page says so, and it switches back when
+ * the chosen angle has a picture. Opens at 0:00 on the camera unless resuming; reports progress. */
 import { api, ApiError } from "../api.js";
-import { $, h, say, sayError, whoami } from "../ui.js";
-import { ProgressReporter } from "../playback.js";
+import { $, duration, h, say, sayError, whoami } from "../ui.js";
+import { AngleTimeline, ProgressReporter } from "../playback.js";
 
 /** @typedef {{name: string, hls_url: string, mp4_url: string | null, start_s: number, duration_s: number}} Angle */
 
@@ -12,67 +14,121 @@ const Hls = /** @type {typeof import("hls.js").default | undefined} */ (/** @typ
 
 const recordingId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const video = /** @type {HTMLVideoElement} */ ($("#video"));
+const scrubber = /** @type {HTMLInputElement} */ ($("#scrubber"));
+const playBtn = /** @type {HTMLButtonElement} */ ($("#play"));
+const muteBtn = /** @type {HTMLButtonElement} */ ($("#mute"));
+const rateSelect = /** @type {HTMLSelectElement} */ ($("#rate"));
+const timeText = $("#time");
+const note = $("#angle-note");
 /** @type {Record<string, string>} */
 const ANGLE_LABEL = { camera: "讲师画面", screen: "屏幕共享" };
+/** @param {string} name */
+const label = (name) => ANGLE_LABEL[name] || name;
 
-/** @type {any} */
+/** @type {any} GET /api/replays/{id} */
 let replay = null;
-/** @type {Angle | null} */
-let angle = null;
+/** @type {AngleTimeline | null} */
+let timeline = null;
+/** @type {Angle | null} the angle whose media is in the video element */
+let shown = null;
+/** The angle the learner chose (camera unless resuming on another, or a button was pressed). */
+let preferred = "camera";
 /** @type {import("hls.js").default | null} */
 let hls = null;
-let ready = false;
+let loads = 0; // which load() the video element is on: older loads' callbacks do nothing
+let ready = false; // the shown angle's media is loaded and at its position
+let pendingAt = 0; // the lecture time being loaded while not ready
+let dragging = false; // the learner is moving the scrubber
+let finished = false; // the lecture played to its end
 
-/** @param {number} s */
+/** @param {number} s a position on the lecture, for the clock-like time line (a hair under a second,
+ * such as a screen share's start at 3.9996 s, reads as that second) */
 function clock(s) {
-  const t = Math.max(0, Math.floor(s));
+  const t = Math.max(0, Math.floor(s + 0.01));
   const hh = Math.floor(t / 3600);
   const mm = String(Math.floor((t % 3600) / 60)).padStart(2, "0");
   const ss = String(t % 60).padStart(2, "0");
   return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
+/** A moment the page announces (an angle's start or end), to the second it has happened by: a share that
+ * starts at 3.9996 s is "00:04", not "00:03". @param {number} s */
+const mark = (s) => clock(Math.ceil(s - 0.05));
+
 /** @param {number} v @param {number} lo @param {number} hi */
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
-/** Where playback is on the recording's common timeline (each angle's media starts at its start_s). */
+/** Where playback is on the lecture (each angle's media starts at its start_s). */
 function position() {
-  return angle ? clamp(video.currentTime + angle.start_s, 0, replay.duration_s) : 0;
+  if (!shown || !replay) return 0;
+  if (!ready) return pendingAt;
+  return clamp(video.currentTime + shown.start_s, 0, replay.duration_s);
 }
 
-const reporter = new ProgressReporter(
-  recordingId,
-  () =>
-    ready && angle
-      ? {
-          position_s: Math.round(position() * 10) / 10,
-          rate: clamp(video.playbackRate || 1, 0.25, 4),
-          visible: document.visibilityState === "visible",
-          angle: angle.name,
-        }
-      : null,
+const reporter = new ProgressReporter(recordingId, () =>
+  ready && shown
+    ? {
+        position_s: Math.round(position() * 10) / 10,
+        rate: clamp(video.playbackRate || 1, 0.25, 4),
+        visible: document.visibilityState === "visible",
+        angle: shown.name,
+      }
+    : null,
 );
 
+/** @param {number} t lecture time */
+function showTime(t) {
+  timeText.textContent = `${clock(t)} / ${clock(replay ? replay.duration_s : 0)}`;
+  if (!dragging) scrubber.value = String(t);
+}
+
+/** Say, over the video, why the chosen angle is not the one playing (nothing when it is). @param {number} t */
+function showNote(t) {
+  const text = timeline ? timeline.gapNote(preferred, t, label, mark) : "";
+  if (!text || !timeline) {
+    note.hidden = true;
+    note.dataset.text = "";
+    return;
+  }
+  // Rebuilt only when the words change: its button must survive the 4 timeupdates a second.
+  if (note.dataset.text !== text) {
+    note.dataset.text = text;
+    const chosen = timeline.byName(preferred);
+    const jump =
+      chosen && t < timeline.startOf(chosen) && !timeline.broken.has(chosen.name)
+        ? [h("button", { type: "button", "data-jump": String(chosen.start_s) }, [`跳到 ${mark(chosen.start_s)}`])]
+        : [];
+    for (const b of jump) b.addEventListener("click", () => seek(Number(b.dataset.jump), true));
+    note.replaceChildren(text, ...jump);
+  }
+  note.hidden = false;
+}
+
+function showPressed() {
+  for (const b of document.querySelectorAll("#angles button")) {
+    b.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (b).dataset.angle === preferred));
+  }
+}
+
 /**
- * Load an angle and continue at `at` (recording time), playing if `play`.
+ * Put an angle's media in the video element at lecture time `at`, playing if `play`.
  * @param {Angle} next
  * @param {number} at
  * @param {boolean} play
  */
 function load(next, at, play) {
+  const mine = ++loads;
   ready = false;
-  angle = next;
-  const rate = video.playbackRate || 1;
-  for (const b of document.querySelectorAll("#angles button")) {
-    b.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (b).dataset.angle === next.name));
-  }
-  if (at < next.start_s) say(`${ANGLE_LABEL[next.name] || next.name}从 ${clock(next.start_s)} 开始。`);
+  pendingAt = at;
+  shown = next;
+  $("#player").dataset.angle = next.name; // which angle is on screen (read by tests, and by CSS if needed)
   const seekTo = clamp(at - next.start_s, 0, Math.max(0, next.duration_s - 0.5));
   video.addEventListener(
     "loadedmetadata",
     () => {
+      if (mine !== loads) return;
       video.currentTime = seekTo;
-      video.playbackRate = rate;
+      video.playbackRate = Number(rateSelect.value) || 1;
       ready = true;
       if (play) video.play().catch(() => say("请点击播放按钮继续观看。"));
     },
@@ -81,35 +137,90 @@ function load(next, at, play) {
   if (hls) hls.destroy();
   hls = null;
   if (Hls && Hls.isSupported()) {
-    hls = new Hls({ startPosition: seekTo });
-    hls.on(Hls.Events.ERROR, (_event, data) => {
-      if (data.fatal) say("视频加载失败，请刷新页面重试。", "error");
+    const player = new Hls({ startPosition: seekTo });
+    hls = player;
+    player.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.fatal && mine === loads) failed(next, at);
     });
-    hls.loadSource(next.hls_url);
-    hls.attachMedia(video);
+    player.loadSource(next.hls_url);
+    player.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = next.hls_url; // Safari on iPhone plays HLS itself
   } else {
     say("当前浏览器无法播放回放，请更换浏览器后重试。", "error");
+  }
+  showTime(at);
+  showNote(at);
+}
+
+/** An angle's media failed: play another where there is one. @param {Angle} angle @param {number} at */
+function failed(angle, at) {
+  if (!timeline) return;
+  timeline.broken.add(angle.name);
+  const other = /** @type {Angle | null} */ (timeline.pick(preferred, at) || timeline.nextStart(at));
+  if (other) load(other, Math.max(at, other.start_s), !video.paused);
+  else say("视频加载失败，请刷新页面重试。", "error");
+}
+
+/**
+ * Go to lecture time `t` on the angle that has a picture there.
+ * @param {number} t
+ * @param {boolean} play
+ */
+function seek(t, play) {
+  if (!timeline || !shown || !replay) return;
+  let at = clamp(t, 0, replay.duration_s);
+  finished = false;
+  let want = /** @type {Angle | null} */ (timeline.pick(preferred, at));
+  if (!want) {
+    const next = /** @type {Angle | null} */ (timeline.nextStart(at));
+    if (next) at = next.start_s;
+    want = next || shown; // past every angle's end: the shown one plays out
+  }
+  if (want.name === shown.name && ready) {
+    video.currentTime = clamp(at - shown.start_s, 0, shown.duration_s);
+    showTime(at);
+    showNote(at);
+    if (play && video.paused) video.play().catch(() => say("请点击播放按钮继续观看。"));
+  } else {
+    load(want, at, play);
+  }
+}
+
+/** The lecture time moved on: follow it with the right angle. */
+function follow() {
+  if (!ready || !timeline || !shown) return;
+  const t = position();
+  showTime(t);
+  showNote(t);
+  const want = /** @type {Angle | null} */ (timeline.pick(preferred, t));
+  if (want && want.name !== shown.name) {
+    load(want, t, !video.paused);
+  } else if (!want && !timeline.covers(shown, t)) {
+    const next = /** @type {Angle | null} */ (timeline.nextStart(t));
+    if (next) load(next, next.start_s, !video.paused); // no picture anywhere until then
   }
 }
 
 /** @param {Angle[]} angles */
 function renderAngles(angles) {
   const buttons = angles.map((a) => {
-    const b = h("button", { type: "button", class: "button", "data-angle": a.name, "aria-pressed": "false" }, [
-      ANGLE_LABEL[a.name] || a.name,
-    ]);
+    const b = h("button", { type: "button", class: "button", "data-angle": a.name, "aria-pressed": "false" }, [label(a.name)]);
     b.addEventListener("click", () => {
-      if (angle && a.name !== angle.name) load(a, position(), !video.paused);
+      if (!timeline || preferred === a.name) return;
+      preferred = a.name;
+      showPressed();
+      const t = position();
+      // Shown now if it has a picture here; otherwise the note says when it starts and offers a jump.
+      if (timeline.covers(a, t) && shown && shown.name !== a.name) load(a, t, !video.paused);
+      else showNote(t);
     });
     return b;
   });
   $("#angles").replaceChildren(...(angles.length > 1 ? buttons : []));
+  showPressed();
   $("#downloads").replaceChildren(
-    ...angles
-      .filter((a) => a.mp4_url)
-      .map((a) => h("a", { href: String(a.mp4_url), download: "" }, [`下载${ANGLE_LABEL[a.name] || a.name}（MP4）`])),
+    ...angles.filter((a) => a.mp4_url).map((a) => h("a", { href: String(a.mp4_url), download: "" }, [`下载${label(a.name)}（MP4）`])),
   );
 }
 
@@ -135,31 +246,88 @@ async function main() {
   document.title = `${replay.session_title} · 课程回放 · Lectern 讲堂`;
   $("#title").textContent = `${replay.course_title} · ${replay.session_title}`;
   $("#back").setAttribute("href", `/courses/${replay.course_id}`);
-  $("#meta").replaceChildren(h("span", {}, [`时长 ${clock(replay.duration_s)}`]));
+  $("#meta").replaceChildren(h("span", { id: "duration" }, [`时长 ${duration(replay.duration_s)}`]));
   /** @type {Angle[]} */
   const angles = (replay.angles || []).filter((/** @type {Angle} */ a) => a.hls_url);
   if (!angles.length) {
     say("该回放暂无可播放的画面。", "error");
     return;
   }
+  timeline = new AngleTimeline(angles, replay.duration_s);
+  scrubber.max = String(replay.duration_s);
   reporter.everyS = replay.report_every_s || 10;
   reporter.minIntervalMs = (replay.report_min_interval_s || 5) * 1000 + 250;
+  // Resume where the learner left off (unless that was the very end, so a finished replay starts over), on
+  // the angle they watched if it has a picture there; everyone else starts at 0:00 on the camera.
+  // "The very end" is the last 3 s, or the last 5 % of a replay shorter than a minute.
+  const saved = replay.progress;
+  const endMarginS = Math.min(3, replay.duration_s * 0.05);
+  const resuming = Boolean(saved) && saved.position_s >= 1 && saved.position_s < replay.duration_s - endMarginS;
+  const at = resuming ? saved.position_s : 0;
+  const savedAngle = resuming ? timeline.byName(saved.angle) : undefined;
+  const camera = angles.find((a) => a.name === "camera") || angles[0];
+  preferred = savedAngle && timeline.covers(savedAngle, at) ? savedAngle.name : camera.name;
   renderAngles(angles);
   $("#player-box").hidden = false;
-  const saved = replay.progress;
-  const first = angles.find((a) => saved && a.name === saved.angle) || angles[0];
-  // Resume where the learner left off, unless that was the very end.
-  const at = saved && saved.position_s < replay.duration_s - 3 ? saved.position_s : 0;
-  say(at > 0 ? `已为您从上次观看的位置（${clock(at)}）继续。` : "");
-  load(first, at, false);
+  say(resuming ? `已为您从上次观看的位置（${clock(at)}）继续。` : "");
+  const first = /** @type {Angle} */ (timeline.pick(preferred, at) || timeline.nextStart(at) || camera);
+  load(first, Math.max(at, first.start_s), false);
 }
 
-video.addEventListener("play", () => reporter.start());
+video.addEventListener("timeupdate", follow);
+video.addEventListener("play", () => {
+  playBtn.textContent = "暂停";
+  reporter.start();
+});
 video.addEventListener("pause", () => {
+  playBtn.textContent = finished ? "重新播放" : "播放";
   reporter.stop();
   reporter.report();
 });
-video.addEventListener("ended", () => reporter.stop());
+video.addEventListener("ended", () => {
+  if (!ready || !timeline || !shown) return;
+  const t = position();
+  const want = /** @type {Angle | null} */ (timeline.pick(preferred, t) || timeline.nextStart(t));
+  if (want && want.name !== shown.name) {
+    load(want, Math.max(t, want.start_s), true); // this angle ran out before the lecture did
+    return;
+  }
+  finished = true;
+  playBtn.textContent = "重新播放";
+  showTime(replay.duration_s);
+  reporter.stop();
+});
+video.addEventListener("click", () => playBtn.click());
+playBtn.addEventListener("click", () => {
+  if (!shown) return;
+  if (finished) seek(0, true);
+  else if (video.paused) video.play().catch(() => say("请点击播放按钮继续观看。"));
+  else video.pause();
+});
+scrubber.addEventListener("input", () => {
+  dragging = true;
+  showTime(Number(scrubber.value));
+});
+scrubber.addEventListener("change", () => {
+  dragging = false;
+  seek(Number(scrubber.value), !video.paused);
+});
+rateSelect.addEventListener("change", () => {
+  video.playbackRate = Number(rateSelect.value) || 1;
+});
+muteBtn.addEventListener("click", () => {
+  video.muted = !video.muted;
+});
+video.addEventListener("volumechange", () => {
+  muteBtn.textContent = video.muted ? "已静音" : "静音";
+  muteBtn.setAttribute("aria-pressed", String(video.muted));
+});
+$("#fullscreen").addEventListener("click", () => {
+  const box = $("#player");
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  else if (box.requestFullscreen) box.requestFullscreen().catch(() => {});
+  else /** @type {any} */ (video).webkitEnterFullscreen?.(); // iPhone: only the video goes full screen
+});
 document.addEventListener("visibilitychange", () => reporter.report());
 window.addEventListener("pagehide", () => reporter.flush());
 

@@ -107,7 +107,9 @@ def _session_body() -> dict[str, Any]:
 
 
 async def _add_session(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
-    return f"/api/courses/{w.course_id}/sessions", _session_body()
+    # A live session of a published course names its expert (catalog.publishing).
+    body = {**_session_body(), "expert_ids": [w.actors["expert"].person_id]}
+    return f"/api/courses/{w.course_id}/sessions", body
 
 
 async def _experts(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
@@ -140,6 +142,7 @@ MATRIX: dict[str, Case] = {
     "POST /api/auth/logout": case(204, fixed("/api/auth/logout"), anonymous=401),
     "GET /api/me": case(200, fixed("/api/me"), anonymous=401),
     "GET /api/me/learning": case(200, fixed("/api/me/learning"), anonymous=401),
+    "GET /api/me/teaching": case(200, fixed("/api/me/teaching"), anonymous=401),
     "GET /api/organizations": case(200, fixed("/api/organizations")),
     "GET /api/experts": case(
         403,
@@ -178,6 +181,8 @@ MATRIX: dict[str, Case] = {
         expert=201,
         provider_admin=201,
     ),
+    # Anyone logged in may ask what they may do in a room (the answer says no to most).
+    "GET /api/sessions/{session_id}/access": case(200, fixed("/api/sessions/{s}/access"), anonymous=401),
     # The seeded learner is already enrolled: enrolling again is a no-op (200).
     "POST /api/courses/{course_id}/enroll": case(
         403, fixed("/api/courses/{c}/enroll"), anonymous=401, learner=200
@@ -190,6 +195,13 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/courses/{course_id}/enrollments": case(
         403, fixed("/api/courses/{c}/enrollments"), anonymous=401, provider_admin=200, bureau=200, admin=200
+    ),
+    # Attendance: the provider's administrators and platform admins only.
+    "GET /api/courses/{course_id}/attendance": case(
+        403, fixed("/api/courses/{c}/attendance"), anonymous=401, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance": case(
+        403, fixed("/api/sessions/{s}/attendance"), anonymous=401, **MANAGERS
     ),
     # Replays: enrolled learners, the provider's staff, the session's experts and supervisors.
     "GET /api/replays/{recording_id}": case(

@@ -16,12 +16,13 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from infra.bus_memory import MemoryBus
+from infra.bus import EventBus
 from infra.ice import IceServer
 from infra.tokens import Claims, sign
 from streaming import live, rtc_adapter
 from streaming.forwarding import EncodedFrame
 from streaming.rooms import Rooms
+from tests.helpers import wait_until
 
 SECRET = "test-secret-key-not-for-production"
 LOOPBACK = ("127.0.0.1",)
@@ -57,18 +58,31 @@ def sdp_headers(bearer: str | None) -> dict[str, str]:
 class LiveServer:
     client: TestClient  # type: ignore[type-arg]
     app: web.Application
-    bus: MemoryBus
+    bus: EventBus
+    _seen: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     @property
     def rooms(self) -> Rooms:
         return self.app[live.ROOMS]
 
     async def events(self, topic: str = "sessions") -> list[tuple[str, dict[str, Any]]]:
+        """Every event published on `topic` so far, as (type, data)."""
         await self.bus.ensure_group(topic, "test")
-        out = []
+        seen = self._seen.setdefault(topic, [])
         for delivery in await self.bus.consume(topic, "test", "t", count=100):
-            out.append((delivery.type, delivery.data))
-        return out
+            seen.append((delivery.type, delivery.data))
+        return list(seen)
+
+    async def events_until(
+        self, count: int, topic: str = "sessions", timeout_s: float = 10.0
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The events on `topic` once there are at least `count` (a room ends before it says so)."""
+
+        async def enough() -> list[tuple[str, dict[str, Any]]] | None:
+            events = await self.events(topic)
+            return events if len(events) >= count else None
+
+        return await wait_until(enough, timeout_s=timeout_s, message=f"{count} events on {topic}")
 
 
 LiveServerFactory = Callable[..., Awaitable[LiveServer]]

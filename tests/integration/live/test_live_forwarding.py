@@ -218,7 +218,7 @@ async def test_the_room_ends_when_every_publisher_is_gone_past_the_grace_period(
     await robot.close()
     await wait_until(lambda: server.rooms.room(SESSION) is None, timeout_s=15, message="room ended")
     assert time.monotonic() - started >= 0.5
-    events = await server.events()
+    events = await server.events_until(2)
     assert [t for t, _ in events] == ["session.started", "session.ended"]
     assert events[1][1]["session_id"] == SESSION
     assert events[1][1]["reason"] == "publisher_lost"

@@ -246,7 +246,7 @@ async def test_speakers_do_not_keep_a_room_whose_expert_is_gone(
     await _speaker(server, peers, BOB)
     await expert.close()
     await wait_until(lambda: server.rooms.room(SESSION) is None, timeout_s=15, message="room ended")
-    assert [(t, d.get("reason")) for t, d in await server.events()] == [
+    assert [(t, d.get("reason")) for t, d in await server.events_until(2)] == [
         ("session.started", None),
         ("session.ended", "publisher_lost"),
     ]
