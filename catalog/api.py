@@ -34,6 +34,8 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.domain import Caller
+from infra import media_access
 from infra.http import json_ok, read_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -273,19 +275,48 @@ async def session_attendance(request: web.Request) -> web.Response:
 # --- replays --------------------------------------------------------------------------------------------
 
 
+async def _with_media_cookie(
+    response: web.Response, request: web.Request, caller: Caller, session_id: int
+) -> web.Response:
+    """Set (or renew) the caller's `lectern_media` cookie for the session's media (infra.media_access)."""
+    grant = await replays.grant_media(
+        database(request), settings(request).secret_key, caller, session_id, now()
+    )
+    response.set_cookie(
+        media_access.COOKIE,
+        grant.value,
+        max_age=grant.max_age_s,
+        path=grant.path,
+        httponly=True,
+        samesite="Lax",
+        secure=settings(request).secure_cookies,
+    )
+    return response
+
+
 async def get_replay(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    return json_ok(await replays.playback(database(request), caller, request.match_info["recording_id"]))
+    view = await replays.playback(database(request), caller, request.match_info["recording_id"])
+    return await _with_media_cookie(json_ok(view), request, caller, view["session_id"])
 
 
 async def put_replay_progress(request: web.Request) -> web.Response:
     caller = await current_person(request)
     report = forms.progress_report(await read_json(request))
-    return json_ok(
-        await replays.report_progress(
-            database(request), caller, request.match_info["recording_id"], report, now()
-        )
+    recording_id = request.match_info["recording_id"]
+    stored = await replays.report_progress(database(request), caller, recording_id, report, now())
+    # The page reports every few seconds while it plays: each report renews the media cookie.
+    return await _with_media_cookie(json_ok(stored), request, caller, stored["session_id"])
+
+
+async def hls_access(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    session_id = _id(request, "session_id")
+    grant = await replays.grant_media(
+        database(request), settings(request).secret_key, caller, session_id, now()
     )
+    body = {"session_id": session_id, "prefix": grant.path, "expires_at": grant.expires_at.isoformat()}
+    return await _with_media_cookie(json_ok(body), request, caller, session_id)
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -536,6 +567,15 @@ ROUTES: tuple[Route, ...] = (
         "sessions",
         body=schemas.MEDIA_TOKEN,
         responses={201: "Issued", 409: "whip on a session that has ended (code session_ended)"},
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/hls-access",
+        hls_access,
+        "Set the cookie that opens the session's media under /hls/{session_id}/ (live HLS, replays, MP4)"
+        " for an hour; the replay API sets and renews it too",
+        "the session's experts, the provider's staff, enrolled learners, bureau, admin",
+        "sessions",
     ),
     Route(
         "GET",

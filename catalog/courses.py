@@ -186,6 +186,19 @@ async def _replay_of(s: AsyncSession, session_id: int) -> dict[str, Any] | None:
     return replays_by_session(await queries.finalized_recordings(s, [session_id])).get(session_id)
 
 
+async def _watchable(s: AsyncSession, caller: Caller | None, sessions: list[Session]) -> set[int]:
+    """The ids of `sessions` whose media the caller may watch (replays.watcher_role)."""
+    if caller is None:
+        return set()
+    return {ss.id for ss in sessions if await replays.watcher_role(s, caller, ss) is not None}
+
+
+def _shown(replay: dict[str, Any] | None, watchable: bool) -> dict[str, Any] | None:
+    """A session's replay as the caller may see it: that there is one and how long, and its id (the way
+    to its media) only for a caller who may watch it."""
+    return replay if replay is None or watchable else {**replay, "id": None}
+
+
 async def get(db: Database, caller: Caller | None, course_id: int, now: datetime) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         course = await queries.course_with_sessions(s, course_id)
@@ -197,12 +210,18 @@ async def get(db: Database, caller: Caller | None, course_id: int, now: datetime
         enrolled = (
             caller is not None and await queries.active_enrollment(s, caller.person_id, course.id) is not None
         )
+        watchable = await _watchable(s, caller, list(course.sessions))
     view = course_view(course, provider_name=provider_name)
     view["enrolled"] = enrolled  # whether the caller is enrolled (false for anonymous callers)
     by_session = replays_by_session(recordings)
-    view["sessions"] = [session_view(ss, names, now, by_session.get(ss.id)) for ss in course.sessions]
+    view["sessions"] = [
+        session_view(ss, names, now, _shown(by_session.get(ss.id), ss.id in watchable))
+        for ss in course.sessions
+    ]
     titles = {ss.id: ss.title for ss in course.sessions}
-    view["replays"] = [replays.replay_summary(r, titles.get(r.session_id, "")) for r in recordings]
+    view["replays"] = [
+        replays.replay_summary(r, titles.get(r.session_id, ""), r.session_id in watchable) for r in recordings
+    ]
     return view
 
 
@@ -325,7 +344,7 @@ async def get_session(db: Database, caller: Caller | None, session_id: int, now:
         if not _visible(session.course, caller):
             raise NotFound(f"session {session_id} not found", field="session_id")
         names = await queries.names_of(s, [e.person_id for e in session.experts])
-        replay = await _replay_of(s, session.id)
+        replay = _shown(await _replay_of(s, session.id), bool(await _watchable(s, caller, [session])))
     return session_view(session, names, now, replay)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from catalog import forms, queries
 from catalog.db import Database
 from catalog.domain import Caller, RecordingState
 from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
+from infra import media_access
 from infra.errors import Forbidden, Invalid, NotFound, TooMany
 from infra.events import RecordingFinalized
 
@@ -78,10 +80,11 @@ def ordered_angles(angles: dict[str, Any]) -> list[str]:
     return sorted(angles, key=lambda a: (ANGLE_ORDER.index(a) if a in ANGLE_ORDER else len(ANGLE_ORDER), a))
 
 
-def replay_summary(recording: Recording, session_title: str) -> dict[str, Any]:
-    """A replay as listed on its course page."""
+def replay_summary(recording: Recording, session_title: str, watchable: bool) -> dict[str, Any]:
+    """A replay as listed on its course page; its `id` (the way to its media) only for a caller who may
+    watch it (`watchable`), null for anyone else."""
     return {
-        "id": recording.id,
+        "id": recording.id if watchable else None,
         "session_id": recording.session_id,
         "session_title": session_title,
         "duration_s": recording.duration_s,
@@ -166,26 +169,65 @@ async def register(db: Database, event: RecordingFinalized, now: datetime) -> bo
 # -- watching ----------------------------------------------------------------------------------------
 
 
+async def watcher_role(s: AsyncSession, caller: Caller, session: Session) -> str | None:
+    """Who `caller` is among the people who may watch the session's media (live HLS and replays):
+    "expert" (one of the session's), "staff" (the provider's), "learner" (enrolled in the course) or
+    "supervisor" (bureau, admins); None for anyone else. `session` has its course and experts loaded."""
+    course = session.course
+    if any(e.person_id == caller.person_id for e in session.experts):
+        return "expert"
+    if caller.manages_provider(course.provider_org_id):
+        return "staff"
+    if await queries.active_enrollment(s, caller.person_id, course.id) is not None:
+        return "learner"
+    return "supervisor" if caller.is_supervisor else None
+
+
 async def _watchable(s: AsyncSession, caller: Caller, recording_id: str) -> tuple[Recording, Session]:
-    """The recording and its session, when `caller` may watch it: learners enrolled in the course, the
-    provider's staff, the session's experts, bureau and admins. Forbidden otherwise."""
+    """The recording and its session, when `caller` may watch it (watcher_role). Forbidden otherwise."""
     recording = await s.get(Recording, recording_id)
     if recording is None or recording.state != RecordingState.FINALIZED:
         raise NotFound(f"replay {recording_id} not found", field="recording_id")
     session = await queries.session_or_404(s, recording.session_id)
-    course = session.course
-    allowed = (
-        caller.is_supervisor
-        or caller.manages_provider(course.provider_org_id)
-        or any(e.person_id == caller.person_id for e in session.experts)
-        or await queries.active_enrollment(s, caller.person_id, course.id) is not None
-    )
-    if not allowed:
+    if await watcher_role(s, caller, session) is None:
         raise Forbidden(
             "only the course's enrolled learners, its provider, the session's experts and supervisors"
             " may watch this replay"
         )
     return recording, session
+
+
+@dataclass(frozen=True)
+class MediaCookie:
+    """The `lectern_media` cookie (infra.media_access) to set: `value` on `path` for `max_age_s`."""
+
+    value: str
+    path: str
+    max_age_s: int
+    expires_at: datetime
+
+
+async def grant_media(
+    db: Database, secret_key: str, caller: Caller, session_id: int, now: datetime
+) -> MediaCookie:
+    """The cookie that lets `caller` fetch everything under `/hls/{session_id}/` (the live HLS, the
+    replay's playlists, segments and MP4 downloads) for an hour; Forbidden for anyone watcher_role
+    refuses, NotFound for a session that does not exist."""
+    async with db.sessions.begin() as s:
+        session = await queries.session_or_404(s, session_id)
+        role = await watcher_role(s, caller, session)
+    if role is None:
+        raise Forbidden(
+            "only the course's enrolled learners, its provider, the session's experts and supervisors"
+            " may watch this session's media"
+        )
+    value = media_access.issue(secret_key, caller.person_id, session_id, role, now.timestamp())
+    return MediaCookie(
+        value=value,
+        path=media_access.cookie_path(session_id),
+        max_age_s=media_access.TTL_S,
+        expires_at=now + timedelta(seconds=media_access.TTL_S),
+    )
 
 
 async def playback(db: Database, caller: Caller, recording_id: str) -> dict[str, Any]:
@@ -232,7 +274,7 @@ async def report_progress(
     """Keep the latest progress and append the raw report; TooMany (with retry_after_s) when this person
     reported on this recording less than REPORT_MIN_INTERVAL_S ago."""
     async with db.sessions.begin() as s:
-        recording, _session = await _watchable(s, caller, recording_id)
+        recording, session = await _watchable(s, caller, recording_id)
         if report.position_s > recording.duration_s + POSITION_SLACK_S:
             raise Invalid(
                 f"position_s must be at most the duration ({recording.duration_s:.1f} s)", field="position_s"
@@ -278,6 +320,7 @@ async def report_progress(
             )
         )
     return {
+        "session_id": session.id,
         "position_s": position_s,
         "rate": report.rate,
         "visible": report.visible,

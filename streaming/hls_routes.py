@@ -1,18 +1,23 @@
 """`GET /hls/{key}`: recordings and live playlists served from the app's object store (embedded mode),
 with HLS content types, single Range requests and caching fit for playlists and segments.
 
-In the compose stack nginx serves /hls/ from the bucket's hls/ prefix instead; this is the same contract.
-Anyone may GET: recording ids are random, like the anonymously readable hls/ prefix behind nginx.
+Only for people the catalog granted the session's media (infra.media_access: the `lectern_media` cookie
+on `/hls/{session}/`); everyone else gets 401 or 403. In the compose stack nginx serves /hls/ from its
+cache and fills the cache from this route; `GET /hls-auth` answers nginx's `auth_request` with the same
+check, so a cached segment is only handed to a viewer whose cookie this app accepted.
 """
 
 from __future__ import annotations
 
+import time
 from email.utils import format_datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from infra.appkeys import OBJECTS
+from infra import media_access
+from infra.appkeys import OBJECTS, SETTINGS
 from infra.errors import NotFound
 from infra.objects import ObjectNotFound
 from infra.objects_local import check_key
@@ -29,7 +34,8 @@ CONTENT_TYPES: Final = {
 # Playlists change (the live one after every segment); segments, init segments and MP4s never do once
 # stored (new periods get new names), so browsers and proxies may keep them.
 NO_CACHE: Final = "no-cache"
-IMMUTABLE: Final = "public, max-age=31536000, immutable"
+# `private`: a shared cache must not hand them to anyone (nginx checks every request before its cache).
+IMMUTABLE: Final = "private, max-age=31536000, immutable"
 
 
 def _content_type(key: str, stored: str) -> str:
@@ -46,8 +52,23 @@ def object_key(path_key: str) -> str:
     return check_key(PREFIX + path_key)
 
 
+def _grant(request: web.Request, path: str) -> media_access.MediaGrant:
+    secret_key = request.app[SETTINGS].secret_key
+    return media_access.check(secret_key, request.cookies.get(media_access.COOKIE), path, time.time())
+
+
+async def authorize(request: web.Request) -> web.Response:
+    """nginx's `auth_request`: 200 with no body (naming the person in `X-Lectern-Person`, for nginx's
+    access log) when the `lectern_media` cookie covers the media URL in `X-Original-URI` (as the client
+    sent it, escapes and all: only a canonical path passes), else 401/403 in the JSON error shape."""
+    path = urlsplit(request.headers.get("X-Original-URI", "")).path
+    grant = _grant(request, path)
+    return web.Response(status=200, headers={"X-Lectern-Person": str(grant.person_id)})
+
+
 async def get_hls(request: web.Request) -> web.StreamResponse:
     key = object_key(request.match_info["key"])
+    _grant(request, "/" + key)
     store = request.app[OBJECTS]
     try:
         info = await store.stat(key)
@@ -91,3 +112,4 @@ async def get_hls(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/hls/{key:.+}", get_hls)
+    app.router.add_get("/hls-auth", authorize)

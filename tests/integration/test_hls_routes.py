@@ -1,9 +1,12 @@
-"""`/hls/{key}` serves recordings from the object store: HLS content types, caching, Range, 404 and
-no way out of the hls/ prefix; the replay page's hls.js is served from node_modules."""
+"""`/hls/{key}` serves recordings from the object store to holders of the session's media grant (the
+`lectern_media` cookie): HLS content types, caching, Range, 404 and no way out of the hls/ prefix; everyone
+else gets 401 or 403, and `/hls-auth` (nginx's auth_request) answers the same; the replay page's hls.js is
+served from node_modules."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from infra import media_access
 from infra.appkeys import OBJECTS, SETTINGS
 from infra.errors import Invalid
 from infra.http import error_middleware
@@ -20,7 +24,7 @@ from infra.objects_local import LocalObjectStore
 from infra.settings import Settings
 from streaming import hls_routes, pages
 from tests.helpers import wait_until
-from tests.server import running_server
+from tests.server import TEST_SECRET_KEY, running_server
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[..., Awaitable[Client]]
@@ -41,8 +45,71 @@ async def client(aiohttp_client: AiohttpClient, embedded_settings: Settings) -> 
     app[OBJECTS] = store
     hls_routes.add_routes(app)
     pages.add_routes(app)
-    yield await aiohttp_client(app)
+    test_client = await aiohttp_client(app)
+    test_client.session.cookie_jar.update_cookies(
+        {media_access.COOKIE: grant(embedded_settings, session_id=7)}
+    )
+    yield test_client
     await store.close()
+
+
+def grant(settings: Settings, session_id: int, person_id: int = 1, age_s: float = 0.0) -> str:
+    return media_access.issue(settings.secret_key, person_id, session_id, "learner", time.time() - age_s)
+
+
+MEDIA_KINDS = [
+    pytest.param("7/r1/camera/index.m3u8", id="playlist"),
+    pytest.param("7/r1/camera/seg_000001.m4s", id="segment"),
+    pytest.param("7/r1/camera/init.mp4", id="init"),
+    pytest.param("7/r1/camera.mp4", id="download"),
+]
+
+
+@pytest.mark.parametrize("path", MEDIA_KINDS)
+async def test_media_without_a_grant_for_its_session_is_refused(
+    client: Client, embedded_settings: Settings, path: str
+) -> None:
+    url = client.make_url(f"/hls/{path}")
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as resp:
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "unauthenticated"
+    refusals = {
+        "other session": (grant(embedded_settings, session_id=8), 403),
+        "expired": (grant(embedded_settings, session_id=7, age_s=media_access.TTL_S + 1), 401),
+        "forged": (media_access.issue("another key", 1, 7, "learner", time.time()), 401),
+        "a session token": ("x" * 40, 401),
+    }
+    for name, (cookie, status) in refusals.items():
+        async with (
+            aiohttp.ClientSession(cookies={media_access.COOKIE: cookie}) as other,
+            other.get(url) as resp,
+        ):
+            assert resp.status == status, name
+            assert SEGMENT not in await resp.read()
+
+
+@pytest.mark.parametrize(
+    ("uri", "status"),
+    [
+        pytest.param("/hls/7/r1/camera/seg_000001.m4s", 200, id="granted"),
+        pytest.param("/hls/7/r1/camera/seg_000001.m4s?list-type=2", 200, id="query-ignored"),
+        pytest.param("/hls/8/r1/camera/seg_000001.m4s", 403, id="other-session"),
+        pytest.param("/hls/%37/r1/camera/seg_000001.m4s", 403, id="escaped-session"),
+        pytest.param("/hls/7/r1/x%0d%0aX-Evil:%201.m4s", 403, id="crlf"),
+        pytest.param("/hls/7/r1/%3Flist-type=2", 403, id="escaped-query"),
+        pytest.param("/hls/7/../8/r1/index.m3u8", 403, id="dot-dot"),
+        pytest.param("/objects/hls/7/r1/camera.mp4", 403, id="not-media"),
+        pytest.param("", 403, id="none"),
+    ],
+)
+async def test_the_auth_request_check_accepts_only_canonical_media_paths_of_the_granted_session(
+    client: Client, uri: str, status: int
+) -> None:
+    resp = await client.get("/hls-auth", headers={"X-Original-URI": uri})
+    assert resp.status == status, await resp.text()
+    if status == 200:
+        assert resp.headers["X-Lectern-Person"] == "1"
+        assert await resp.read() == b""
 
 
 @pytest.mark.parametrize(
@@ -156,7 +223,11 @@ async def test_a_client_that_leaves_during_a_range_response_is_not_a_server_erro
     await store.put("hls/7/r1/camera.mp4", bytes(range(256)) * (32 * 1024), "video/mp4")  # 8 MiB
     with running_server(data_dir) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /hls/7/r1/camera.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-\r\n\r\n")
+        cookie = media_access.issue(TEST_SECRET_KEY, 1, 7, "learner", time.time())
+        writer.write(
+            b"GET /hls/7/r1/camera.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-\r\n"
+            + f"Cookie: {media_access.COOKIE}={cookie}\r\n\r\n".encode()
+        )
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 206"), head

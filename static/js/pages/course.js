@@ -28,7 +28,10 @@ function teaches(s) {
 function sessionLinks(s) {
   if (s.kind !== "live") return [];
   if (s.status === "ended") {
-    return s.replay ? [h("a", { class: "button", href: `/replays/${s.replay.id}` }, [`观看回放（${duration(s.replay.duration_s)}）`])] : [];
+    if (!s.replay) return [];
+    // The server names the replay (its id) only to those who may watch it: enrolled learners, experts, staff.
+    if (!s.replay.id) return [h("span", { class: "empty" }, [`有回放（${duration(s.replay.duration_s)}），报名后可观看`])];
+    return [h("a", { class: "button", href: `/replays/${s.replay.id}` }, [`观看回放（${duration(s.replay.duration_s)}）`])];
   }
   if (teaches(s)) return [h("a", { class: "button primary", href: `/studio/${s.id}` }, ["进入讲师直播间"])];
   if (s.status === "missed") return [h("span", { class: "empty" }, ["本课次未按计划开播"])];
@@ -86,8 +89,11 @@ async function load() {
     $("#replays").replaceChildren(
       ...replays.map((/** @type {any} */ r) =>
         h("li", {}, [
-          h("h3", {}, [h("a", { href: `/replays/${r.id}` }, [`观看回放：${r.session_title}`])]),
-          h("div", { class: "meta" }, [h("span", {}, [`时长 ${duration(r.duration_s)}`])]),
+          h("h3", {}, [r.id ? h("a", { href: `/replays/${r.id}` }, [`观看回放：${r.session_title}`]) : `回放：${r.session_title}`]),
+          h("div", { class: "meta" }, [
+            h("span", {}, [`时长 ${duration(r.duration_s)}`]),
+            ...(r.id ? [] : [h("span", {}, ["报名后可观看"])]),
+          ]),
         ]),
       ),
     );

@@ -224,7 +224,7 @@ async function startWatching() {
     if (err instanceof MediaError && err.status === 404) {
       retryTimer = window.setTimeout(startWatching, 5000); // not live yet: keep trying, quietly
     } else if (err instanceof MediaError && err.code === "room_full") {
-      fallBackToHls("直播间互动席位已满，正在为您播放直播流（有数秒延迟），仍可聊天与提问。", err.details?.hls_url);
+      await fallBackToHls("直播间互动席位已满，正在为您播放直播流（有数秒延迟），仍可聊天与提问。", err.details?.hls_url);
     } else if (err instanceof MediaError) {
       say(`实时连接失败（${err.message}），正在重试…`, "error");
       retryTimer = window.setTimeout(startWatching, 5000);
@@ -238,14 +238,32 @@ async function startWatching() {
   }
 }
 
+/** The media cookie opens this session's /hls/ for an hour: renew it well before, while HLS plays. */
+const HLS_ACCESS_RENEW_MS = 20 * 60 * 1000;
+let hlsAccessTimer = 0;
+
+/** Ask for (or renew) the cookie that lets this browser fetch the session's HLS (docs/security.md). */
+async function hlsAccess() {
+  await api("POST", `/api/sessions/${sessionId}/hls-access`);
+}
+
 /**
- * Watch the live HLS of the recording through hls.js (or natively), in the camera's place.
+ * Watch the live HLS of the recording through hls.js (or natively), in the camera's place. Its playlist
+ * and segments carry who is watching (the media cookie), as a WHEP seat does.
  * @param {string} message
  * @param {string} [url]
  */
-function fallBackToHls(message, url) {
+async function fallBackToHls(message, url) {
   say(message);
   if (!url || ended) return;
+  try {
+    await hlsAccess();
+  } catch (err) {
+    sayError(err);
+    return;
+  }
+  if (ended) return;
+  hlsAccessTimer = window.setInterval(() => hlsAccess().catch(() => undefined), HLS_ACCESS_RENEW_MS);
   hlsMode = true;
   showStatus(media.status === "waiting" ? "live" : media.status);
   const video = feeds.camera;
@@ -327,6 +345,7 @@ function showEnded() {
   clearTimeout(retryTimer);
   clearInterval(checkTimer);
   clearInterval(freshTimer);
+  clearInterval(hlsAccessTimer);
   channel.close();
   showStatus("ended");
   for (const feed of FEEDS) {
