@@ -25,7 +25,7 @@ TTL_S: Final = 3600
 # What a media URL may look like: the session's number, then the recorder's names (letters, digits,
 # `_`, `-`, `.`, `/`), no percent-escapes, no `..`. nginx refuses anything else before any check, so
 # that it, the app and the object store all read the same key from the same bytes.
-_CANONICAL: Final = re.compile(r"/hls/([1-9][0-9]{0,17})/(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+")
+_CANONICAL: Final = re.compile(r"(?!.*\.\.)(?!.*//)/hls/([1-9][0-9]{0,17})/[A-Za-z0-9._/-]+")
 
 
 @dataclass(frozen=True)

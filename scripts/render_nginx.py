@@ -5,7 +5,7 @@ same substitution of `${NGX_...}` placeholders, but strictly: a placeholder with
 for no placeholder, or a value that could inject nginx syntax is an error.
 
     python scripts/render_nginx.py --prefix /srv/nginx --app-upstream 127.0.0.1:8080 \
-        --s3-upstream 127.0.0.1:9000 --tls-cert cert.pem --tls-key key.pem --out /srv/nginx/nginx.conf
+        --tls-cert cert.pem --tls-key key.pem --out /srv/nginx/nginx.conf
 """
 
 from __future__ import annotations
@@ -54,9 +54,6 @@ def values_from_args(args: argparse.Namespace) -> dict[str, str]:
     return {
         "NGX_PREFIX": str(prefix),
         "NGX_APP_UPSTREAM": args.app_upstream,
-        "NGX_S3_UPSTREAM": args.s3_upstream,
-        "NGX_S3_HOST": args.s3_host or args.s3_upstream,
-        "NGX_S3_BUCKET": args.bucket,
         "NGX_HTTP_PORT": str(args.http_port),
         "NGX_HTTPS_PORT": str(args.https_port),
         "NGX_SERVER_NAME": args.server_name,
@@ -75,9 +72,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--prefix", required=True, help="directory for pid, temp paths, cache and logs")
     p.add_argument("--app-upstream", required=True, help="host:port of `lectern serve`")
-    p.add_argument("--s3-upstream", required=True, help="host:port of MinIO / the S3 endpoint")
-    p.add_argument("--s3-host", default="", help="Host header for S3 (default: --s3-upstream)")
-    p.add_argument("--bucket", default="lectern", help="bucket holding hls/ (S3_BUCKET)")
     p.add_argument("--http-port", type=int, default=80)
     p.add_argument("--https-port", type=int, default=443)
     p.add_argument("--server-name", default="_")

@@ -1,10 +1,13 @@
-"""The deployment files: docker-compose.yml wires every service Lectern needs with known settings, and
-the nginx template renders into a config that really serves static files and proxies the app, its
-WebSockets and cached HLS from the object store (nginx run unprivileged over loopback)."""
+"""The deployment files: docker-compose.yml wires every service Lectern needs with known settings (a
+private bucket, coturn denying every private range), and the nginx template renders into a config that
+really serves static files and proxies the app and its WebSockets, serves cached HLS only to viewers the
+app grants it (auth_request), passes no decoded path upstream and sends the security headers on every
+answer (nginx run unprivileged over loopback, in front of a real server on local storage or radosgw)."""
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import shutil
@@ -13,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -25,14 +29,19 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from yarl import URL
 
+from infra import media_access
+from infra.objects import ObjectStore
+from infra.objects_local import LocalObjectStore
+from infra.objects_s3 import S3ObjectStore
 from infra.settings import env_names, from_env
 from tests.helpers import free_port, wait_until, wait_until_sync
-from tests.server import running_server
+from tests.integration.conftest import S3Service, remove_bucket, unique_bucket_name
+from tests.server import TEST_SECRET_KEY, LecternServer, running_server
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
-BUCKET = "lectern-test"
 
 
 def _load_renderer() -> ModuleType:
@@ -191,9 +200,13 @@ def test_app_points_at_the_compose_services(compose: dict[str, Any]) -> None:
 
     nginx = {k: interpolate(v, SAMPLE_ENV) for k, v in service_env(compose, "nginx").items()}
     assert nginx["NGX_APP_UPSTREAM"] == f"app:{app['LECTERN_PORT']}"
-    assert nginx["NGX_S3_UPSTREAM"] == app["S3_ENDPOINT"]
-    assert nginx["NGX_S3_BUCKET"] == app["S3_BUCKET"]
     assert nginx["NGX_PUBLIC_URL"] == app["LECTERN_PUBLIC_URL"]
+    assert not any(name.startswith("NGX_S3") for name in nginx), "nginx reaches media only through the app"
+    # The app believes forwarded addresses from nginx alone: its fixed address on the compose network.
+    nginx_address = ipaddress.ip_address(services["nginx"]["networks"]["default"]["ipv4_address"])
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert nginx_address in subnet
+    assert app["LECTERN_TRUSTED_PROXIES"] == str(nginx_address)
 
     conditions = {k: v["condition"] for k, v in services["app"]["depends_on"].items()}
     assert conditions == {
@@ -242,6 +255,91 @@ def test_every_compose_variable_is_documented(compose: dict[str, Any]) -> None:
     variables = set().union(*(all_variables(s) for s in compose_strings(compose)))
     missing = sorted(v for v in variables if f"`{v}`" not in docs)
     assert not missing, f"docs/operations.md does not explain: {missing}"
+
+
+def test_the_bucket_has_no_anonymous_access(compose: dict[str, Any]) -> None:
+    script = "\n".join(compose["services"]["minio-init"]["command"])
+    assert "anonymous set none" in script
+    for line in script.splitlines():
+        if "anonymous" in line or "policy" in line:
+            assert not re.search(r"anonymous set (download|public|upload)|anonymous set-json", line), line
+
+
+# Addresses a TURN relay must never reach on a server's behalf (RFC 6890 special-purpose ranges).
+DENIED_PEERS = [
+    "0.0.0.0",
+    "0.255.255.255",
+    "10.1.2.3",
+    "100.64.0.1",
+    "100.127.255.254",
+    "127.0.0.1",
+    "169.254.169.254",  # cloud metadata
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.0.0.8",
+    "192.168.1.1",
+    "198.18.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "::ffff:127.0.0.1",
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "febf::1",
+]
+ALLOWED_PEERS = ["203.0.113.9", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2001:db8::1", "2400:3200::1"]
+
+
+def coturn_denied_ranges(
+    compose: dict[str, Any],
+) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]]:
+    ranges = []
+    for arg in compose["services"]["coturn"]["command"]:
+        if str(arg).startswith("--denied-peer-ip="):
+            low, _, high = str(arg).removeprefix("--denied-peer-ip=").partition("-")
+            ranges.append((ipaddress.ip_address(low), ipaddress.ip_address(high or low)))
+    return ranges
+
+
+@pytest.mark.parametrize("address", DENIED_PEERS)
+def test_coturn_denies_relaying_to_private_and_special_addresses(
+    compose: dict[str, Any], address: str
+) -> None:
+    ip = ipaddress.ip_address(address)
+    assert any(low.version == ip.version and low <= ip <= high for low, high in coturn_denied_ranges(compose))
+
+
+def test_coturn_still_relays_to_public_addresses(compose: dict[str, Any]) -> None:
+    ranges = coturn_denied_ranges(compose)
+    for address in ALLOWED_PEERS:
+        ip = ipaddress.ip_address(address)
+        assert not any(low.version == ip.version and low <= ip <= high for low, high in ranges), address
+
+
+def test_coturn_reads_every_denied_range_of_the_compose_file(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The real turnserver parses each range (a typo would be a range it silently lacks)."""
+    program = shutil.which("turnserver") or "/usr/bin/turnserver"
+    if not Path(program).exists():
+        pytest.skip("turnserver is not installed")
+    denied = [str(a) for a in compose["services"]["coturn"]["command"] if str(a).startswith("--denied")]
+    argv = [program, "-n", "--no-cli", "--listening-ip=127.0.0.1", f"--listening-port={free_port()}",
+            f"--userdb={tmp_path / 'db'}", "--log-file=stdout", "--simple-log", *denied]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            lines: list[str] = []
+            assert process.stdout is not None
+            while len([line for line in lines if "Black listing:" in line]) < len(denied):
+                line = process.stdout.readline()
+                assert line, "".join(lines)
+                lines.append(line)
+                assert "Wrong address format" not in line, "".join(lines)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_dockerfile_migrates_then_serves_and_copies_only_what_exists() -> None:
@@ -312,7 +410,7 @@ class Edge:
 
 
 @contextmanager
-def rendered_edge(tls: tuple[Path, Path], app_upstream: str, s3_upstream: str) -> Iterator[Edge]:
+def rendered_edge(tls: tuple[Path, Path], app_upstream: str) -> Iterator[Edge]:
     """A prefix directory owned by nobody holding the rendered config and the TLS files."""
     prefix = Path(tempfile.mkdtemp(prefix="lectern-nginx-"))
     try:
@@ -325,10 +423,6 @@ def rendered_edge(tls: tuple[Path, Path], app_upstream: str, s3_upstream: str) -
                 str(prefix),
                 "--app-upstream",
                 app_upstream,
-                "--s3-upstream",
-                s3_upstream,
-                "--bucket",
-                BUCKET,
                 "--http-port",
                 str(http_port),
                 "--https-port",
@@ -405,7 +499,7 @@ def running_nginx(edge: Edge) -> Iterator[Edge]:
 
 
 def test_rendered_config_passes_nginx_t(tls_files: tuple[Path, Path]) -> None:
-    with rendered_edge(tls_files, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}") as edge:
+    with rendered_edge(tls_files, f"127.0.0.1:{free_port()}") as edge:
         result = subprocess.run(nginx_argv(edge, "-t"), capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
         assert "test is successful" in result.stderr
@@ -417,7 +511,11 @@ def test_rendered_config_passes_nginx_t(tls_files: tuple[Path, Path]) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--app-upstream", "127.0.0.1:1; include /etc/passwd"), ("--bucket", "b}"), ("--server-name", "")],
+    [
+        ("--app-upstream", "127.0.0.1:1; include /etc/passwd"),
+        ("--public-url", "https://x}"),
+        ("--server-name", ""),
+    ],
     ids=["semicolon", "brace", "empty"],
 )
 def test_renderer_refuses_values_that_would_change_the_config_syntax(
@@ -426,11 +524,10 @@ def test_renderer_refuses_values_that_would_change_the_config_syntax(
     argv = {
         "--prefix": str(tmp_path),
         "--app-upstream": "127.0.0.1:1",
-        "--s3-upstream": "127.0.0.1:2",
         "--tls-cert": str(tls_files[0]),
         "--tls-key": str(tls_files[1]),
         "--out": str(tmp_path / "n.conf"),
-        "--bucket": "b",
+        "--public-url": "https://x",
         "--server-name": "_",
     }
     argv[option] = value
@@ -443,24 +540,20 @@ def test_renderer_refuses_values_that_would_change_the_config_syntax(
 
 
 @dataclass
-class FakeObjects:
-    """An S3-like origin: GET /<bucket>/<key> from a dict, every request remembered."""
+class FakeApp:
+    """Stands in for the app where a test must see exactly what nginx sends upstream: every request is
+    remembered; /hls-auth grants everything (so any refusal is nginx's own), /hls/ answers a segment."""
 
-    objects: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path, dict(request.headers)))
-        bucket, _, key = request.path.lstrip("/").partition("/")
-        if request.method != "GET":
-            return web.Response(status=403)
-        if bucket != BUCKET or key not in self.objects:
-            return web.Response(status=404, text="NoSuchKey")
-        body, content_type = self.objects[key]
-        return web.Response(body=body, content_type=content_type)
+        self.requests.append((request.method, request.raw_path, dict(request.headers)))
+        if request.path == "/hls-auth":
+            return web.Response(status=200, headers={"X-Lectern-Person": "1"})
+        return web.Response(body=b"segment", content_type="video/iso.segment")
 
-    def paths(self, path: str) -> list[dict[str, str]]:
-        return [headers for _method, p, headers in self.requests if p == path]
+    def media_requests(self) -> list[tuple[str, dict[str, str]]]:
+        return [(path, headers) for _m, path, headers in self.requests if path != "/hls-auth"]
 
 
 async def ws_echo(request: web.Request) -> web.WebSocketResponse:
@@ -486,12 +579,12 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def fake_objects() -> AsyncIterator[tuple[FakeObjects, str]]:
-    origin = FakeObjects()
+async def fake_app() -> AsyncIterator[tuple[FakeApp, str]]:
+    upstream = FakeApp()
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", origin.handle)
+    app.router.add_route("*", "/{tail:.*}", upstream.handle)
     async with serving(app) as address:
-        yield origin, address
+        yield upstream, address
 
 
 @pytest.fixture
@@ -502,18 +595,39 @@ async def client(tls_files: tuple[Path, Path]) -> AsyncIterator[aiohttp.ClientSe
         yield session
 
 
+def media_cookie(session_id: int, person_id: int) -> dict[str, str]:
+    """The header a browser sends once the catalog granted `person_id` the session's media."""
+    value = media_access.issue(TEST_SECRET_KEY, person_id, session_id, "learner", time.time())
+    return {"Cookie": f"{media_access.COOKIE}={value}"}
+
+
+def raw_url(url: str) -> URL:
+    """A URL sent exactly as written: no client-side normalisation or re-escaping."""
+    return URL(url, encoded=True)
+
+
 # --- the running edge -----------------------------------------------------------------------------
 
 
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+
+
+def assert_security_headers(r: aiohttp.ClientResponse, what: str) -> None:
+    for name in (*SECURITY_HEADERS, "Strict-Transport-Security"):
+        assert len(r.headers.getall(name, [])) == 1, f"{what}: {name} {r.headers.getall(name, [])}"
+    assert r.headers["X-Content-Type-Options"] == "nosniff", what
+    assert r.headers["X-Frame-Options"] == "DENY", what
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], what
+    assert r.headers["Strict-Transport-Security"].startswith("max-age="), what
+    assert r.headers.get("Server", "nginx") == "nginx", f"{what}: the Server header names a version"
+
+
 async def test_nginx_proxies_the_app_and_serves_static_files(
-    tls_files: tuple[Path, Path],
-    tmp_path: Path,
-    fake_objects: tuple[FakeObjects, str],
-    client: aiohttp.ClientSession,
+    tls_files: tuple[Path, Path], tmp_path: Path, client: aiohttp.ClientSession
 ) -> None:
     with (
         running_server(tmp_path / "var") as app,
-        rendered_edge(tls_files, f"127.0.0.1:{app.port}", fake_objects[1]) as edge,
+        rendered_edge(tls_files, f"127.0.0.1:{app.port}") as edge,
         running_nginx(edge),
     ):
         async with client.get(f"{edge.https_url}/healthz") as r:
@@ -543,12 +657,12 @@ async def test_nginx_proxies_the_app_and_serves_static_files(
 
 
 async def test_nginx_passes_websocket_upgrades_to_the_app(
-    tls_files: tuple[Path, Path], fake_objects: tuple[FakeObjects, str], client: aiohttp.ClientSession
+    tls_files: tuple[Path, Path], client: aiohttp.ClientSession
 ) -> None:
     echo = web.Application()
     echo.router.add_get("/ws/echo", ws_echo)
     async with serving(echo) as address:
-        with rendered_edge(tls_files, address, fake_objects[1]) as edge, running_nginx(edge):
+        with rendered_edge(tls_files, address) as edge, running_nginx(edge):
             wss = edge.https_url.replace("https://", "wss://")
             async with client.ws_connect(f"{wss}/ws/echo") as ws:
                 await ws.send_str("你好")
@@ -557,56 +671,208 @@ async def test_nginx_passes_websocket_upgrades_to_the_app(
                 assert await ws.receive_str(timeout=5) == "echo:second"
 
 
-async def test_nginx_caches_segments_long_and_playlists_briefly(
-    tls_files: tuple[Path, Path], fake_objects: tuple[FakeObjects, str], client: aiohttp.ClientSession
+async def test_nginx_tells_the_app_the_client_address_and_scheme_and_drops_forged_ones(
+    tls_files: tuple[Path, Path], fake_app: tuple[FakeApp, str], client: aiohttp.ClientSession
 ) -> None:
-    origin, s3_address = fake_objects
-    playlist = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:2.0,\nseg_00001.m4s\n"
-    segment = bytes(range(256)) * 64
-    origin.objects["hls/x/index.m3u8"] = (playlist, "application/vnd.apple.mpegurl")
-    origin.objects["hls/x/seg_00001.m4s"] = (segment, "video/iso.segment")
-    echo = web.Application()
-    async with serving(echo) as app_address:
-        with rendered_edge(tls_files, app_address, s3_address) as edge, running_nginx(edge):
-            hls = f"{edge.https_url}/hls/x"
-            async with client.get(f"{hls}/index.m3u8") as r:
-                assert r.status == 200
-                assert r.content_type == "application/vnd.apple.mpegurl"
-                assert r.headers["X-Cache-Status"] == "MISS"
-                assert await r.read() == playlist
+    upstream, address = fake_app
+    with rendered_edge(tls_files, address) as edge, running_nginx(edge):
+        forged = {"X-Forwarded-For": "203.0.113.66", "X-Real-IP": "203.0.113.66", "X-Forwarded-Proto": "http"}
+        async with client.get(f"{edge.https_url}/api/courses", headers=forged) as r:
+            assert r.status == 200
+        ((_method, path, headers),) = upstream.requests
+        assert path == "/api/courses"
+        assert headers["X-Forwarded-For"] == "127.0.0.1"
+        assert headers["X-Real-IP"] == "127.0.0.1"
+        assert headers["X-Forwarded-Proto"] == "https"
 
-            statuses = []
-            for _ in range(2):
-                headers = {"Authorization": "Bearer viewer-token", "Cookie": "lectern_session=abc"}
-                async with client.get(f"{hls}/seg_00001.m4s?t=1", headers=headers) as r:
-                    assert r.status == 200
-                    assert await r.read() == segment
-                    statuses.append(r.headers["X-Cache-Status"])
-            assert statuses == ["MISS", "HIT"]
-            fetched = origin.paths(f"/{BUCKET}/hls/x/seg_00001.m4s")
-            assert len(fetched) == 1, "the second fetch of a segment reached the object store"
-            assert fetched[0]["Host"] == s3_address
-            assert "Authorization" not in fetched[0]
-            assert "Cookie" not in fetched[0]
 
-            # A live playlist is refreshed from the store within seconds; a segment never is.
-            origin.objects["hls/x/index.m3u8"] = (
-                playlist + b"seg_00002.m4s\n",
-                "application/vnd.apple.mpegurl",
-            )
-            origin.objects["hls/x/seg_00001.m4s"] = (b"rewritten", "video/iso.segment")
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/hls/7/r1/x%0d%0aX-Evil:%201.m4s", id="crlf-header"),
+        pytest.param("/hls/7/r1/x%0aX-Evil:1/seg.m4s", id="lf-header"),
+        pytest.param("/hls/7/%3Flist-type=2", id="escaped-query"),
+        pytest.param("/hls/7/r1/camera/seg_000001.m4s%3Fx=1", id="escaped-query-after-key"),
+        pytest.param("/hls/%37/r1/camera/seg_000001.m4s", id="escaped-session"),
+        pytest.param("/hls/7/r1/../../8/r1/index.m3u8", id="dot-dot"),
+        pytest.param("/hls/7//r1/index.m3u8", id="double-slash"),
+        pytest.param("/hls/7/r1/index.m3u8%00", id="nul"),
+    ],
+)
+async def test_nginx_refuses_escaped_media_paths_before_anything_reaches_upstream(
+    tls_files: tuple[Path, Path], fake_app: tuple[FakeApp, str], client: aiohttp.ClientSession, path: str
+) -> None:
+    upstream, address = fake_app
+    with rendered_edge(tls_files, address) as edge, running_nginx(edge):
+        async with client.get(raw_url(f"{edge.https_url}{path}"), headers=media_cookie(7, 1)) as r:
+            assert r.status == 400, await r.text()
+        # The store never saw the request: no media fetch, not even an auth check.
+        assert upstream.requests == []
 
-            async def playlist_updated() -> bool:
-                async with client.get(f"{hls}/index.m3u8") as r:
-                    return (await r.read()).endswith(b"seg_00002.m4s\n")
 
-            await wait_until(playlist_updated, timeout_s=10, interval_s=0.2, message="playlist refresh")
-            async with client.get(f"{hls}/seg_00001.m4s") as r:
-                assert r.headers["X-Cache-Status"] == "HIT"
-                assert await r.read() == segment
+async def test_nginx_passes_the_media_path_as_received_without_its_query(
+    tls_files: tuple[Path, Path], fake_app: tuple[FakeApp, str], client: aiohttp.ClientSession
+) -> None:
+    upstream, address = fake_app
+    with rendered_edge(tls_files, address) as edge, running_nginx(edge):
+        url = f"{edge.https_url}/hls/7/r1/camera/seg_000001.m4s?list-type=2&prefix=hls"
+        cookie = media_cookie(7, 1)
+        async with client.get(url, headers={**cookie, "Authorization": "Bearer x"}) as r:
+            assert r.status == 200
+            assert await r.read() == b"segment"
+        [(path, headers)] = upstream.media_requests()
+        assert path == "/hls/7/r1/camera/seg_000001.m4s", "the query string reached the upstream"
+        assert "Authorization" not in headers
+        assert headers["Cookie"] == cookie["Cookie"]
+        auth = [h for _m, p, h in upstream.requests if p == "/hls-auth"]
+        assert auth, "nginx served media without asking the app"
+        assert auth[0]["X-Original-URI"] == "/hls/7/r1/camera/seg_000001.m4s?list-type=2&prefix=hls"
 
-            async with client.get(f"{hls}/missing.m4s") as r:
-                assert r.status == 404
-            async with client.put(f"{hls}/seg_00001.m4s", data=b"overwrite") as r:
-                assert r.status == 403
-            assert all(method == "GET" for method, _path, _headers in origin.requests)
+
+# --- media through nginx, the real app and its object store ------------------------------------------
+
+
+SESSION = 7
+RECORDING = "r1_Ab-9"
+MEDIA = {
+    "replay playlist": (
+        f"hls/{SESSION}/{RECORDING}/camera/index.m3u8",
+        b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-ENDLIST\n",
+    ),
+    "replay segment": (f"hls/{SESSION}/{RECORDING}/camera/seg_000001.m4s", bytes(range(256)) * 64),
+    "init segment": (f"hls/{SESSION}/{RECORDING}/camera/init.mp4", b"\x00\x00\x00\x18ftypiso6" * 10),
+    "MP4 download": (f"hls/{SESSION}/{RECORDING}/camera.mp4", bytes(range(255, -1, -1)) * 300),
+    "live playlist": (f"hls/{SESSION}/live_1/screen/index.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n"),
+    "live segment": (f"hls/{SESSION}/live_1/screen/seg_000003.m4s", b"live" * 1000),
+}
+
+
+@dataclass
+class MediaStack:
+    edge: Edge
+    server: LecternServer
+    store: ObjectStore
+
+
+@pytest.fixture(params=["local", "radosgw"])
+async def media_stack(
+    request: pytest.FixtureRequest, tls_files: tuple[Path, Path], tmp_path: Path
+) -> AsyncIterator[MediaStack]:
+    """nginx in front of a real `lectern serve` whose media lie in its local folder or in radosgw (a
+    private bucket: nothing in it is readable anonymously)."""
+    data_dir = tmp_path / "var"
+    env: dict[str, str] = {}
+    store: ObjectStore
+    bucket = ""
+    s3: S3Service | None = None
+    if request.param == "radosgw":
+        s3 = request.getfixturevalue("s3_service")
+        bucket = unique_bucket_name()
+        store = S3ObjectStore(s3.endpoint, s3.access_key, s3.secret_key, bucket, region="us-east-1")
+        env = {"S3_ENDPOINT": s3.endpoint, "S3_ACCESS_KEY": s3.access_key, "S3_SECRET_KEY": s3.secret_key,
+               "S3_BUCKET": bucket, "S3_REGION": "us-east-1"}  # fmt: skip
+    else:
+        store = LocalObjectStore(data_dir / "objects", signing_key="unused", base_url="http://127.0.0.1")
+    try:
+        for key, body in MEDIA.values():
+            await store.put(key, body)
+        with (
+            running_server(data_dir, env) as server,
+            rendered_edge(tls_files, f"127.0.0.1:{server.port}") as edge,
+            running_nginx(edge),
+        ):
+            yield MediaStack(edge, server, store)
+    finally:
+        await store.close()
+        if s3 is not None:
+            remove_bucket(s3, bucket)
+
+
+async def test_media_through_nginx_is_refused_without_a_grant_and_shared_by_the_granted(
+    media_stack: MediaStack, client: aiohttp.ClientSession
+) -> None:
+    base = media_stack.edge.https_url
+    for kind, (key, body) in MEDIA.items():
+        url = f"{base}/{key}"
+        async with client.get(url) as r:
+            assert r.status == 401, f"anonymous {kind}: {r.status}"
+            assert body not in await r.read()
+        async with client.get(url, headers=media_cookie(SESSION + 1, 5)) as r:
+            assert r.status == 403, f"another session's viewer, {kind}: {r.status}"
+        async with client.get(url, headers={"Cookie": f"{media_access.COOKIE}=forged.x"}) as r:
+            assert r.status == 401, f"forged grant, {kind}: {r.status}"
+        statuses = []
+        for person in (1, 2):  # two viewers of one lecture: the second is served from nginx's cache
+            async with client.get(url, headers=media_cookie(SESSION, person)) as r:
+                assert r.status == 200, f"granted {kind}: {r.status}"
+                assert await r.read() == body, kind
+                statuses.append(r.headers["X-Cache-Status"])
+                assert_security_headers(r, kind)
+        assert statuses[0] == "MISS", kind
+        if not key.endswith(".m3u8"):
+            assert statuses[1] == "HIT", f"{kind}: the second viewer's copy did not come from the cache"
+        # A refusal after a grant: the cached copy is not handed out without a grant either.
+        async with client.get(url) as r:
+            assert r.status == 401, f"anonymous after the cache filled, {kind}"
+        async with client.get(f"{url}?list-type=2") as r:
+            assert r.status == 401, f"anonymous with a query, {kind}"
+    access = (media_stack.edge.prefix / "access.log").read_text()
+    assert re.search(r"GET /hls/7/r1_Ab-9/camera/seg_000001.m4s HTTP/1.1\" 200 .* person=1$", access, re.M)
+    assert re.search(r"GET /hls/7/r1_Ab-9/camera/seg_000001.m4s HTTP/1.1\" 200 .* person=2$", access, re.M)
+
+
+async def test_a_live_playlist_is_refreshed_within_seconds_and_a_segment_never(
+    media_stack: MediaStack, client: aiohttp.ClientSession
+) -> None:
+    base = media_stack.edge.https_url
+    playlist_key, playlist = MEDIA["live playlist"]
+    segment_key, segment = MEDIA["live segment"]
+    viewer = media_cookie(SESSION, 1)
+    for key in (playlist_key, segment_key):
+        async with client.get(f"{base}/{key}", headers=viewer) as r:
+            assert r.status == 200
+    await media_stack.store.put(playlist_key, playlist + b"seg_000004.m4s\n")
+    await media_stack.store.put(segment_key, b"rewritten")
+
+    async def playlist_updated() -> bool:
+        async with client.get(f"{base}/{playlist_key}", headers=viewer) as r:
+            return (await r.read()).endswith(b"seg_000004.m4s\n")
+
+    await wait_until(playlist_updated, timeout_s=10, interval_s=0.2, message="playlist refresh")
+    async with client.get(f"{base}/{segment_key}", headers=viewer) as r:
+        assert r.headers["X-Cache-Status"] == "HIT"
+        assert await r.read() == segment
+    async with client.put(f"{base}/{segment_key}", data=b"overwrite", headers=viewer) as r:
+        assert r.status == 403
+
+
+async def test_security_headers_are_on_pages_api_static_files_media_and_errors(
+    media_stack: MediaStack, client: aiohttp.ClientSession
+) -> None:
+    base = media_stack.edge.https_url
+    answers = {
+        "page": (f"{base}/", 200, {}),
+        "API": (f"{base}/api/courses", 200, {}),
+        "API error": (f"{base}/api/courses/999999", 404, {}),
+        "static file": (f"{base}/static/style.css", 200, {}),
+        "media": (f"{base}/{MEDIA['replay segment'][0]}", 200, media_cookie(SESSION, 1)),
+        "media refused": (f"{base}/{MEDIA['replay segment'][0]}", 401, {}),
+        "bad media path": (f"{base}/hls/7/%3Fx", 400, {}),
+    }
+    for what, (url, status, headers) in answers.items():
+        async with client.get(raw_url(url), headers=headers) as r:
+            assert r.status == status, f"{what}: {r.status}"
+            assert_security_headers(r, what)
+    async with client.get(f"{base}/") as r:
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    async with client.get(f"{media_stack.edge.http_url}/healthz") as r:
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert "Strict-Transport-Security" not in r.headers, "HSTS over plain HTTP"
+
+
+def test_nginx_sends_the_apps_content_security_policy_for_pages(tls_files: tuple[Path, Path]) -> None:
+    """Where the app says nothing (static files, nginx's own errors), nginx's CSP is the app's."""
+    security_headers = pytest.importorskip("infra.security_headers")
+    template = (REPO / "nginx" / "nginx.conf.template").read_text()
+    assert f'"{security_headers.PAGE_CSP}"' in template
+    assert f'"{security_headers.OTHER_CSP}"' in template

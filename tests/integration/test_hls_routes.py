@@ -98,6 +98,7 @@ async def test_media_without_a_grant_for_its_session_is_refused(
         pytest.param("/hls/7/r1/x%0d%0aX-Evil:%201.m4s", 403, id="crlf"),
         pytest.param("/hls/7/r1/%3Flist-type=2", 403, id="escaped-query"),
         pytest.param("/hls/7/../8/r1/index.m3u8", 403, id="dot-dot"),
+        pytest.param("/hls/7//r1/index.m3u8", 403, id="double-slash"),
         pytest.param("/objects/hls/7/r1/camera.mp4", 403, id="not-media"),
         pytest.param("", 403, id="none"),
     ],
