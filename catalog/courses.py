@@ -186,11 +186,15 @@ async def _replay_of(s: AsyncSession, session_id: int) -> dict[str, Any] | None:
     return replays_by_session(await queries.finalized_recordings(s, [session_id])).get(session_id)
 
 
-async def _watchable(s: AsyncSession, caller: Caller | None, sessions: list[Session]) -> set[int]:
-    """The ids of `sessions` whose media the caller may watch (replays.watcher_role)."""
+async def _watchable(
+    s: AsyncSession, caller: Caller | None, course: Course, sessions: list[Session]
+) -> set[int]:
+    """The ids of the course's `sessions` whose media the caller may watch (replays.watcher_role)."""
     if caller is None:
         return set()
-    return {ss.id for ss in sessions if await replays.watcher_role(s, caller, ss) is not None}
+    if await replays.watcher_role(s, caller, course, ()) is not None:
+        return {ss.id for ss in sessions}
+    return {ss.id for ss in sessions if caller.person_id in replays.experts_of(ss)}
 
 
 def _shown(replay: dict[str, Any] | None, watchable: bool) -> dict[str, Any] | None:
@@ -210,7 +214,7 @@ async def get(db: Database, caller: Caller | None, course_id: int, now: datetime
         enrolled = (
             caller is not None and await queries.active_enrollment(s, caller.person_id, course.id) is not None
         )
-        watchable = await _watchable(s, caller, list(course.sessions))
+        watchable = await _watchable(s, caller, course, list(course.sessions))
     view = course_view(course, provider_name=provider_name)
     view["enrolled"] = enrolled  # whether the caller is enrolled (false for anonymous callers)
     by_session = replays_by_session(recordings)
@@ -344,7 +348,8 @@ async def get_session(db: Database, caller: Caller | None, session_id: int, now:
         if not _visible(session.course, caller):
             raise NotFound(f"session {session_id} not found", field="session_id")
         names = await queries.names_of(s, [e.person_id for e in session.experts])
-        replay = _shown(await _replay_of(s, session.id), bool(await _watchable(s, caller, [session])))
+        watchable = await _watchable(s, caller, session.course, [session])
+        replay = _shown(await _replay_of(s, session.id), session.id in watchable)
     return session_view(session, names, now, replay)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog import forms, queries
 from catalog.db import Database
 from catalog.domain import Caller, RecordingState
-from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
+from catalog.models import Course, PlaybackReport, Recording, ReplayProgress, Session
 from infra import media_access
 from infra.errors import Forbidden, Invalid, NotFound, TooMany
 from infra.events import RecordingFinalized
@@ -169,12 +169,13 @@ async def register(db: Database, event: RecordingFinalized, now: datetime) -> bo
 # -- watching ----------------------------------------------------------------------------------------
 
 
-async def watcher_role(s: AsyncSession, caller: Caller, session: Session) -> str | None:
-    """Who `caller` is among the people who may watch the session's media (live HLS and replays):
-    "expert" (one of the session's), "staff" (the provider's), "learner" (enrolled in the course) or
-    "supervisor" (bureau, admins); None for anyone else. `session` has its course and experts loaded."""
-    course = session.course
-    if any(e.person_id == caller.person_id for e in session.experts):
+async def watcher_role(
+    s: AsyncSession, caller: Caller, course: Course, expert_ids: Collection[int]
+) -> str | None:
+    """Who `caller` is among the people who may watch a session's media (live HLS and replays): "expert"
+    (one of the session's `expert_ids`), "staff" (the course provider's), "learner" (enrolled in the
+    course) or "supervisor" (bureau, admins); None for anyone else."""
+    if caller.person_id in expert_ids:
         return "expert"
     if caller.manages_provider(course.provider_org_id):
         return "staff"
@@ -183,13 +184,17 @@ async def watcher_role(s: AsyncSession, caller: Caller, session: Session) -> str
     return "supervisor" if caller.is_supervisor else None
 
 
+def experts_of(session: Session) -> set[int]:
+    return {e.person_id for e in session.experts}
+
+
 async def _watchable(s: AsyncSession, caller: Caller, recording_id: str) -> tuple[Recording, Session]:
     """The recording and its session, when `caller` may watch it (watcher_role). Forbidden otherwise."""
     recording = await s.get(Recording, recording_id)
     if recording is None or recording.state != RecordingState.FINALIZED:
         raise NotFound(f"replay {recording_id} not found", field="recording_id")
     session = await queries.session_or_404(s, recording.session_id)
-    if await watcher_role(s, caller, session) is None:
+    if await watcher_role(s, caller, session.course, experts_of(session)) is None:
         raise Forbidden(
             "only the course's enrolled learners, its provider, the session's experts and supervisors"
             " may watch this replay"
@@ -215,7 +220,7 @@ async def grant_media(
     refuses, NotFound for a session that does not exist."""
     async with db.sessions.begin() as s:
         session = await queries.session_or_404(s, session_id)
-        role = await watcher_role(s, caller, session)
+        role = await watcher_role(s, caller, session.course, experts_of(session))
     if role is None:
         raise Forbidden(
             "only the course's enrolled learners, its provider, the session's experts and supervisors"

@@ -3,7 +3,9 @@ dropping malformed events), and the replay API gives playback to those who may w
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +17,10 @@ from sqlalchemy import func, select
 import catalog
 from catalog.consumer import CONSUMER, GROUP, EventConsumer
 from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
-from infra import events
-from infra.appkeys import BUS
+from infra import events, media_access
+from infra.appkeys import BUS, SETTINGS
 from infra.bus_memory import MemoryBus
+from infra.errors import Forbidden
 from tests.helpers import wait_until
 
 if TYPE_CHECKING:
@@ -242,7 +245,7 @@ async def test_an_event_from_an_older_producer_registers_one_angle_from_its_play
 
 async def test_course_page_lists_its_finalized_recordings_as_replays(client: Client, world: World) -> None:
     recording_id = await world.recording(world.session_id, duration_s=90.0)
-    resp = await client.get(f"/api/courses/{world.course_id}")
+    resp = await client.get(f"/api/courses/{world.course_id}", headers=world.actors["learner"].headers)
     assert resp.status == 200
     (replay,) = (await resp.json())["replays"]
     assert replay == {
@@ -253,6 +256,90 @@ async def test_course_page_lists_its_finalized_recordings_as_replays(client: Cli
         "angles": ["camera", "screen"],
         "finalized_at": replay["finalized_at"],
     }
+
+
+@pytest.mark.parametrize(
+    ("actor", "named"),
+    [
+        ("", False),  # anonymous
+        ("staff", False),  # a learner not enrolled in the course
+        ("other_provider_admin", False),
+        ("learner", True),
+        ("expert", True),
+        ("provider_admin", True),
+        ("bureau", True),
+    ],
+)
+async def test_replay_ids_are_named_only_to_those_who_may_watch(
+    client: Client, world: World, actor: str, named: bool
+) -> None:
+    recording_id = await world.recording(world.session_id, duration_s=90.0)
+    headers = world.actors[actor].headers if actor else {}
+    course = await (await client.get(f"/api/courses/{world.course_id}", headers=headers)).json()
+    session = await (await client.get(f"/api/sessions/{world.session_id}", headers=headers)).json()
+    expected = recording_id if named else None
+    assert [r["id"] for r in course["replays"]] == [expected]
+    assert course["replays"][0]["duration_s"] == 90.0  # that there is a replay, and how long, is public
+    assert [s["replay"] for s in course["sessions"]] == [{"id": expected, "duration_s": 90.0}]
+    assert session["replay"] == {"id": expected, "duration_s": 90.0}
+    if not named:
+        assert recording_id not in json.dumps([course, session])
+
+
+def media_cookie(resp: Any) -> Any:
+    return resp.cookies.get(media_access.COOKIE)
+
+
+async def test_opening_a_replay_grants_its_sessions_media_and_each_progress_report_renews_it(
+    client: Client, world: World
+) -> None:
+    recording_id = await world.recording(world.session_id)
+    headers = world.actors["learner"].headers
+    resp = await client.get(f"/api/replays/{recording_id}", headers=headers)
+    cookie = media_cookie(resp)
+    assert cookie is not None
+    assert cookie["path"] == f"/hls/{world.session_id}/"
+    assert cookie["httponly"]
+    assert int(cookie["max-age"]) == media_access.TTL_S
+    secret = client.app[SETTINGS].secret_key
+    grant = media_access.check(
+        secret, cookie.value, f"/hls/{world.session_id}/{recording_id}/x.m4s", time.time()
+    )
+    assert (grant.person_id, grant.role) == (world.actors["learner"].person_id, "learner")
+    with pytest.raises(Forbidden):
+        media_access.check(secret, cookie.value, f"/hls/{world.session_id + 1}/r/x.m4s", time.time())
+
+    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera"}
+    resp = await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
+    assert resp.status == 200
+    assert media_cookie(resp) is not None
+
+
+@pytest.mark.parametrize(
+    ("actor", "status"),
+    [("", 401), ("staff", 403), ("other_provider_admin", 403), ("learner", 200), ("expert", 200)],
+)
+async def test_the_live_hls_grant_goes_only_to_those_who_may_watch(
+    client: Client, world: World, actor: str, status: int
+) -> None:
+    headers = world.actors[actor].headers if actor else {}
+    resp = await client.post(f"/api/sessions/{world.session_id}/hls-access", headers=headers)
+    assert resp.status == status, await resp.text()
+    if status == 200:
+        assert (await resp.json())["prefix"] == f"/hls/{world.session_id}/"
+        assert media_cookie(resp)["path"] == f"/hls/{world.session_id}/"
+    else:
+        assert media_cookie(resp) is None
+    assert (await client.post("/api/sessions/999999/hls-access", headers=headers)).status in (401, 404)
+
+
+async def test_a_withdrawn_learner_is_granted_no_more_media(client: Client, world: World) -> None:
+    headers = world.actors["learner"].headers
+    resp = await client.post(f"/api/courses/{world.course_id}/withdraw", headers=headers)
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"/api/sessions/{world.session_id}/hls-access", headers=headers)
+    assert resp.status == 403
+    assert media_cookie(resp) is None
 
 
 async def test_enrolled_learner_gets_hls_and_mp4_urls_and_no_progress_yet(

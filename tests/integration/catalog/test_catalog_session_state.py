@@ -93,15 +93,17 @@ async def test_a_session_is_scheduled_then_live_then_ended_with_its_replay_where
     await events.publish(bus, recording_finalized(sid, "rec-lecture", 754.0))
 
     async def replay() -> Any:
-        return (await get(client, f"/api/sessions/{sid}"))["replay"]
+        return (await get(client, f"/api/sessions/{sid}", world, "learner"))["replay"]
 
     assert await wait_until(replay, timeout_s=10, message="the replay") == {
         "id": "rec-lecture",
         "duration_s": 754.0,
     }
     assert await status_of(client, sid) == "ended"
-    (listed,) = (await get(client, f"/api/courses/{course}"))["sessions"]
+    (listed,) = (await get(client, f"/api/courses/{course}", world, "learner"))["sessions"]
     assert (listed["status"], listed["replay"]) == ("ended", {"id": "rec-lecture", "duration_s": 754.0})
+    (anonymous,) = (await get(client, f"/api/courses/{course}"))["sessions"]
+    assert anonymous["replay"] == {"id": None, "duration_s": 754.0}
     # Ended a day before its scheduled start: no longer "to come" for the learner, but past, with the replay.
     learning = await get(client, "/api/me/learning", world, "learner")
     assert learning["upcoming"] == []
@@ -218,7 +220,7 @@ async def test_a_session_restarted_before_restarts_were_refused_offers_its_longe
     await world.recording(world.session_id, duration_s=0.4, screen=False)
     lecture = await world.recording(world.session_id, duration_s=3605.0)
     await world.recording(world.session_id, duration_s=12.0)
-    session = await get(client, f"/api/sessions/{world.session_id}")
+    session = await get(client, f"/api/sessions/{world.session_id}", world, "learner")
     assert session["replay"] == {"id": lecture, "duration_s": 3605.0}
 
 
