@@ -12,8 +12,8 @@ State = Literal["open", "finalized"]
 MANIFEST_VERSION = 1
 
 
-# Everything a player fetches lives under hls/: nginx serves /hls/<key> from the bucket's hls/ prefix,
-# which is the only prefix the compose stack makes anonymously readable (recording ids are random).
+# Everything a player fetches lives under hls/{session}/: /hls/<key> serves it to holders of that session's
+# media cookie only (infra.media_access; nginx caches it by path after the same check).
 RECORDINGS_ROOT = "hls/"
 # One summary per finalized recording, outside hls/ (listing it must not reveal recording ids), so that
 # finalized recordings can be listed without walking every segment (recorder/index.py).

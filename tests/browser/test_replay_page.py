@@ -159,11 +159,15 @@ async def test_replay_plays_switches_angle_keeping_the_position_and_reports_prog
     base = replay_world.server.url
     hls_requests: list[str] = []
     page.on("request", lambda r: hls_requests.append(r.url) if "/hls/" in r.url else None)
-    master = await context.request.get(f"{base}/hls/{replay_world.summary.master_key.removeprefix('hls/')}")
-    assert master.status == 200, "the app serves /hls/ in embedded mode (streaming.hls_routes.add_routes)"
+    master_url = f"{base}/hls/{replay_world.summary.master_key.removeprefix('hls/')}"
+    # Before the learner logs in and opens the replay, none of its media is served to this browser.
+    assert (await context.request.get(master_url)).status == 401
     await log_in(context, page, base)
+    assert (await context.request.get(master_url)).status == 401, "logged in, but no media grant yet"
     await page.goto(f"{base}/replays/{replay_world.recording_id}")
     await page.wait_for_selector("#player-box:not([hidden])")
+    master = await context.request.get(master_url)
+    assert master.status == 200, "the replay API granted the media (streaming.hls_routes serves it)"
     assert "第一讲 装配式建筑" in await page.inner_text("h1")
     assert await page.evaluate("window.Hls !== undefined && window.Hls.isSupported()")
     assert await page.locator("#angles button").all_inner_texts() == ["讲师画面", "屏幕共享"]
@@ -206,6 +210,21 @@ async def test_replay_plays_switches_angle_keeping_the_position_and_reports_prog
     )
     assert more["frames"] > frames_at_switch
     assert any("/screen/seg_" in u for u in hls_requests)
+
+    # The very URLs the learner's player fetched (playlists, init segments, segments) and the MP4 download
+    # are refused to a browser without the grant: the course page names no replay id to it either.
+    assert context.browser is not None
+    stranger = await context.browser.new_context()
+    try:
+        playback = await (await context.request.get(f"{base}/api/replays/{replay_world.recording_id}")).json()
+        mp4 = base + playback["angles"][0]["mp4_url"]
+        assert (await context.request.get(mp4)).status == 200
+        for url in {*hls_requests, mp4}:
+            assert (await stranger.request.get(url)).status == 401, url
+        course = await (await stranger.request.get(f"{base}/api/courses/{replay_world.course_id}")).json()
+        assert [r["id"] for r in course["replays"]] == [None]
+    finally:
+        await stranger.close()
 
     # Pausing reports the progress; the API keeps it for the learner.
     await page.evaluate("document.querySelector('#video').pause()")
