@@ -26,11 +26,14 @@ from catalog import (
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
+    DEVICE_COOKIE,
     clear_session_cookie,
+    client_address,
     current_person,
     database,
     now,
     optional_person,
+    set_device_cookie,
     set_session_cookie,
     settings,
 )
@@ -47,18 +50,25 @@ def _id(request: web.Request, name: str) -> int:
 
 # --- accounts -------------------------------------------------------------------------------------------
 
+REGISTERED = (
+    "If this phone number had no account, it has one now, with this password: log in with it. "
+    "If it had one already, nothing changed: log in with that account's password."
+)
+
 
 async def register(request: web.Request) -> web.Response:
     data = forms.registration(await read_json(request))
-    person = await accounts.register(
+    await accounts.register(
         database(request),
         phone=data.phone,
         password=data.password,
         name=data.name,
         employer_org_id=data.employer_org_id,
+        address=client_address(request),
         now=now(),
     )
-    return json_ok({"person": person}, status=201)
+    # The same answer whether the phone was free or taken: which accounts exist is nobody's business.
+    return json_ok({"message": REGISTERED}, status=202)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -68,7 +78,8 @@ async def login(request: web.Request) -> web.Response:
         settings(request),
         phone=data.phone,
         password=data.password,
-        ip=request.remote or "",
+        address=client_address(request),
+        device=request.cookies.get(DEVICE_COOKIE, ""),
         now=now(),
     )
     response = json_ok(
@@ -79,6 +90,7 @@ async def login(request: web.Request) -> web.Response:
         }
     )
     set_session_cookie(response, request, result.token, settings(request).session_ttl_s)
+    set_device_cookie(response, request, result.device, result.device_expires_at)
     return response
 
 
@@ -326,14 +338,17 @@ ROUTES: tuple[Route, ...] = (
         "anyone",
         "accounts",
         body=schemas.REGISTER,
-        responses={201: "Created", 409: "Phone already registered"},
+        responses={
+            202: "The same answer for a free phone (account created) and a taken one (nothing changed)",
+            429: "Too many registrations from this address (Retry-After)",
+        },
         login=False,
     ),
     Route(
         "POST",
         "/api/auth/login",
         login,
-        "Log in; sets the lectern_session cookie",
+        "Log in; sets the lectern_session cookie and the lectern_device (known device) cookie",
         "anyone",
         "accounts",
         body=schemas.LOGIN,

@@ -11,6 +11,7 @@ from aiohttp import web
 
 import catalog
 from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
+from infra.client_address import client_address
 from infra.factories import make_bus, make_object_store
 from infra.http import Handler, error_middleware
 from infra.settings import Settings
@@ -33,12 +34,13 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         return response
     finally:
         log.info(
-            "request=%s %s %s status=%s ms=%.1f",
+            "request=%s %s %s status=%s ms=%.1f client=%s",
             rid,
             request.method,
             request.path,
             status,
             (time.perf_counter() - started) * 1000,
+            client_address(request.remote, request.headers, request.app[SETTINGS].trusted_proxies),
         )
 
 
