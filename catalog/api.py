@@ -37,6 +37,7 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.keys import ON_WITHDRAWN
 from infra.http import json_ok, read_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -248,7 +249,10 @@ async def enroll(request: web.Request) -> web.Response:
 
 async def withdraw(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    return json_ok(await enrollments.withdraw(database(request), caller, _id(request, "course_id"), now()))
+    hook = request.app.get(ON_WITHDRAWN)  # the live server closes what the learner has open
+    return json_ok(
+        await enrollments.withdraw(database(request), caller, _id(request, "course_id"), now(), hook)
+    )
 
 
 async def enroll_staff(request: web.Request) -> web.Response:
@@ -550,7 +554,10 @@ ROUTES: tuple[Route, ...] = (
         "whip: the session's experts; whep and room: experts, the provider's staff, enrolled learners",
         "sessions",
         body=schemas.MEDIA_TOKEN,
-        responses={201: "Issued", 409: "whip on a session that has ended (code session_ended)"},
+        responses={
+            201: "Issued",
+            409: "media window closed: course_not_published, too_early (whip), session_ended",
+        },
     ),
     Route(
         "GET",

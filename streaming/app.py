@@ -84,4 +84,5 @@ def create_app(settings: Settings) -> web.Application:
     channel.setup(app)
     recording.setup(app)  # before live: the rooms end (and recordings finalize) before it closes
     live.setup(app)
+    live.use_catalog(app)  # tokens checked against the catalog when used; withdrawals close connections
     return app

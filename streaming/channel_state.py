@@ -28,8 +28,11 @@ Role = Literal["expert", "staff", "learner"]
 ROLES: Final[tuple[Role, ...]] = ("expert", "staff", "learner")
 Message = dict[str, Any]
 
-# Close codes the transport uses (4000–4999 are for applications, RFC 6455 §7.4.2).
+# Close codes the transport uses (4000–4999 are for applications, RFC 6455 §7.4.2). Clients do not
+# reconnect after 4000, 4001 or 4003.
 CLOSE_SESSION_ENDED: Final = 4000
+CLOSE_REPLACED: Final = 4001  # the person opened more sockets in this room than allowed: oldest closed
+CLOSE_REVOKED: Final = 4003  # the person may no longer be in this room (withdrew from the course)
 CLOSE_TOO_SLOW: Final = 4008
 
 
@@ -59,8 +62,11 @@ class Limits:
 
     max_message_bytes: int = 4096  # bigger text messages get error "too_large"
     max_frame_bytes: int = 64 * 1024  # bigger frames close the socket (1009): never even buffered
-    rate_per_s: float = 10.0  # per connection, token bucket
+    rate_per_s: float = 10.0  # frames per connection (text or binary), token bucket
     burst: int = 20
+    # Sockets one person may have open in one room (a phone, a laptop, a spare tab): a newer one closes
+    # the oldest (CLOSE_REPLACED), so that a rate limit per socket is not multiplied by opening more.
+    max_sockets_per_person: int = 3
     max_text_chars: int = 500  # chat and questions, after trimming
     max_name_chars: int = 64
     chat_history: int = 50  # recent chat sent to a joining client
@@ -536,6 +542,25 @@ class RoomState:
             if who.person_id in self._stage:
                 # A speaker whose page reloaded needs a fresh token to publish again.
                 effects.append(GrantSpeaker(Conn(conn), who.person_id))
+        return effects
+
+    def surplus(self, person_id: int) -> list[ConnId]:
+        """The person's connections to close, oldest first, so that one more fits within
+        `max_sockets_per_person` (the transport closes them with CLOSE_REPLACED)."""
+        own = [c for c, p in self._conns.items() if p.person_id == person_id]
+        keep = max(0, self.limits.max_sockets_per_person - 1)
+        return own[: max(0, len(own) - keep)]
+
+    def expel(self, person_id: int) -> list[Effect]:
+        """The person may no longer be here (they withdrew from the course): off the stage (ending their
+        publication) and out of the hand queue now. Their connections are closed by the transport
+        (CLOSE_REVOKED); `leave` then tells the others they left."""
+        pid = PersonId(person_id)
+        effects: list[Effect] = []
+        if self._hands.pop(pid, None) is not None:
+            effects.append(Send(Experts(), self._hands_message()))
+        if self._stage.pop(pid, None) is not None:
+            effects += [Send(Everyone(), self._stage_message()), EndStage(pid)]
         return effects
 
     def leave(self, conn: ConnId, now: float) -> list[Effect]:
