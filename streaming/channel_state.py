@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final, Literal, NewType
 
 from infra.errors import DomainError
 from infra.events import Event, PresenceCheckAnswered, PresenceCheckIssued
+from infra.text import UnsafeText, normalise
 from streaming.room_media import MediaState
 
 PersonId = NewType("PersonId", int)
@@ -98,7 +99,10 @@ def participant_from_claims(person_id: int, role: str, extra: dict[str, Any], li
     if role not in ROLES:
         raise ChannelError("forbidden", f"role {role!r} may not join a room")
     raw_name = extra.get("name")
-    name = raw_name.strip()[: limits.max_name_chars] if isinstance(raw_name, str) else ""
+    try:  # names are normalised on the way in too; this covers names stored before that
+        name = normalise(raw_name).strip()[: limits.max_name_chars] if isinstance(raw_name, str) else ""
+    except UnsafeText:
+        name = ""
     return Participant(PersonId(person_id), name or f"#{person_id}", role)
 
 
@@ -209,7 +213,7 @@ def parse_command(raw: str, limits: Limits) -> Command:
         raise ChannelError("too_large", f"messages are limited to {limits.max_message_bytes} bytes")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested arrays deeper than Python's stack
         raise ChannelError("invalid_json", "message is not valid JSON") from None
     if not isinstance(data, dict):
         raise ChannelError("invalid_message", "message must be a JSON object")
@@ -261,7 +265,10 @@ def _text(data: dict[str, Any], name: str, limits: Limits) -> str:
     value = data.get(name)
     if not isinstance(value, str):
         raise ChannelError("invalid_message", f"{name} must be a string", field=name)
-    value = value.strip()
+    try:  # one line, NFC, no bidi or control characters (infra.text); a lone surrogate is refused
+        value = normalise(value).strip()
+    except UnsafeText as exc:
+        raise ChannelError("invalid_message", f"{name} {exc}", field=name) from None
     if not value:
         raise ChannelError("invalid_message", f"{name} must not be empty", field=name)
     if len(value) > limits.max_text_chars:
@@ -280,7 +287,9 @@ def _positive_int(data: dict[str, Any], name: str) -> int:
 
 def _window(data: dict[str, Any], limits: Limits) -> float:
     value = data.get("window_s", limits.check_window_default_s)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # isfinite only on floats: a huge JSON integer would raise OverflowError there (the range check follows).
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
         raise ChannelError("invalid_message", "window_s must be a number of seconds", field="window_s")
     if not limits.check_window_min_s <= value <= limits.check_window_max_s:
         raise ChannelError(
