@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,21 +11,27 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import catalog
+from infra import security_headers
 from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
 from infra.client_address import client_address
 from infra.factories import make_bus, make_object_store
-from infra.http import Handler, error_middleware
+from infra.http import Handler, error_middleware, input_boundary_middleware
 from infra.settings import Settings
+from infra.text import for_log
 from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, recording
 
 log = logging.getLogger(__name__)
 
+# A request id we keep from X-Request-Id: what proxies and tracing systems write (hex, UUIDs, base64url).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,64}")
+
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tag each request with an id (kept from X-Request-Id when sane) and log one line per request."""
+    """Tag each request with an id (kept from X-Request-Id when it looks like one) and log one line per
+    request, with what the client wrote escaped (a `%0a` in the path cannot start a forged line)."""
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex[:16]
+    rid = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
     started = time.perf_counter()
     status = 500
     try:
@@ -36,8 +43,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         log.info(
             "request=%s %s %s status=%s ms=%.1f client=%s",
             rid,
-            request.method,
-            request.path,
+            for_log(request.method, 20),
+            for_log(request.path),
             status,
             (time.perf_counter() - started) * 1000,
             client_address(request.remote, request.headers, request.app[SETTINGS].trusted_proxies),
@@ -62,18 +69,21 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     # error_middleware sits inside metrics so that mapped errors are counted with their real status;
-    # the Chinese error pages inside it, so that a page URL's 404 never reaches the JSON shape.
+    # the Chinese error pages inside it, so that a page URL's 404 never reaches the JSON shape; the input
+    # boundary innermost, so that what it refuses gets both.
     app = web.Application(
         middlewares=[
             request_id_middleware,
             metrics.metrics_middleware,
             error_middleware,
             pages.error_pages_middleware(),
+            input_boundary_middleware,
         ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[READINESS] = {}
+    security_headers.install(app, settings.trusted_proxies)
     app.cleanup_ctx.extend([_objects, _bus])
     catalog.setup(app)
     metrics.install(app)

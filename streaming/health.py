@@ -1,8 +1,13 @@
-"""Liveness (/healthz) and readiness (/readyz: database, event bus and object store reachable)."""
+"""Liveness (/healthz) and readiness (/readyz: database, event bus and object store reachable).
+
+/readyz names what is down ("down" or "timeout") and nothing more: the exception behind it, which may
+hold host names, user names or driver internals, goes to the log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
@@ -10,20 +15,32 @@ from infra.appkeys import READINESS
 from infra.errors import Unavailable
 from infra.http import json_ok
 
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_S = 5.0
+
 
 async def healthz(_request: web.Request) -> web.Response:
     return json_ok({"status": "ok"})
+
+
+def _verdict(name: str, result: BaseException | None) -> str:
+    if result is None:
+        return "ok"
+    if isinstance(result, TimeoutError):
+        log.warning("readiness check=%s timed out after %ss", name, CHECK_TIMEOUT_S)
+        return "timeout"
+    log.warning("readiness check=%s failed: %s: %s", name, type(result).__name__, result)
+    return "down"
 
 
 async def readyz(request: web.Request) -> web.Response:
     checks = request.app[READINESS]
     names = list(checks)
     results = await asyncio.gather(
-        *(asyncio.wait_for(checks[n](), timeout=5) for n in names), return_exceptions=True
+        *(asyncio.wait_for(checks[n](), timeout=CHECK_TIMEOUT_S) for n in names), return_exceptions=True
     )
-    report = {
-        n: ("ok" if r is None else f"{type(r).__name__}: {r}") for n, r in zip(names, results, strict=True)
-    }
+    report = {n: _verdict(n, r) for n, r in zip(names, results, strict=True)}
     failing = [n for n in names if report[n] != "ok"]
     if failing:
         raise Unavailable(f"not ready: {', '.join(failing)} unreachable", details={"checks": report})
