@@ -1,7 +1,22 @@
 """The system of record: people, organizations, courses, sessions, attendance, credit (学时)."""
 
 from catalog.db import Database, migrate, migrate_async
+from catalog.domain import MediaPurpose
+from catalog.keys import ON_WITHDRAWN, WithdrawalHook
+from catalog.media import MediaGrant, check_grant
 from catalog.replays import unlisted_recordings
 from catalog.web import DATABASE, setup
 
-__all__ = ["DATABASE", "Database", "migrate", "migrate_async", "setup", "unlisted_recordings"]
+__all__ = [
+    "DATABASE",
+    "ON_WITHDRAWN",
+    "Database",
+    "MediaGrant",
+    "MediaPurpose",
+    "WithdrawalHook",
+    "check_grant",
+    "migrate",
+    "migrate_async",
+    "setup",
+    "unlisted_recordings",
+]

@@ -1,7 +1,7 @@
 """Accounts: registration, password login with throttling, server-side sessions, the caller's roles.
 
 Passwords are hashed with argon2id in a worker thread; the cookie carries a random token of which only
-the SHA-256 is stored. Nothing here logs a password or a token.
+the SHA-256 is stored. Nothing here logs a password, a token or a phone number.
 """
 
 from __future__ import annotations
@@ -18,19 +18,21 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import queries
+from catalog import queries, throttle, throttle_store
 from catalog.db import Database
 from catalog.domain import Caller, OrgType, Role
-from catalog.models import AuthSession, LoginAttempt, Organization, Person, RoleAssignment, UTCDateTime
-from infra.errors import Conflict, Invalid, TooMany, Unauthenticated
+from catalog.models import AuthSession, Organization, Person, RoleAssignment, UTCDateTime
+from infra import tokens
+from infra.errors import Invalid, TooMany, Unauthenticated
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES = 5  # per phone and per IP address, within THROTTLE_WINDOW
-THROTTLE_WINDOW = timedelta(minutes=15)
+# A known device: a browser that logged in to the account before holds a signed cookie naming the account
+# and a random device id. Its attempts count against the device alone (catalog/throttle.py).
+DEVICE_PURPOSE = "device"
+DEVICE_TTL = timedelta(days=365)
 
 # argon2-cffi's defaults (argon2id, RFC 9106 low-memory profile). Stateless configuration, not state.
 _HASHER = PasswordHasher()
@@ -61,21 +63,47 @@ class LoginResult:
     csrf_token: str
     expires_at: datetime
     person: dict[str, Any]
+    device: str  # the known-device cookie: issued, or renewed, by every successful login
+    device_expires_at: datetime
+
+
+def _throttled(wait_s: int, message: str) -> TooMany:
+    return TooMany(message, details={"retry_after_s": wait_s})
 
 
 async def register(
-    db: Database, *, phone: str, password: str, name: str, employer_org_id: int | None, now: datetime
-) -> dict[str, Any]:
-    """Create a person holding the learner role; Conflict when the phone is taken."""
+    db: Database,
+    *,
+    phone: str,
+    password: str,
+    name: str,
+    employer_org_id: int | None,
+    address: str,
+    now: datetime,
+) -> None:
+    """Create a learner for a phone that has no account; change nothing for one that has.
+
+    The caller cannot tell which happened from the answer, nor from its timing: argon2 runs in both
+    cases, and only after the cheap checks and the per-address throttle have passed.
+    """
+    if employer_org_id is not None:
+        async with db.sessions() as s:
+            org = await s.get(Organization, employer_org_id)
+        if org is None or org.type != OrgType.EMPLOYER:
+            raise Invalid("employer_id is not an employer organization", field="employer_id")
+    async with db.sessions.begin() as s:
+        wait = await throttle_store.admit(
+            s, [(throttle.REGISTER_ADDRESS, throttle.address_key(address))], now
+        )
+    if wait is not None:
+        log.warning("registration throttled address=%s retry_after_s=%s", address, wait)
+        raise _throttled(wait, f"too many registrations from this address; try again in {wait} s")
     password_hash = await hash_password(password)
     try:
         async with db.sessions.begin() as s:
-            if employer_org_id is not None:
-                org = await s.get(Organization, employer_org_id)
-                if org is None or org.type != OrgType.EMPLOYER:
-                    raise Invalid("employer_id is not an employer organization", field="employer_id")
             if await queries.person_by_phone(s, phone) is not None:
-                raise Conflict("this phone number is already registered", field="phone")
+                log.info("registration for a phone that has an account: nothing changed")
+                return
             person = Person(
                 name=name,
                 phone=phone,
@@ -91,73 +119,92 @@ async def register(
                 )
             )
     except IntegrityError:
-        # Two registrations of the same phone raced; the unique index decided.
-        raise Conflict("this phone number is already registered", field="phone") from None
+        # Two registrations of the same phone raced; the unique index decided, and the answer is the same.
+        log.info("registration for a phone that has an account: nothing changed")
+        return
     log.info("registered person=%s", person.id)
-    return person_view(person)
 
 
-def _retry_after_s(failures: list[datetime], now: datetime) -> int | None:
-    """Seconds until fewer than MAX_FAILURES remain in the window, or None when not throttled."""
-    if len(failures) < MAX_FAILURES:
+def _known_device(settings: Settings, cookie: str, person_id: int, now: datetime) -> str | None:
+    """The device id in a known-device cookie issued to this person, or None."""
+    try:
+        claims = tokens.verify(settings.secret_key, DEVICE_PURPOSE, cookie, now.timestamp())
+    except Unauthenticated:
         return None
-    newest_first = sorted(failures, reverse=True)
-    frees_at = newest_first[MAX_FAILURES - 1] + THROTTLE_WINDOW
-    return max(1, int((frees_at - now).total_seconds()) + 1)
+    if claims.person_id != person_id or not claims.subject.startswith("device:"):
+        return None
+    return claims.subject.removeprefix("device:")
 
 
-async def _failures(s: AsyncSession, column: Any, value: str, now: datetime) -> list[datetime]:
-    rows = await s.scalars(
-        select(LoginAttempt.at).where(
-            column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.at > now - THROTTLE_WINDOW
-        )
-    )
-    return list(rows)
+def _device_cookie(settings: Settings, person_id: int, device_id: str, expires_at: datetime) -> str:
+    claims = tokens.Claims(person_id, f"device:{device_id}", "", expires_at.timestamp(), {})
+    return tokens.sign(settings.secret_key, DEVICE_PURPOSE, claims)
 
 
 async def login(
-    db: Database, settings: Settings, *, phone: str, password: str, ip: str, now: datetime
+    db: Database,
+    settings: Settings,
+    *,
+    phone: str,
+    password: str,
+    address: str,
+    device: str,
+    now: datetime,
 ) -> LoginResult:
-    """Check the password and open a session; TooMany (details.retry_after_s) when throttled."""
-    # Three short transactions on purpose: no connection is held while argon2 runs in a thread.
-    async with db.sessions.begin() as s:
-        waits = [
-            _retry_after_s(await _failures(s, LoginAttempt.phone, phone, now), now),
-            _retry_after_s(await _failures(s, LoginAttempt.ip, ip, now), now),
-        ]
+    """Check the password and open a session; TooMany (details.retry_after_s) when throttled.
+
+    `device` is the caller's known-device cookie ("" when none). From a device this account logged in
+    on before, only that device's own failures slow it down; otherwise the phone's and the address's do.
+    """
+    # Short transactions on purpose: no connection is held while argon2 runs in a thread.
+    async with db.sessions() as s:
         person = await queries.person_by_phone(s, phone)
-    wait = max((w for w in waits if w is not None), default=None)
-    if wait is not None:
-        log.warning("login throttled ip=%s retry_after_s=%s", ip, wait)
-        raise TooMany("too many failed logins; try again later", details={"retry_after_s": wait})
-    ok = await asyncio.to_thread(_verify, person.password_hash if person else _DUMMY_HASH, password)
+    device_id = _known_device(settings, device, person.id, now) if person and device else None
+    checks: list[throttle_store.Check] = (
+        [(throttle.LOGIN_DEVICE, device_id)]
+        if device_id
+        else [(throttle.LOGIN_PHONE, phone), (throttle.LOGIN_ADDRESS, throttle.address_key(address))]
+    )
+    # Counted before the password is checked: parallel attempts each see the ones before them.
     async with db.sessions.begin() as s:
-        s.add(LoginAttempt(phone=phone, ip=ip, succeeded=ok and person is not None, at=now))
-        if not ok or person is None:
-            log.info("login failed ip=%s", ip)
-            # Committed before raising: the failure must count towards the throttle.
-            failed = True
-        else:
-            failed = False
-            token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-            expires_at = now + timedelta(seconds=settings.session_ttl_s)
-            s.add(
-                AuthSession(
-                    token_hash=token_hash(token),
-                    person_id=person.id,
-                    csrf_token=csrf,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-            )
-            # Housekeeping: this person's expired sessions go.
-            await s.execute(
-                delete(AuthSession).where(AuthSession.person_id == person.id, AuthSession.expires_at <= now)
-            )
-    if failed or person is None:
+        wait = await throttle_store.admit(s, checks, now)
+    if wait is not None:
+        log.warning(
+            "login throttled address=%s known_device=%s retry_after_s=%s", address, bool(device_id), wait
+        )
+        raise _throttled(wait, f"too many failed logins; try again in {wait} s")
+    ok = await asyncio.to_thread(_verify, person.password_hash if person else _DUMMY_HASH, password)
+    if not ok or person is None:
+        log.info("login failed address=%s known_device=%s", address, bool(device_id))
         raise Unauthenticated("wrong phone number or password")
-    log.info("login person=%s", person.id)
-    return LoginResult(token=token, csrf_token=csrf, expires_at=expires_at, person=person_view(person))
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=settings.session_ttl_s)
+    async with db.sessions.begin() as s:
+        await throttle_store.refund(s, checks)  # the counts are of failures
+        s.add(
+            AuthSession(
+                token_hash=token_hash(token),
+                person_id=person.id,
+                csrf_token=csrf,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        # Housekeeping: this person's expired sessions go, and counts that no longer count.
+        await s.execute(
+            delete(AuthSession).where(AuthSession.person_id == person.id, AuthSession.expires_at <= now)
+        )
+        await throttle_store.forget_stale(s, now)
+    log.info("login person=%s known_device=%s", person.id, bool(device_id))
+    device_expires_at = now + DEVICE_TTL
+    return LoginResult(
+        token=token,
+        csrf_token=csrf,
+        expires_at=expires_at,
+        person=person_view(person),
+        device=_device_cookie(settings, person.id, device_id or secrets.token_urlsafe(16), device_expires_at),
+        device_expires_at=device_expires_at,
+    )
 
 
 async def logout(db: Database, token: str) -> None:

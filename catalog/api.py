@@ -26,15 +26,19 @@ from catalog import (
 from catalog import fields as f
 from catalog.auth import (
     COOKIE,
+    DEVICE_COOKIE,
     clear_session_cookie,
+    client_address,
     current_person,
     database,
     now,
     optional_person,
+    set_device_cookie,
     set_session_cookie,
     settings,
 )
 from catalog.domain import Caller
+from catalog.keys import ON_WITHDRAWN
 from infra import media_access
 from infra.http import json_ok, read_json
 
@@ -49,18 +53,25 @@ def _id(request: web.Request, name: str) -> int:
 
 # --- accounts -------------------------------------------------------------------------------------------
 
+REGISTERED = (
+    "If this phone number had no account, it has one now, with this password: log in with it. "
+    "If it had one already, nothing changed: log in with that account's password."
+)
+
 
 async def register(request: web.Request) -> web.Response:
     data = forms.registration(await read_json(request))
-    person = await accounts.register(
+    await accounts.register(
         database(request),
         phone=data.phone,
         password=data.password,
         name=data.name,
         employer_org_id=data.employer_org_id,
+        address=client_address(request),
         now=now(),
     )
-    return json_ok({"person": person}, status=201)
+    # The same answer whether the phone was free or taken: which accounts exist is nobody's business.
+    return json_ok({"message": REGISTERED}, status=202)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -70,7 +81,8 @@ async def login(request: web.Request) -> web.Response:
         settings(request),
         phone=data.phone,
         password=data.password,
-        ip=request.remote or "",
+        address=client_address(request),
+        device=request.cookies.get(DEVICE_COOKIE, ""),
         now=now(),
     )
     response = json_ok(
@@ -81,6 +93,7 @@ async def login(request: web.Request) -> web.Response:
         }
     )
     set_session_cookie(response, request, result.token, settings(request).session_ttl_s)
+    set_device_cookie(response, request, result.device, result.device_expires_at)
     return response
 
 
@@ -238,7 +251,10 @@ async def enroll(request: web.Request) -> web.Response:
 
 async def withdraw(request: web.Request) -> web.Response:
     caller = await current_person(request)
-    return json_ok(await enrollments.withdraw(database(request), caller, _id(request, "course_id"), now()))
+    hook = request.app.get(ON_WITHDRAWN)  # the live server closes what the learner has open
+    return json_ok(
+        await enrollments.withdraw(database(request), caller, _id(request, "course_id"), now(), hook)
+    )
 
 
 async def enroll_staff(request: web.Request) -> web.Response:
@@ -357,14 +373,17 @@ ROUTES: tuple[Route, ...] = (
         "anyone",
         "accounts",
         body=schemas.REGISTER,
-        responses={201: "Created", 409: "Phone already registered"},
+        responses={
+            202: "The same answer for a free phone (account created) and a taken one (nothing changed)",
+            429: "Too many registrations from this address (Retry-After)",
+        },
         login=False,
     ),
     Route(
         "POST",
         "/api/auth/login",
         login,
-        "Log in; sets the lectern_session cookie",
+        "Log in; sets the lectern_session cookie and the lectern_device (known device) cookie",
         "anyone",
         "accounts",
         body=schemas.LOGIN,
@@ -566,7 +585,10 @@ ROUTES: tuple[Route, ...] = (
         "whip: the session's experts; whep and room: experts, the provider's staff, enrolled learners",
         "sessions",
         body=schemas.MEDIA_TOKEN,
-        responses={201: "Issued", 409: "whip on a session that has ended (code session_ended)"},
+        responses={
+            201: "Issued",
+            409: "media window closed: course_not_published, too_early (whip), session_ended",
+        },
     ),
     Route(
         "POST",

@@ -1,4 +1,5 @@
-"""Who is calling: the session cookie, the CSRF check on state-changing requests, `current_person`."""
+"""Who is calling: the session cookie, the CSRF check on state-changing requests, `current_person`,
+the known-device cookie, and the client's address (through trusted proxies only)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from catalog import accounts
 from catalog.db import Database
 from catalog.domain import Caller
 from catalog.keys import DATABASE
+from infra import client_address as addresses
 from infra.appkeys import SETTINGS
 from infra.errors import Forbidden, Unauthenticated
 from infra.settings import Settings
 
 COOKIE = "lectern_session"
+# Marks a browser that logged in before (catalog/accounts.py): sent only to the login routes.
+DEVICE_COOKIE = "lectern_device"
+DEVICE_COOKIE_PATH = "/api/auth"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CALLER: web.RequestKey[Caller | None] = web.RequestKey("catalog.caller")
@@ -31,6 +36,11 @@ def settings(request: web.Request) -> Settings:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer's, or the one forwarded by a proxy in LECTERN_TRUSTED_PROXIES."""
+    return addresses.client_address(request.remote, request.headers, settings(request).trusted_proxies)
 
 
 async def optional_person(request: web.Request) -> Caller | None:
@@ -65,6 +75,20 @@ def set_session_cookie(
         path="/",
         httponly=True,
         samesite="Lax",
+        secure=settings(request).secure_cookies,
+    )
+
+
+def set_device_cookie(
+    response: web.StreamResponse, request: web.Request, value: str, expires_at: datetime
+) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE,
+        value,
+        max_age=max(0, int((expires_at - now()).total_seconds())),
+        path=DEVICE_COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
         secure=settings(request).secure_cookies,
     )
 

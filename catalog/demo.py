@@ -1,5 +1,5 @@
 """`lectern demo`: seeds a believable Qingdao world (bureau, association, providers, employers, experts,
-learners, published courses, an upcoming live session) and prints the logins. Running it twice is safe:
+learners, published courses, a live session about to start) and prints the logins. Running it twice is safe:
 everything is looked up by its natural key (organization name, phone, course title) before it is created.
 """
 
@@ -25,10 +25,12 @@ from catalog.domain import (
     Role,
     SessionKind,
 )
+from catalog.lifecycle import WHIP_OPENS_BEFORE_START
 from catalog.models import Course, Enrollment, Organization, Person, RoleAssignment, Session, SessionExpert
 from infra.settings import Settings
 
 DEMO_PASSWORD = "lectern-demo-2026"  # printed on purpose: these are demo accounts on a demo database
+DEMO_LIVE_STARTS_IN = WHIP_OPENS_BEFORE_START - timedelta(minutes=5)  # the live session, from seeding
 
 ORGS: tuple[tuple[str, OrgType, str, str | None], ...] = (
     ("bureau", OrgType.HRSS_BUREAU, "青岛市人力资源和社会保障局", None),
@@ -203,8 +205,9 @@ async def seed(db: Database, now: datetime) -> list[Login]:
         live_course = course_ids["智慧港口自动化码头关键技术"]
         has_session = await s.scalar(select(Session.id).where(Session.course_id == live_course))
         if has_session is None:
-            # Tomorrow 09:00 Beijing time (01:00 UTC), two hours.
-            start = (now + timedelta(days=1)).replace(hour=1, minute=0, second=0, microsecond=0)
+            # Two hours, starting in 25 minutes (to the minute): inside the window in which its expert may
+            # go live (catalog.lifecycle.WHIP_OPENS_BEFORE_START), so that the demo can go live at once.
+            start = (now + DEMO_LIVE_STARTS_IN).replace(second=0, microsecond=0)
             session = Session(
                 course_id=live_course,
                 title="第一讲：自动化码头总体架构",

@@ -4,6 +4,7 @@ the learner's home (/api/me/learning): their courses, sessions and replays."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -96,7 +97,16 @@ async def enroll(db: Database, caller: Caller, course_id: int, now: datetime) ->
     return enrollment_view(enrollment), True
 
 
-async def withdraw(db: Database, caller: Caller, course_id: int, now: datetime) -> dict[str, Any]:
+async def withdraw(
+    db: Database,
+    caller: Caller,
+    course_id: int,
+    now: datetime,
+    on_withdrawn: Callable[[int, Sequence[int]], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Withdraw the caller from the course. Their media tokens issued before now stop admitting them
+    (catalog.media.check_grant); `on_withdrawn(person_id, session_ids)`, called once committed, lets the
+    live server close what they have open in the course's live rooms."""
     async with db.sessions.begin() as s:
         course = await queries.course_or_404(s, course_id)
         existing = await queries.active_enrollment(s, caller.person_id, course.id)
@@ -104,7 +114,10 @@ async def withdraw(db: Database, caller: Caller, course_id: int, now: datetime) 
             raise Conflict("you are not enrolled in this course", field="course_id")
         existing.status = EnrollmentStatus.WITHDRAWN.value
         existing.withdrawn_at = now
+        session_ids = list(await s.scalars(select(Session.id).where(Session.course_id == course.id)))
     log.info("withdrew course=%s person=%s", course_id, caller.person_id)
+    if on_withdrawn is not None:
+        await on_withdrawn(caller.person_id, session_ids)
     return enrollment_view(existing)
 
 

@@ -1,6 +1,9 @@
 """Reading typed fields out of decoded JSON bodies and query strings; every failure names its field.
 
-Pure: raises infra.errors.Invalid, knows nothing of HTTP or the database.
+Pure: raises infra.errors.Invalid, knows nothing of HTTP or the database. With infra.http.read_json this
+is the input boundary of docs/security.md ("Input and headers"): integers within SQL's bigint and their
+field's range, ASCII digits only; text through infra.text.normalise; instants in years 1900–2200 with a
+real-world UTC offset.
 """
 
 from __future__ import annotations
@@ -9,19 +12,30 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from infra.errors import Invalid
+from infra.text import UnsafeText, has_lone_surrogate, normalise
 
 E = TypeVar("E", bound=StrEnum)
 
-PHONE_RE = re.compile(r"^1[3-9]\d{9}$")  # mainland mobile numbers
-USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")  # 统一社会信用代码
-REGION_RE = re.compile(r"^\d{6}$")  # GB/T 2260 administrative division code
+# [0-9], not \d: Python's \d also matches other scripts' digits (e.g. Arabic-Indic "١٣٨...").
+PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")  # mainland mobile numbers
+USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")  # 统一社会信用代码
+REGION_RE = re.compile(r"^[0-9]{6}$")  # GB/T 2260 administrative division code
 MISSING = object()
+
+# SQL's BIGINT: every integer that reaches the database fits, so none overflows a driver (a 500).
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+# Instants outside these years are typos or probes; inside them every conversion stays in range.
+YEAR_MIN = 1900
+YEAR_MAX = 2200
+# Real UTC offsets run from -12:00 to +14:00; Python would accept up to ±23:59.
+OFFSET_MAX = timedelta(hours=14)
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
@@ -51,8 +65,11 @@ def text(
     required: bool = True,
     default: str | None = None,
     strip: bool = True,
+    multiline: bool = False,
 ) -> str | None:
-    """A string field; absent gives `default`, JSON null is accepted only when not required."""
+    """A string field, normalised by infra.text.normalise (NFC, no bidi or control characters; line breaks
+    kept only when `multiline`), then stripped and measured. Absent gives `default`; JSON null is accepted
+    only when not required."""
     value = _get(body, name, required)
     if value is MISSING:
         return default
@@ -60,6 +77,7 @@ def text(
         return None
     if not isinstance(value, str):
         raise Invalid(f"{name} must be a string", field=name)
+    value = clean(value, name, multiline=multiline)
     if strip:
         value = value.strip()
     if len(value) < min_len:
@@ -69,8 +87,32 @@ def text(
         )
     if len(value) > max_len:
         raise Invalid(f"{name} must be at most {max_len} characters", field=name)
-    if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
-        raise Invalid(f"{name} contains control characters", field=name)
+    return value
+
+
+def clean(value: str, name: str, *, multiline: bool = False) -> str:
+    """infra.text.normalise, its refusal (a lone surrogate) as Invalid naming the field."""
+    try:
+        return normalise(value, multiline=multiline)
+    except UnsafeText as exc:
+        raise Invalid(f"{name} {exc}", field=name) from None
+
+
+def password(body: Mapping[str, Any], name: str = "password", *, min_len: int = 1) -> str:
+    """A password exactly as typed: not normalised or stripped (it is only ever hashed and compared), but
+    like every string refused when it holds a lone surrogate, which no hash function can encode."""
+    value = _get(body, name, True)
+    if not isinstance(value, str):
+        raise Invalid(f"{name} must be a string", field=name)
+    if has_lone_surrogate(value):
+        raise Invalid(f"{name} contains a lone surrogate (not valid Unicode text)", field=name)
+    if len(value) < min_len:
+        raise Invalid(
+            f"{name} must be at least {min_len} characters" if min_len > 1 else f"{name} must not be empty",
+            field=name,
+        )
+    if len(value) > PASSWORD_MAX:
+        raise Invalid(f"{name} must be at most {PASSWORD_MAX} characters", field=name)
     return value
 
 
@@ -91,15 +133,18 @@ def integer(
     required: bool = True,
     nullable: bool = False,
 ) -> int | None:
+    """A JSON integer within [minimum, maximum], which default to SQL's BIGINT range (ids start at 1)."""
     value = _get(body, name, required)
     if value is MISSING or (value is None and nullable):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(f"{name} must be an integer", field=name)
-    if minimum is not None and value < minimum:
-        raise Invalid(f"{name} must be ≥ {minimum}", field=name)
-    if maximum is not None and value > maximum:
-        raise Invalid(f"{name} must be ≤ {maximum}", field=name)
+    low = BIGINT_MIN if minimum is None else max(minimum, BIGINT_MIN)
+    high = BIGINT_MAX if maximum is None else min(maximum, BIGINT_MAX)
+    if value < low:
+        raise Invalid(f"{name} must be ≥ {low}", field=name)
+    if value > high:
+        raise Invalid(f"{name} must be ≤ {high}", field=name)
     return value
 
 
@@ -122,7 +167,7 @@ def boolean(body: Mapping[str, Any], name: str) -> bool:
 
 
 def identifier(body: Mapping[str, Any], name: str) -> int:
-    value = integer(body, name, minimum=1, maximum=2**63 - 1)
+    value = integer(body, name, minimum=1, maximum=BIGINT_MAX)
     assert value is not None
     return value
 
@@ -175,14 +220,25 @@ def instant(
 
 
 def parse_instant(value: str, name: str, *, allow_date: bool = False) -> datetime:
+    """An ISO 8601 date-time with a UTC offset (or, with `allow_date`, a date meaning its UTC midnight),
+    in UTC. Refused: other than ASCII, years outside YEAR_MIN..YEAR_MAX, offsets beyond ±14:00 — so
+    that no later conversion or comparison can overflow."""
+    if not value.isascii() or len(value) > 40:
+        raise Invalid(f"{name} must be an ISO 8601 date-time", field=name)
     try:
         if allow_date and len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Invalid(f"{name} must be an ISO 8601 date-time", field=name) from None
-    if parsed.tzinfo is None:
+    offset = parsed.utcoffset()
+    if offset is None:
         raise Invalid(f"{name} needs a UTC offset (e.g. +08:00 or Z)", field=name)
+    if abs(offset) > OFFSET_MAX:
+        raise Invalid(f"{name} has a UTC offset beyond ±14:00", field=name)
+    if not YEAR_MIN <= parsed.year <= YEAR_MAX:
+        raise Invalid(f"{name} must lie in the years {YEAR_MIN}–{YEAR_MAX}", field=name)
     return parsed.astimezone(UTC)
 
 
@@ -194,7 +250,7 @@ def id_list(body: Mapping[str, Any], name: str, *, max_items: int = 500) -> list
         raise Invalid(f"{name} may hold at most {max_items} ids", field=name)
     out: list[int] = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= BIGINT_MAX:
             raise Invalid(f"{name} must hold positive integer ids", field=name)
         if item not in out:
             out.append(item)
@@ -209,10 +265,11 @@ def tags(body: Mapping[str, Any], name: str, *, required: bool = False) -> list[
         raise Invalid(f"{name} must be a list of at most {TAGS_MAX} strings", field=name)
     out: list[str] = []
     for item in value:
-        if not isinstance(item, str) or not 0 < len(item.strip()) <= TAG_MAX:
+        tag = clean(item, name).strip() if isinstance(item, str) else ""
+        if not 0 < len(tag) <= TAG_MAX:
             raise Invalid(f"{name} must hold strings of 1–{TAG_MAX} characters", field=name)
-        if item.strip() not in out:
-            out.append(item.strip())
+        if tag not in out:
+            out.append(tag)
     return out
 
 
@@ -225,9 +282,13 @@ def json_object(body: Mapping[str, Any], name: str, *, max_keys: int = 20) -> di
         raise Invalid(f"{name} must be an object of at most {max_keys} keys", field=name)
     out: dict[str, str] = {}
     for key, item in value.items():
-        if isinstance(item, bool) or not isinstance(item, str | int) or len(str(item)) > 200 or len(key) > 50:
+        # An integer is bounded before its text is made: str() of a huge int is slow (and limited).
+        fits = (isinstance(item, str) and len(item) <= 200) or (
+            isinstance(item, int) and not isinstance(item, bool) and BIGINT_MIN <= item <= BIGINT_MAX
+        )
+        if not fits or len(key) > 50:
             raise Invalid(f"{name}.{key} must be a string or integer", field=f"{name}.{key}")
-        out[key] = str(item)
+        out[clean(key, name)] = clean(item, f"{name}.{key}") if isinstance(item, str) else str(item)
     return out
 
 
@@ -261,11 +322,20 @@ def query_int(
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII digits only (str.isdigit also takes "٣" and "３"); 19 digits reach past BIGINT_MAX, no further.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise Invalid(f"{name} must be a positive integer", field=name)
     value = int(raw)
     if not minimum <= value <= maximum:
         raise Invalid(f"{name} must be between {minimum} and {maximum}", field=name)
+    return value
+
+
+def query_text(query: Mapping[str, str], name: str, *, max_len: int) -> str:
+    """A free-text query parameter (a search), normalised like a one-line field; "" when absent."""
+    value = clean(query.get(name, ""), name).strip()
+    if len(value) > max_len:
+        raise Invalid(f"{name} must be at most {max_len} characters", field=name)
     return value
 
 

@@ -94,7 +94,7 @@ class CourseQuery:
 def registration(body: Mapping[str, Any]) -> Registration:
     f.reject_unknown(body, {"phone", "password", "name", "employer_id"})
     phone = f.phone(body)
-    password = f.required_text(body, "password", min_len=f.PASSWORD_MIN, max_len=f.PASSWORD_MAX, strip=False)
+    password = f.password(body, min_len=f.PASSWORD_MIN)
     name = f.required_text(body, "name", max_len=f.NAME_MAX)
     employer = f.integer(body, "employer_id", minimum=1, required=False, nullable=True)
     return Registration(phone, password, name, employer)
@@ -103,7 +103,7 @@ def registration(body: Mapping[str, Any]) -> Registration:
 def credentials(body: Mapping[str, Any]) -> Credentials:
     # Deliberately lenient on shape beyond types: a wrong phone format is just a failed login.
     phone = f.required_text(body, "phone", max_len=20)
-    password = f.required_text(body, "password", max_len=f.PASSWORD_MAX, strip=False)
+    password = f.password(body)
     return Credentials(phone, password)
 
 
@@ -168,7 +168,9 @@ def course_changes(body: Mapping[str, Any], *, creating: bool = False) -> dict[s
     if creating or "title" in body:
         out["title"] = f.required_text(body, "title", max_len=f.TITLE_MAX)
     if "description" in body:
-        out["description"] = f.text(body, "description", max_len=f.DESCRIPTION_MAX, min_len=0) or ""
+        out["description"] = (
+            f.text(body, "description", max_len=f.DESCRIPTION_MAX, min_len=0, multiline=True) or ""
+        )
     if creating or "category" in body:
         out["category"] = f.required_choice(body, "category", Category)
     if "industry" in body:
@@ -306,22 +308,15 @@ def media_purpose(body: Mapping[str, Any]) -> MediaPurpose:
 
 def name_query(query: Mapping[str, str]) -> str:
     """The `q` of a directory search: part of a person's name."""
-    q = query.get("q", "").strip()
-    if len(q) > f.NAME_MAX:
-        raise Invalid(f"q must be at most {f.NAME_MAX} characters", field="q")
-    return q
+    return f.query_text(query, "q", max_len=f.NAME_MAX)
 
 
 def course_query(query: Mapping[str, str]) -> CourseQuery:
     sort = query.get("sort") or "-created_at"
     if sort not in COURSE_SORTS:
         raise Invalid(f"sort must be one of: {', '.join(COURSE_SORTS)}", field="sort")
-    q = query.get("q", "").strip()
-    if len(q) > 100:
-        raise Invalid("q must be at most 100 characters", field="q")
-    industry = query.get("industry", "").strip()
-    if len(industry) > f.INDUSTRY_MAX:
-        raise Invalid(f"industry must be at most {f.INDUSTRY_MAX} characters", field="industry")
+    q = f.query_text(query, "q", max_len=100)
+    industry = f.query_text(query, "industry", max_len=f.INDUSTRY_MAX)
     starts_from = f.parse_instant(query["from"], "from", allow_date=True) if query.get("from") else None
     starts_to = f.parse_instant(query["to"], "to", allow_date=True) if query.get("to") else None
     if starts_from and starts_to and starts_to < starts_from:
@@ -334,7 +329,7 @@ def course_query(query: Mapping[str, str]) -> CourseQuery:
         status=status,
         category=f.query_choice(query, "category", Category),
         industry=industry or None,
-        provider_id=f.query_int(query, "provider_id", default=None, minimum=1, maximum=2**63 - 1),
+        provider_id=f.query_int(query, "provider_id", default=None, minimum=1, maximum=f.BIGINT_MAX),
         delivery=f.query_choice(query, "delivery", Delivery),
         starts_from=starts_from,
         starts_to=starts_to,

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 from aiohttp import web
 
 from catalog.db import Database
 
 DATABASE = web.AppKey("database", Database)
+
+WithdrawalHook = Callable[[int, Sequence[int]], Awaitable[None]]
+# Optional: called with (person id, the course's session ids) once a learner's withdrawal is committed.
+# The composition root sets it so that the live server closes that learner's viewers and room sockets.
+ON_WITHDRAWN: web.AppKey[WithdrawalHook] = web.AppKey("catalog_on_withdrawn")

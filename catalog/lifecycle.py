@@ -1,5 +1,6 @@
 """A session's lifecycle as people see it: scheduled, live, ended or missed, read from its schedule and the
-live server's start/end (`session.started` / `session.ended`), and which recording is its replay.
+live server's start/end (`session.started` / `session.ended`); when its media tokens may be used (the
+media window); and which recording is its replay.
 
 Pure: imports nothing of aiohttp or SQLAlchemy; `now` is passed in.
 """
@@ -7,11 +8,14 @@ Pure: imports nothing of aiohttp or SQLAlchemy; `now` is passed in.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from catalog.domain import SessionKind
+from catalog.domain import CourseStatus, SessionKind
+
+# Policy: an expert may go live (WHIP) from this long before the scheduled start, to set up and test.
+WHIP_OPENS_BEFORE_START = timedelta(minutes=30)
 
 
 class SessionStatus(StrEnum):
@@ -43,6 +47,41 @@ def session_status(
             return SessionStatus.LIVE
         return SessionStatus.SCHEDULED
     return SessionStatus.MISSED if kind == SessionKind.LIVE else SessionStatus.ENDED
+
+
+class MediaRefusal(StrEnum):
+    """Why a session's media (publishing, watching, the room channel) is closed now; the error codes."""
+
+    COURSE_NOT_PUBLISHED = "course_not_published"  # a draft or archived course has no live room
+    TOO_EARLY = "too_early"  # publishing before WHIP_OPENS_BEFORE_START ahead of the scheduled start
+    SESSION_ENDED = "session_ended"  # over: nothing of its live room may be opened again
+
+
+def whip_opens_at(scheduled_start: datetime) -> datetime:
+    """The earliest moment the session's expert may go live."""
+    return scheduled_start - WHIP_OPENS_BEFORE_START
+
+
+def media_refusal(
+    *,
+    publishing: bool,
+    course_status: str,
+    status: SessionStatus,
+    scheduled_start: datetime,
+    now: datetime,
+) -> MediaRefusal | None:
+    """Whether the session's live room may be used at `now` (None) or why not: only for published courses
+    and sessions not ended. Publishing (the expert's WHIP) also opens only WHIP_OPENS_BEFORE_START before
+    the scheduled start, unless the session is live already (a reconnect); watching and the room channel
+    open any time before the end, so that learners can wait in the room. A session that missed its slot
+    (never went live) may still go live late, as its status rules say."""
+    if course_status != CourseStatus.PUBLISHED:
+        return MediaRefusal.COURSE_NOT_PUBLISHED
+    if status == SessionStatus.ENDED:
+        return MediaRefusal.SESSION_ENDED
+    if publishing and status != SessionStatus.LIVE and now < whip_opens_at(scheduled_start):
+        return MediaRefusal.TOO_EARLY
+    return None
 
 
 class RecordingFields(Protocol):

@@ -1,5 +1,8 @@
 """Media tokens: short-lived signed grants to publish (WHIP), watch (WHEP) or join the room channel
-(room) of one session; and what the caller may do there, asked before a page turns on a camera."""
+(room) of one session, issued only while the session's media window is open (catalog.lifecycle); what
+the caller may do there, asked before a page turns on a camera; and `check_grant`, the live server's
+question when a token is used: does the catalog still say yes (the session not ended, the learner
+still enrolled since before the token was issued)?"""
 
 from __future__ import annotations
 
@@ -8,15 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
 from catalog.db import Database
-from catalog.domain import Caller, MediaPurpose
-from catalog.lifecycle import SessionStatus, session_status
-from catalog.models import Session
+from catalog.domain import Caller, MediaPurpose, Role
+from catalog.lifecycle import MediaRefusal, SessionStatus, media_refusal, session_status, whip_opens_at
+from catalog.models import RoleAssignment, Session
 from infra import ice, tokens
-from infra.errors import Conflict, Forbidden
+from infra.errors import Conflict, Forbidden, NotFound
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,9 +29,25 @@ TOKEN_TTL = timedelta(seconds=300)
 
 
 class SessionEnded(Conflict):
-    """Going live on a session that is over: it has its recording, a second start would add another."""
+    """The session is over: it cannot go live again, and its live room (media, channel) is closed."""
 
-    code = "session_ended"
+    code = MediaRefusal.SESSION_ENDED.value
+
+
+class TooEarly(Conflict):
+    """Going live before the session's media window opens (catalog.lifecycle.WHIP_OPENS_BEFORE_START)."""
+
+    code = MediaRefusal.TOO_EARLY.value
+
+
+class CourseNotPublished(Conflict):
+    """A session of a draft or archived course: it has no live room."""
+
+    code = MediaRefusal.COURSE_NOT_PUBLISHED.value
+
+
+class GrantRevoked(Forbidden):
+    """A token whose holder no longer holds the role it names (withdrew, was removed as expert)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +61,8 @@ class Standing:
     name: str
 
 
-async def _standing(s: AsyncSession, caller: Caller, session: Session, now: datetime) -> Standing:
-    course = session.course
-    is_expert = any(e.person_id == caller.person_id for e in session.experts)
-    is_staff = caller.manages_provider(course.provider_org_id) and not caller.is_admin
-    is_learner = (await queries.active_enrollment(s, caller.person_id, course.id)) is not None
-    name = (await queries.names_of(s, [caller.person_id])).get(caller.person_id, "")
-    status = session_status(
+def _status(session: Session, now: datetime) -> SessionStatus:
+    return session_status(
         session.kind,
         session.scheduled_start,
         session.scheduled_end,
@@ -55,29 +70,80 @@ async def _standing(s: AsyncSession, caller: Caller, session: Session, now: date
         session.actual_end,
         now,
     )
+
+
+async def _standing(s: AsyncSession, caller: Caller, session: Session, now: datetime) -> Standing:
+    course = session.course
+    is_expert = any(e.person_id == caller.person_id for e in session.experts)
+    is_staff = caller.manages_provider(course.provider_org_id) and not caller.is_admin
+    is_learner = (await queries.active_enrollment(s, caller.person_id, course.id)) is not None
+    name = (await queries.names_of(s, [caller.person_id])).get(caller.person_id, "")
     return Standing(
         publisher="expert" if is_expert else None,
         viewer="expert" if is_expert else "staff" if is_staff else "learner" if is_learner else None,
-        status=status,
+        status=_status(session, now),
         name=name,
     )
+
+
+def _refusal(session: Session, publishing: bool, now: datetime) -> MediaRefusal | None:
+    return media_refusal(
+        publishing=publishing,
+        course_status=session.course.status,
+        status=_status(session, now),
+        scheduled_start=session.scheduled_start,
+        now=now,
+    )
+
+
+def _raise(refusal: MediaRefusal, session: Session, publishing: bool) -> None:
+    """The domain error for a closed media window, with what a page needs to say why in Chinese."""
+    match refusal:
+        case MediaRefusal.COURSE_NOT_PUBLISHED:
+            raise CourseNotPublished(
+                "the course is not published: its sessions have no live room",
+                field="session_id",
+                details={"course_status": session.course.status},
+            )
+        case MediaRefusal.TOO_EARLY:
+            opens_at = whip_opens_at(session.scheduled_start)
+            raise TooEarly(
+                f"too early to go live: the session opens for its expert at {opens_at.isoformat()}, "
+                f"{int((session.scheduled_start - opens_at).total_seconds()) // 60} minutes before its "
+                "scheduled start",
+                field="session_id",
+                details={
+                    "opens_at": opens_at.isoformat(),
+                    "scheduled_start": session.scheduled_start.isoformat(),
+                },
+            )
+        case MediaRefusal.SESSION_ENDED:
+            message = (
+                "the session has ended; it cannot go live again"
+                if publishing
+                else "the session has ended; its live room is closed"
+            )
+            raise SessionEnded(message, field="session_id", details={"status": "ended"})
 
 
 async def access(db: Database, caller: Caller, session_id: int, now: datetime) -> dict[str, Any]:
     """What the caller may do in the session's live room, without issuing anything: pages ask this
     before they turn on a camera or open the channel. `publish` is true only for the session's experts
-    while the session has not ended (`publish_refused` says why not: `not_expert`, `session_ended`)."""
+    while publishing is open (`publish_refused` says why not: `not_expert`, `course_not_published`,
+    `too_early`, `session_ended`); `publish_opens_at` is when it opens. `watch` says whether the caller
+    is someone who may watch (expert, the provider's staff, an enrolled learner)."""
     async with db.sessions.begin() as s:
         session = await queries.session_or_404(s, session_id)
         standing = await _standing(s, caller, session, now)
-    ended = standing.status == SessionStatus.ENDED
-    refused = "not_expert" if standing.publisher is None else "session_ended" if ended else None
+    refusal = _refusal(session, True, now)
+    refused = "not_expert" if standing.publisher is None else refusal.value if refusal else None
     return {
         "session_id": session_id,
         "status": standing.status.value,
         "role": standing.viewer,
         "publish": refused is None,
         "publish_refused": refused,
+        "publish_opens_at": whip_opens_at(session.scheduled_start).isoformat(),
         "watch": standing.viewer is not None,
     }
 
@@ -85,22 +151,32 @@ async def access(db: Database, caller: Caller, session_id: int, now: datetime) -
 async def issue(
     db: Database, settings: Settings, caller: Caller, session_id: int, purpose: MediaPurpose, now: datetime
 ) -> dict[str, Any]:
-    """A token for `purpose`: WHIP for the session's experts until the session has ended (then
-    SessionEnded); WHEP for them, the provider's staff and enrolled learners. The role claim says which
-    of those the holder is."""
+    """A token for `purpose`: WHIP for the session's experts, WHEP and room for them, the provider's
+    staff and enrolled learners (else Forbidden); only for a published course (else CourseNotPublished)
+    and a session not ended (else SessionEnded), WHIP not before its window opens (else TooEarly). The
+    role claim says which of those the holder is; `iat` (extra) when it was issued, so that a later
+    withdrawal voids it (check_grant)."""
     async with db.sessions.begin() as s:
         session = await queries.session_or_404(s, session_id)
         standing = await _standing(s, caller, session, now)
-    role = standing.publisher if purpose == MediaPurpose.WHIP else standing.viewer
+    publishing = purpose == MediaPurpose.WHIP
+    role = standing.publisher if publishing else standing.viewer
     if role is None:
-        raise Forbidden(
-            f"you may not {'publish to' if purpose == MediaPurpose.WHIP else 'watch'} this session"
+        raise Forbidden(f"you may not {'publish to' if publishing else 'watch'} this session")
+    refusal = _refusal(session, publishing, now)
+    if refusal is not None:
+        log.info(
+            "media token refused purpose=%s session=%s person=%s: %s",
+            purpose.value,
+            session_id,
+            caller.person_id,
+            refusal.value,
         )
-    if purpose == MediaPurpose.WHIP and standing.status == SessionStatus.ENDED:
-        raise SessionEnded(
-            "the session has ended; it cannot go live again", field="session_id", details={"status": "ended"}
-        )
+        _raise(refusal, session, publishing)
     expires_at = now + TOKEN_TTL
+    extra: dict[str, Any] = {"iat": now.timestamp()}
+    if purpose == MediaPurpose.ROOM:
+        extra["name"] = standing.name  # the room channel shows this name to the others in the room
     token = tokens.sign(
         settings.secret_key,
         purpose.value,
@@ -109,8 +185,7 @@ async def issue(
             subject=f"session:{session_id}",
             role=role,
             expires_at=expires_at.timestamp(),
-            # The room channel shows this name to the others in the room.
-            extra={"name": standing.name} if purpose == MediaPurpose.ROOM else {},
+            extra=extra,
         ),
     )
     log.info(
@@ -132,3 +207,73 @@ async def issue(
         )
         out["ice_servers"] = [server.as_json() for server in servers]
     return out
+
+
+@dataclass(frozen=True)
+class MediaGrant:
+    """What a verified media token claims, asked again of the catalog when it is used: `role` is the
+    token's ("expert", "staff", "learner", or "speaker" for a promoted learner's WHIP token) and
+    `issued_at` when it was issued (a speaker token: when the promotion granted it)."""
+
+    purpose: MediaPurpose
+    session_id: int
+    person_id: int
+    role: str
+    issued_at: datetime
+
+
+async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> bool:
+    """Whether the holder still is what the token says, as it was when it was issued."""
+    match grant.role:
+        case "expert":
+            return any(e.person_id == grant.person_id for e in session.experts)
+        case "staff":
+            found = await s.scalar(
+                select(RoleAssignment.id).where(
+                    RoleAssignment.person_id == grant.person_id,
+                    RoleAssignment.role == Role.PROVIDER_ADMIN.value,
+                    RoleAssignment.org_id == session.course.provider_org_id,
+                )
+            )
+            return found is not None
+        case "learner" | "speaker":
+            # Enrolled now, and since before the token: a withdrawal voids the tokens issued before it,
+            # even when the learner enrolled again since.
+            enrollment = await queries.active_enrollment(s, grant.person_id, session.course_id)
+            return enrollment is not None and enrollment.enrolled_at <= grant.issued_at
+    return False
+
+
+async def check_grant(db: Database, grant: MediaGrant, now: datetime) -> None:
+    """Raise unless the catalog still stands behind `grant` at `now`: GrantRevoked (403) when the holder
+    no longer holds its role (a learner who withdrew after it was issued, an expert removed from the
+    session), else CourseNotPublished, SessionEnded or, for the expert's WHIP, TooEarly (409), as
+    `issue` would. Asked by the live server when a WHIP, WHEP or room-channel connection is made (not per
+    packet or message): a few indexed reads.
+
+    A session the catalog does not know passes: the catalog never issued a token for it (sessions are
+    not deleted), so its token was minted outside the catalog by a holder of the server's key (a tool,
+    the live path's own tests) and is theirs to answer for."""
+    async with db.sessions.begin() as s:
+        try:
+            session = await queries.session_or_404(s, grant.session_id)
+        except NotFound:
+            return
+        holds = await _still_holds(s, grant, session)
+    if not holds:
+        log.info(
+            "media grant revoked purpose=%s session=%s person=%s role=%s",
+            grant.purpose.value,
+            grant.session_id,
+            grant.person_id,
+            grant.role,
+        )
+        raise GrantRevoked(
+            f"this {grant.purpose.value} token no longer admits you: you are not the session's "
+            f"{grant.role} any more (get a new token)",
+            details={"role": grant.role},
+        )
+    publishing = grant.purpose == MediaPurpose.WHIP and grant.role == "expert"
+    refusal = _refusal(session, publishing, now)
+    if refusal is not None:
+        _raise(refusal, session, publishing)

@@ -145,20 +145,16 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
-class LoginAttempt(Base):
-    """Failed (and successful) logins, counted per phone and per IP for throttling."""
+class Throttle(Base):
+    """Counted attempts per key (a phone, an address, a device) for login and registration throttling
+    (rules in catalog/throttle.py); a row is locked while an attempt is counted, so none slips past."""
 
-    __tablename__ = "login_attempts"
-    __table_args__ = (
-        Index("ix_login_attempts_phone_at", "phone", "at"),
-        Index("ix_login_attempts_ip_at", "ip", "at"),
-    )
+    __tablename__ = "throttles"
 
-    id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(32))
-    ip: Mapped[str] = mapped_column(String(64))
-    succeeded: Mapped[bool] = mapped_column(Boolean)
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Course(Base):

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from catalog.fields import BIGINT_MAX
 from catalog.schemas import QUERY
 
 # name and pattern; the pattern may hold braces of its own (`{1,64}`), one level deep.
@@ -55,7 +56,7 @@ class RouteLike(Protocol):
 def _path_schema(pattern: str) -> dict[str, Any]:
     """Digits-only patterns are catalog ids; anything else is a string matching the pattern."""
     if pattern in ("", "\\d+"):
-        return {"type": "integer", "minimum": 1}
+        return {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
     return {"type": "string", "pattern": f"^{pattern}$"}
 
 
@@ -83,9 +84,20 @@ def _operation(route: RouteLike) -> dict[str, Any]:
         )
         for status, text in route.responses.items()
     }
-    responses.setdefault(
-        "400", {"description": "Invalid input", "content": {"application/json": {"schema": ERROR}}}
-    )
+
+    def error(status: int, text: str) -> None:
+        responses.setdefault(
+            str(status), {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        )
+
+    error(400, "Invalid input")
+    if params and any(p["in"] == "path" for p in params):
+        # An id in the path that names nothing (or nothing the caller may see), also one beyond BIGINT.
+        error(404, "Not found")
+    if route.body is not None:
+        error(413, "Body too large")
+    if route.method != "GET" and route.login:
+        error(409, "Not possible in the current state")
     if route.login:
         responses.setdefault(
             "401", {"description": "Not logged in", "content": {"application/json": {"schema": ERROR}}}

@@ -19,8 +19,13 @@ def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any
     return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
 
 
-ID = {"type": "integer", "minimum": 1}
-INSTANT = {"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset"}
+ID = {"type": "integer", "minimum": 1, "maximum": f.BIGINT_MAX}
+INSTANT = {
+    "type": "string",
+    "format": "date-time",
+    "description": f"ISO 8601 with a UTC offset (at most ±14:00), years {f.YEAR_MIN}–{f.YEAR_MAX}",
+}
+DATE_OR_INSTANT = {"anyOf": [{"type": "string", "format": "date"}, INSTANT]}
 
 REGISTER = _obj(
     {
@@ -38,7 +43,7 @@ ORG = _obj(
         "name": {"type": "string", "minLength": 1, "maxLength": f.ORG_NAME_MAX},
         "unified_social_credit_code": {"type": ["string", "null"], "pattern": f.USCC_RE.pattern},
         "region_code": {"type": ["string", "null"], "pattern": f.REGION_RE.pattern},
-        "parent_id": {"type": ["integer", "null"], "minimum": 1},
+        "parent_id": {"type": ["integer", "null"], "minimum": 1, "maximum": f.BIGINT_MAX},
     },
     ("type", "name"),
 )
@@ -61,7 +66,7 @@ _COURSE_PROPS: dict[str, Any] = {
         "description": "学时",
     },
     "delivery": _enum(Delivery),
-    "capacity": {"type": ["integer", "null"], "minimum": 1},
+    "capacity": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
 }
 COURSE_CREATE = _obj(
     {"provider_id": ID, **_COURSE_PROPS}, ("provider_id", "title", "category", "credit_hours", "delivery")
@@ -111,14 +116,14 @@ MEDIA_TOKEN = _obj({"purpose": _enum(MediaPurpose)}, ("purpose",))
 
 QUERY: dict[str, dict[str, Any]] = {
     "type": {**_enum(OrgType), "description": "organization type"},
-    "page": {"type": "integer", "minimum": 1, "default": 1},
+    "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
     "page_size": {"type": "integer", "minimum": 1, "maximum": f.PAGE_SIZE_MAX, "default": 20},
     "category": _enum(Category),
     "industry": {"type": "string"},
     "provider_id": ID,
     "delivery": _enum(Delivery),
-    "from": {"type": "string", "description": "sessions starting at or after (date or date-time)"},
-    "to": {"type": "string", "description": "sessions starting at or before (date or date-time)"},
+    "from": {**DATE_OR_INSTANT, "description": "sessions starting at or after (date or date-time)"},
+    "to": {**DATE_OR_INSTANT, "description": "sessions starting at or before (date or date-time)"},
     "q": {"type": "string", "maxLength": 100, "description": "text in title, description or industry"},
     "sort": {"type": "string", "enum": ["title", "-created_at", "credit_hours", "next_session"]},
     "status": {

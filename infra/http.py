@@ -1,4 +1,5 @@
-"""HTTP basics shared by every handler: the one JSON error shape, its middleware, body helpers.
+"""HTTP basics shared by every handler: the one JSON error shape, its middleware, body helpers, and the
+input boundary (bounded JSON bodies, path ids within BIGINT, undecodable headers and cookies dropped).
 
 Error shape (pinned by tests/unit/test_errors.py):
     {"error": {"code": "<stable code>", "message": "<human text>", "field": "<name>" | null,
@@ -9,12 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from infra import errors
+from infra.text import for_log, has_lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,10 @@ STATUS_BY_CODE: dict[type[errors.DomainError], int] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Our bodies nest three levels at most; 32 leaves room and stays far below Python's recursion limit.
+JSON_MAX_DEPTH = 32
+BIGINT_MAX = 2**63 - 1
 
 
 def error_body(code: str, message: str, field: str | None = None, details: Any = None) -> dict[str, Any]:
@@ -100,21 +109,105 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 resp.headers[name] = exc.headers[name]
         return resp
     except Exception:
-        log.exception("unhandled error method=%s path=%s", request.method, request.path)
+        log.exception("unhandled error method=%s path=%s", request.method, for_log(request.path))
         return error_response(500, "internal_error", "internal server error")
 
 
+def _digits_params(request: web.Request) -> list[str]:
+    """Names of the matched route's `{name:\\d+}` parameters (ids), read from its public route info."""
+    resource = request.match_info.route.resource
+    pattern = resource.get_info().get("pattern") if resource is not None else None
+    if not isinstance(pattern, re.Pattern):
+        return []
+    return [name for name in request.match_info if f"(?P<{name}>\\d+)" in pattern.pattern]
+
+
+def _decodable_headers(request: web.Request) -> CIMultiDict[str] | None:
+    """The request's headers without what did not decode as UTF-8 (aiohttp keeps such bytes as lone
+    surrogates): such a header is dropped, such a cookie is dropped from Cookie. None if all were fine."""
+    if not any(has_lone_surrogate(v) for v in request.headers.values()):
+        return None
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        if not has_lone_surrogate(value):
+            kept.add(name, value)
+        elif name.lower() == "cookie":
+            cookies = [c for c in value.split(";") if not has_lone_surrogate(c)]
+            if cookies:
+                kept.add(name, ";".join(cookies))
+    return kept
+
+
+@web.middleware
+async def input_boundary_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every route may rely on before its handler runs (docs/security.md, "Input and headers"):
+    a `{name:\\d+}` path id is ASCII digits within BIGINT (else 404: no such thing can exist), and no
+    header or cookie holds undecodable bytes (a bad cookie is treated as no cookie)."""
+    for name in _digits_params(request):
+        value = request.match_info[name]
+        if not value.isascii() or len(value) > 19 or int(value) > BIGINT_MAX:
+            # An HTTP 404 rather than NotFound, so that a page URL gets the Chinese 404 page.
+            raise web.HTTPNotFound(text=f"no {name.removesuffix('_id')} has this id")
+    headers = _decodable_headers(request)
+    if headers is not None:
+        log.info("dropped undecodable header bytes method=%s path=%s", request.method, for_log(request.path))
+        request = request.clone(headers=headers)
+    return await handler(request)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _check_tree(body: Any) -> None:
+    """Refuse nesting deeper than JSON_MAX_DEPTH and lone surrogates in any key or string (`"\\ud800"`
+    decodes to one): Invalid naming the top-level field where it was found."""
+    stack: list[tuple[Any, str | None, int]] = [(body, None, 1)]
+    while stack:
+        value, field, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            raise errors.Invalid(f"body nests deeper than {JSON_MAX_DEPTH} levels", field=field)
+        if isinstance(value, str):
+            if has_lone_surrogate(value):
+                raise errors.Invalid(
+                    f"{field or 'body'} contains a lone surrogate (not valid Unicode text)", field=field
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if has_lone_surrogate(key):
+                    raise errors.Invalid("a field name contains a lone surrogate", field=field)
+                stack.append((item, field or key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, field, depth + 1) for item in value)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or Invalid naming what is wrong."""
+    """The request's JSON object body (UTF-8, at most the app's client_max_size, nested at most
+    JSON_MAX_DEPTH deep, finite numbers, no lone surrogates), or Invalid naming what is wrong."""
     ctype = request.content_type
     if ctype != "application/json":
         raise errors.Invalid(
             f"expected Content-Type application/json, got {ctype or 'none'}", field="Content-Type"
         )
+    raw = await request.read()
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except UnicodeDecodeError:
+        raise errors.Invalid("body is not UTF-8 text") from None
+    except RecursionError:
+        raise errors.Invalid(f"body nests deeper than {JSON_MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
         raise errors.Invalid(f"body is not valid JSON: {exc}") from None
+    except ValueError:  # NaN, Infinity, 1e999, an integer of thousands of digits
+        raise errors.Invalid("body holds a number out of range (NaN, Infinity or too many digits)") from None
+    _check_tree(body)
     if not isinstance(body, dict):
         raise errors.Invalid("body must be a JSON object")
     return body

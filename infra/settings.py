@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from infra import ice
+from infra import client_address, ice
 
 
 class SettingsError(ValueError):
@@ -38,6 +38,7 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LECTERN_LOG_LEVEL"})
     session_ttl_s: int = field(default=7 * 24 * 3600, metadata={"env": "LECTERN_SESSION_TTL_S"})
     secure_cookies: bool = field(default=False, metadata={"env": "LECTERN_SECURE_COOKIES"})
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_TRUSTED_PROXIES"})
     bus_retention: int = field(default=100_000, metadata={"env": "LECTERN_BUS_RETENTION"})
     ice_servers: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_SERVERS"})
     ice_host_addresses: tuple[str, ...] = field(default=(), metadata={"env": "LECTERN_ICE_HOST_ADDRESSES"})
@@ -135,6 +136,10 @@ def from_env(environ: Mapping[str, str]) -> Settings:
     problem = ice.check_urls(settings.ice_servers, settings.turn_secret)
     if problem:
         raise SettingsError(f"LECTERN_ICE_SERVERS: {problem} (LECTERN_TURN_SECRET)")
+    try:
+        client_address.parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"LECTERN_TRUSTED_PROXIES: {exc}") from None
     if settings.database_pool_size <= 0:
         raise SettingsError("LECTERN_DATABASE_POOL_SIZE must be positive")
     if settings.turn_credential_ttl_s <= 0:

@@ -52,7 +52,9 @@ def sign(key: str, purpose: str, claims: Claims) -> str:
 def verify(key: str, purpose: str, token: str, now: float) -> Claims:
     """The token's claims, or Unauthenticated if it is malformed, forged or expired."""
     payload, _, mac = token.partition(".")
-    if not payload or not mac:
+    # Tokens are base64url: anything else (a header or query with other characters) is malformed, and
+    # hmac.compare_digest would raise TypeError on non-ASCII text.
+    if not payload or not mac or not token.isascii():
         raise Unauthenticated("malformed token")
     if not hmac.compare_digest(mac, _mac(key, purpose, payload)):
         raise Unauthenticated("invalid token signature")

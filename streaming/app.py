@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,11 +11,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import catalog
+from infra import security_headers
 from infra.appkeys import BUS, METRICS, OBJECTS, OUTBOX, READINESS, SETTINGS
+from infra.client_address import client_address
 from infra.factories import make_bus, make_object_store
-from infra.http import Handler, error_middleware
+from infra.http import Handler, error_middleware, input_boundary_middleware
 from infra.outbox import Outbox, OutboxConfig
 from infra.settings import Settings
+from infra.text import for_log
 from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, reconcile, recording
 
 # How long shutdown waits for the outbox to hand its events to the bus (the rest waits on disk).
@@ -22,12 +26,16 @@ OUTBOX_FLUSH_S = 10.0
 
 log = logging.getLogger(__name__)
 
+# A request id we keep from X-Request-Id: what proxies and tracing systems write (hex, UUIDs, base64url).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,64}")
+
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tag each request with an id (kept from X-Request-Id when sane) and log one line per request."""
+    """Tag each request with an id (kept from X-Request-Id when it looks like one) and log one line per
+    request, with what the client wrote escaped (a `%0a` in the path cannot start a forged line)."""
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex[:16]
+    rid = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
     started = time.perf_counter()
     status = 500
     try:
@@ -37,12 +45,13 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         return response
     finally:
         log.info(
-            "request=%s %s %s status=%s ms=%.1f",
+            "request=%s %s %s status=%s ms=%.1f client=%s",
             rid,
-            request.method,
-            request.path,
+            for_log(request.method, 20),
+            for_log(request.path),
             status,
             (time.perf_counter() - started) * 1000,
+            client_address(request.remote, request.headers, request.app[SETTINGS].trusted_proxies),
         )
 
 
@@ -77,18 +86,21 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     # error_middleware sits inside metrics so that mapped errors are counted with their real status;
-    # the Chinese error pages inside it, so that a page URL's 404 never reaches the JSON shape.
+    # the Chinese error pages inside it, so that a page URL's 404 never reaches the JSON shape; the input
+    # boundary innermost, so that what it refuses gets both.
     app = web.Application(
         middlewares=[
             request_id_middleware,
             metrics.metrics_middleware,
             error_middleware,
             pages.error_pages_middleware(),
+            input_boundary_middleware,
         ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[READINESS] = {}
+    security_headers.install(app, settings.trusted_proxies)
     app.cleanup_ctx.extend([_objects, _bus])
     catalog.setup(app)
     app.cleanup_ctx.append(_outbox)  # after the catalog's consumer, so it is flushed before that stops
@@ -101,4 +113,5 @@ def create_app(settings: Settings) -> web.Application:
     recording.setup(app)  # before live: the rooms end (and recordings finalize) before it closes
     reconcile.setup(app)
     live.setup(app)
+    live.use_catalog(app)  # tokens checked against the catalog when used; withdrawals close connections
     return app

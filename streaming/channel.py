@@ -1,7 +1,9 @@
 """The room channel, `GET /ws/sessions/{id}?token=…`: one WebSocket per participant carrying the JSON
-messages of docs/channel.md. A transport over `streaming.channel_state`: it authenticates, fans messages
-out through a bounded queue per socket, publishes events, runs presence-check deadline timers, and passes
-on what the live room publishes (`announce_media`).
+messages of docs/channel.md. A transport over `streaming.channel_state`: it authenticates (the token, then
+whether it still admits its holder: not after the session ended, nor after a withdrawal), keeps each
+person to a few sockets per room, rate-limits every frame, fans messages out through a bounded queue per
+socket, publishes events, runs presence-check deadline timers, and passes on what the live room publishes
+(`announce_media`).
 
 The live-room code and the channel talk one way each: the channel asks through the optional hooks below
 (app keys the live code sets), the live code tells through `announce_media` and `announce_session_ended`.
@@ -21,11 +23,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from infra import events
 from infra.appkeys import BUS, SETTINGS
 from infra.bus import BusUnavailable
-from infra.errors import Forbidden, Invalid
+from infra.errors import Conflict, Forbidden, Invalid
 from infra.events import PresenceCheckIssued
 from infra.tasks import OwnedTasks
 from infra.tokens import Claims, sign, verify
+from streaming.admission import admit
 from streaming.channel_state import (
+    CLOSE_REPLACED,
+    CLOSE_REVOKED,
     CLOSE_SESSION_ENDED,
     CLOSE_TOO_SLOW,
     ChannelError,
@@ -65,6 +70,12 @@ MEDIA_STATE: web.AppKey[MediaHook] = web.AppKey("channel_media_state")
 
 CLOSE_TIMEOUT_S = 5.0  # how long a closing socket waits for the peer's close frame
 HEARTBEAT_S = 30.0  # pings find dead peers (and peers that stopped reading)
+
+
+class SessionOver(Conflict):
+    """The session ended (here, or as the catalog says): its room is closed."""
+
+    code = "session_ended"
 
 
 def _dumps(message: Message) -> str:
@@ -156,15 +167,22 @@ class Channels:
 
     # -- the public surface ------------------------------------------------------------------------
 
-    def authenticate(self, token: str, session_id: int) -> Participant:
-        """The participant a room token admits to this session; Unauthenticated or Forbidden."""
+    async def authenticate(self, token: str, session_id: int) -> Participant:
+        """The participant a room token admits to this session: Unauthenticated or Forbidden for the token
+        itself; SessionOver once the session ended in this process (MEDIA_STATE says so); and whatever
+        the ADMISSION hook raises (the catalog: a withdrawal since the token, an ended session, …)."""
         claims = verify(self._secret_key, "room", token, self._clock())
         if claims.subject != f"session:{session_id}":
             raise Forbidden("this token is for another session")
         try:
-            return participant_from_claims(claims.person_id, claims.role, claims.extra, self.limits)
+            who = participant_from_claims(claims.person_id, claims.role, claims.extra, self.limits)
         except ChannelError as exc:
             raise Forbidden(exc.message) from None
+        media_of = self._app.get(MEDIA_STATE)
+        if media_of is not None and media_of(session_id).status == "ended":
+            raise SessionOver("this session has ended; its room is closed", field="session_id")
+        await admit(self._app, "room", session_id, claims)
+        return who
 
     def room_state(self, session_id: int) -> RoomState | None:
         room = self._rooms.get(session_id)
@@ -180,6 +198,12 @@ class Channels:
             media = media_of(session_id) if media_of is not None else None
             room = self._rooms[session_id] = _Room(RoomState(session_id, self.limits, media=media), {}, {})
         log.info("session=%s conn=%s person=%s role=%s joined", session_id, conn.id, who.person_id, who.role)
+        for old in room.state.surplus(who.person_id):
+            # The newest socket is the one the person is looking at; the oldest is a forgotten tab.
+            log.info(
+                "session=%s conn=%s person=%s: closing the oldest socket", session_id, old, who.person_id
+            )
+            room.conns[old].close(CLOSE_REPLACED, "opened elsewhere")
         room.conns[conn.id] = conn
         self._send(room, room.state.join(conn.id, who, self._clock()))
         conn.writer = self._tasks.spawn(conn.write(), f"channel-writer-{conn.id}")
@@ -191,9 +215,15 @@ class Channels:
 
     async def _read(self, room: _Room, conn: _Connection) -> None:
         async for msg in conn.ws:
-            if msg.type is WSMsgType.TEXT:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Every data frame spends from the bucket, whatever it holds: a flood of binary (or bad)
+            # frames is limited like a flood of chat.
+            if not conn.bucket.take(self._clock()):
+                conn.send(_dumps(ChannelError("rate_limited", "too many messages; slow down").to_wire()))
+            elif msg.type is WSMsgType.TEXT:
                 await self._on_text(room, conn, msg.data)
-            elif msg.type is WSMsgType.BINARY:
+            else:
                 conn.send(_dumps(ChannelError("invalid_message", "send JSON text frames").to_wire()))
 
     def announce_media(self, media: MediaState) -> None:
@@ -214,6 +244,27 @@ class Channels:
             conn.close(CLOSE_SESSION_ENDED, "session ended", final)
         await self._await_writers(list(room.conns.values()))
 
+    async def expel(self, session_id: int, person_id: int, reason: str) -> int:
+        """`person_id` may no longer be in the session's room (`reason`: "withdrawn"): off the stage and
+        out of the hand queue, their sockets closed (CLOSE_REVOKED); returns once they are closed
+        (bounded). How many sockets were closed."""
+        room = self._rooms.get(session_id)
+        if room is None:
+            return 0
+        conns = [c for c in room.conns.values() if c.who.person_id == person_id]
+        log.info(
+            "session=%s person=%s expelled (%s): closing %s sockets",
+            session_id,
+            person_id,
+            reason,
+            len(conns),
+        )
+        await self._carry_out(room, room.state.expel(person_id))
+        for conn in conns:
+            conn.close(CLOSE_REVOKED, reason)
+        await self._await_writers(conns)
+        return len(conns)
+
     async def close_sockets(self) -> None:
         """Server shutdown: close every socket (1001) so that no handler keeps the server waiting."""
         conns = [c for room in self._rooms.values() for c in room.conns.values()]
@@ -229,8 +280,6 @@ class Channels:
 
     async def _on_text(self, room: _Room, conn: _Connection, raw: str) -> None:
         try:
-            if not conn.bucket.take(self._clock()):
-                raise ChannelError("rate_limited", "too many messages; slow down")
             command = parse_command(raw, self.limits)
             try:
                 effects = room.state.handle(conn.id, command, self._clock())
@@ -353,7 +402,7 @@ async def room_channel(request: web.Request) -> web.StreamResponse:
     """Authenticate from the query (browsers cannot set headers on WebSockets), then upgrade."""
     channels = request.app[CHANNELS]
     session_id = int(request.match_info["session_id"])
-    who = channels.authenticate(request.query.get("token", ""), session_id)
+    who = await channels.authenticate(request.query.get("token", ""), session_id)
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_S, max_msg_size=channels.limits.max_frame_bytes, timeout=CLOSE_TIMEOUT_S
     )
@@ -372,6 +421,12 @@ def announce_media(app: web.Application, media: MediaState) -> None:
 async def announce_session_ended(app: web.Application, session_id: int, reason: str) -> None:
     """Send {"type": "session_ended", reason} to everyone in the session's room and close their sockets."""
     await app[CHANNELS].announce_session_ended(session_id, reason)
+
+
+async def expel(app: web.Application, session_id: int, person_id: int, reason: str) -> int:
+    """Close `person_id`'s sockets in the session's room (4003) and take them off its stage: a learner
+    who withdrew. How many sockets were closed."""
+    return await app[CHANNELS].expel(session_id, person_id, reason)
 
 
 def setup(

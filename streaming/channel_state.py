@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final, Literal, NewType
 
 from infra.errors import DomainError
 from infra.events import Event, PresenceCheckAnswered, PresenceCheckIssued
+from infra.text import UnsafeText, normalise
 from streaming.room_media import MediaState
 
 PersonId = NewType("PersonId", int)
@@ -28,8 +29,11 @@ Role = Literal["expert", "staff", "learner"]
 ROLES: Final[tuple[Role, ...]] = ("expert", "staff", "learner")
 Message = dict[str, Any]
 
-# Close codes the transport uses (4000–4999 are for applications, RFC 6455 §7.4.2).
+# Close codes the transport uses (4000–4999 are for applications, RFC 6455 §7.4.2). Clients do not
+# reconnect after 4000, 4001 or 4003.
 CLOSE_SESSION_ENDED: Final = 4000
+CLOSE_REPLACED: Final = 4001  # the person opened more sockets in this room than allowed: oldest closed
+CLOSE_REVOKED: Final = 4003  # the person may no longer be in this room (withdrew from the course)
 CLOSE_TOO_SLOW: Final = 4008
 
 
@@ -59,8 +63,11 @@ class Limits:
 
     max_message_bytes: int = 4096  # bigger text messages get error "too_large"
     max_frame_bytes: int = 64 * 1024  # bigger frames close the socket (1009): never even buffered
-    rate_per_s: float = 10.0  # per connection, token bucket
+    rate_per_s: float = 10.0  # frames per connection (text or binary), token bucket
     burst: int = 20
+    # Sockets one person may have open in one room (a phone, a laptop, a spare tab): a newer one closes
+    # the oldest (CLOSE_REPLACED), so that a rate limit per socket is not multiplied by opening more.
+    max_sockets_per_person: int = 3
     max_text_chars: int = 500  # chat and questions, after trimming
     max_name_chars: int = 64
     chat_history: int = 50  # recent chat sent to a joining client
@@ -92,7 +99,10 @@ def participant_from_claims(person_id: int, role: str, extra: dict[str, Any], li
     if role not in ROLES:
         raise ChannelError("forbidden", f"role {role!r} may not join a room")
     raw_name = extra.get("name")
-    name = raw_name.strip()[: limits.max_name_chars] if isinstance(raw_name, str) else ""
+    try:  # names are normalised on the way in too; this covers names stored before that
+        name = normalise(raw_name).strip()[: limits.max_name_chars] if isinstance(raw_name, str) else ""
+    except UnsafeText:
+        name = ""
     return Participant(PersonId(person_id), name or f"#{person_id}", role)
 
 
@@ -203,7 +213,7 @@ def parse_command(raw: str, limits: Limits) -> Command:
         raise ChannelError("too_large", f"messages are limited to {limits.max_message_bytes} bytes")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested arrays deeper than Python's stack
         raise ChannelError("invalid_json", "message is not valid JSON") from None
     if not isinstance(data, dict):
         raise ChannelError("invalid_message", "message must be a JSON object")
@@ -255,7 +265,10 @@ def _text(data: dict[str, Any], name: str, limits: Limits) -> str:
     value = data.get(name)
     if not isinstance(value, str):
         raise ChannelError("invalid_message", f"{name} must be a string", field=name)
-    value = value.strip()
+    try:  # one line, NFC, no bidi or control characters (infra.text); a lone surrogate is refused
+        value = normalise(value).strip()
+    except UnsafeText as exc:
+        raise ChannelError("invalid_message", f"{name} {exc}", field=name) from None
     if not value:
         raise ChannelError("invalid_message", f"{name} must not be empty", field=name)
     if len(value) > limits.max_text_chars:
@@ -274,7 +287,9 @@ def _positive_int(data: dict[str, Any], name: str) -> int:
 
 def _window(data: dict[str, Any], limits: Limits) -> float:
     value = data.get("window_s", limits.check_window_default_s)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # isfinite only on floats: a huge JSON integer would raise OverflowError there (the range check follows).
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
         raise ChannelError("invalid_message", "window_s must be a number of seconds", field="window_s")
     if not limits.check_window_min_s <= value <= limits.check_window_max_s:
         raise ChannelError(
@@ -536,6 +551,25 @@ class RoomState:
             if who.person_id in self._stage:
                 # A speaker whose page reloaded needs a fresh token to publish again.
                 effects.append(GrantSpeaker(Conn(conn), who.person_id))
+        return effects
+
+    def surplus(self, person_id: int) -> list[ConnId]:
+        """The person's connections to close, oldest first, so that one more fits within
+        `max_sockets_per_person` (the transport closes them with CLOSE_REPLACED)."""
+        own = [c for c, p in self._conns.items() if p.person_id == person_id]
+        keep = max(0, self.limits.max_sockets_per_person - 1)
+        return own[: max(0, len(own) - keep)]
+
+    def expel(self, person_id: int) -> list[Effect]:
+        """The person may no longer be here (they withdrew from the course): off the stage (ending their
+        publication) and out of the hand queue now. Their connections are closed by the transport
+        (CLOSE_REVOKED); `leave` then tells the others they left."""
+        pid = PersonId(person_id)
+        effects: list[Effect] = []
+        if self._hands.pop(pid, None) is not None:
+            effects.append(Send(Experts(), self._hands_message()))
+        if self._stage.pop(pid, None) is not None:
+            effects += [Send(Everyone(), self._stage_message()), EndStage(pid)]
         return effects
 
     def leave(self, conn: ConnId, now: float) -> list[Effect]:

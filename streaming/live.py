@@ -8,20 +8,31 @@ is announced in the channel, and every change in what a room publishes is sent t
 expert's "end" ends the room, a demotion ends the speaker's stage publication, and a room that opens
 asks what is being published.
 
+And one link to the catalog, `use_catalog(app)`: every WHIP, WHEP and room-channel connection asks the
+catalog whether its token still admits its holder (`streaming.admission`), and a learner's withdrawal
+closes their viewers and room sockets in the course's live rooms (the catalog's ON_WITHDRAWN hook).
+
 Call `setup(app)` after the bus's and the outbox's cleanup contexts, `channel.setup(app)` and
-`recording.setup(app)`: rooms publish their events through the outbox.
+`recording.setup(app)` (rooms publish their events through the outbox); then `use_catalog(app)` when the
+app serves the catalog too.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 
 from aiohttp import web
 
+import catalog
 from infra.appkeys import SETTINGS, event_sink
 from streaming import channel, recording, signaling
+from streaming.admission import ADMISSION, Admission
 from streaming.room_media import MediaState
 from streaming.rooms import RoomConfig, Rooms
+
+log = logging.getLogger(__name__)
 
 ROOMS = signaling.ROOMS
 
@@ -56,6 +67,41 @@ def setup(
     app[channel.ON_END_REQUEST] = end_requested
     app[channel.ON_DEMOTE] = demoted
     app[channel.MEDIA_STATE] = media_state
+
+
+def use_catalog(app: web.Application) -> None:
+    """Bind the live path to the catalog (the app's DATABASE, set by `catalog.setup`): tokens are checked
+    against it when used, and withdrawals close what the learner has open. Set before the app starts."""
+
+    async def admission(used: Admission) -> None:
+        grant = catalog.MediaGrant(
+            purpose=catalog.MediaPurpose(used.purpose),
+            session_id=used.session_id,
+            person_id=used.person_id,
+            role=used.role,
+            issued_at=datetime.fromtimestamp(used.issued_at, UTC),
+        )
+        await catalog.check_grant(app[catalog.DATABASE], grant, datetime.now(UTC))
+
+    async def withdrawn(person_id: int, session_ids: Sequence[int]) -> None:
+        # In this process: with one live node (today) that is every live room. Connections elsewhere
+        # would be refused at their next connect by the admission check.
+        for session_id in session_ids:
+            dropped = await app[ROOMS].drop_person(session_id, person_id, reason="withdrawn")
+            closed = (
+                await channel.expel(app, session_id, person_id, "withdrawn") if channel.CHANNELS in app else 0
+            )
+            if dropped or closed:
+                log.info(
+                    "session=%s person=%s withdrew: %s media and %s channel connections closed",
+                    session_id,
+                    person_id,
+                    dropped,
+                    closed,
+                )
+
+    app[ADMISSION] = admission
+    app[catalog.ON_WITHDRAWN] = withdrawn
 
 
 class _LiveHooks:

@@ -563,28 +563,46 @@ class Rooms:
         self._media_changed(room.session_id)
 
     async def drop_speaker(self, session_id: int, person_id: int, *, reason: str = "demoted") -> bool:
-        """End `person_id`'s stage publication in this session (the expert demoted them), freeing the
-        seat. False if they had none. Waits for a publish in progress, which it then ends too."""
+        """End `person_id`'s stage publication in this session (the expert demoted them, or they withdrew
+        from the course), freeing the seat; their speaker tokens granted before are void from now. False
+        if they had none. Waits for a publish in progress, which it then ends too."""
         async with self._publish_lock:
             room = self._rooms.get(SessionId(session_id))
             if room is None:
                 return False
-            if reason == "demoted":
+            if reason in ("demoted", "withdrawn"):
                 room.taken_off_stage[person_id] = self._wall_clock().timestamp()
             gone = [p for p in room.stage().values() if p is not None and p.person_id == person_id]
             for publisher in gone:
                 await self._drop_publisher(publisher, reason=reason)
             return bool(gone)
 
+    async def drop_person(self, session_id: int, person_id: int, *, reason: str) -> int:
+        """End what `person_id` has open in the session's room, a learner who withdrew (`reason`
+        "withdrawn"): their viewers and their stage publication. How many connections ended."""
+        room = self._rooms.get(SessionId(session_id))
+        if room is None:
+            return 0
+        viewers = [v for v in room.viewers.values() if v.person_id == person_id]
+        for viewer in viewers:
+            await self._drop_viewer(viewer, reason=reason)
+        staged = await self.drop_speaker(session_id, person_id, reason=reason)
+        if viewers or staged:
+            log.info("session=%s person=%s dropped: %s", session_id, person_id, reason)
+        return len(viewers) + int(staged)
+
     # ------------------------------------------------------------------ watching
 
     async def watch(
         self, session_id: int, person_id: int, offer_sdp: str, role: str = "learner"
     ) -> tuple[ResourceId, str]:
-        """Accept a WHEP offer; returns the resource id and the SDP answer. A learner's viewer is
-        announced as viewer.joined once connected and viewer.left when it goes."""
+        """Accept a WHEP offer; returns the resource id and the SDP answer (SessionOver once the session
+        ended here). A learner's viewer is announced as viewer.joined once connected and viewer.left
+        when it goes."""
         sid = SessionId(session_id)
         room = self._rooms.get(sid)
+        if room is None and sid in self._ended:
+            raise SessionOver("this session has ended; its live room is closed", details={"session_id": sid})
         if room is None:
             raise NotFound("session is not live")
         offered = rtc_adapter.parse_offer(offer_sdp)

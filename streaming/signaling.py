@@ -1,5 +1,6 @@
-"""WHIP (RFC 9725) and WHEP handlers: bearer-token checks, SDP bodies in and out, 201 + Location (and the
-caller's STUN/TURN servers as `Link: rel="ice-server"` headers, RFC 9725 §4.6).
+"""WHIP (RFC 9725) and WHEP handlers: bearer-token checks (the signature, then whether the token still
+admits its holder: streaming.admission), SDP bodies in and out, 201 + Location (and the caller's
+STUN/TURN servers as `Link: rel="ice-server"` headers, RFC 9725 §4.6).
 
 Thin: parse, call one Rooms method, answer. Errors are domain errors mapped by infra.http.
 """
@@ -15,6 +16,7 @@ from infra import ice
 from infra.appkeys import SETTINGS
 from infra.errors import Forbidden, Unauthenticated
 from infra.tokens import Claims, verify
+from streaming.admission import admit
 from streaming.rooms import PUBLISHER_ROLES, VIEWER_ROLES, Rooms
 
 ROOMS = web.AppKey("rooms", Rooms)
@@ -36,12 +38,13 @@ def _claims(request: web.Request, purpose: str) -> Claims:
     return verify(request.app[SETTINGS].secret_key, purpose, token.strip(), time.time())
 
 
-def _authorize(request: web.Request, purpose: str, session_id: int, roles: Collection[str]) -> Claims:
+async def _authorize(request: web.Request, purpose: str, session_id: int, roles: Collection[str]) -> Claims:
     claims = _claims(request, purpose)
     if claims.subject != f"session:{session_id}":
         raise Forbidden(f"this token is for {claims.subject}, not session:{session_id}")
     if claims.role not in roles:
         raise Forbidden(f"role {claims.role!r} may not use {purpose.upper()} (allowed: {sorted(roles)})")
+    await admit(request.app, purpose, session_id, claims)
     return claims
 
 
@@ -85,7 +88,7 @@ def _created(request: web.Request, kind: str, rid: str, answer: str, person_id: 
 
 async def whip_publish(request: web.Request) -> web.Response:
     session_id = int(request.match_info["session_id"])
-    claims = _authorize(request, "whip", session_id, PUBLISHER_ROLES)
+    claims = await _authorize(request, "whip", session_id, PUBLISHER_ROLES)
     offer = await _read_sdp(request)
     video = request.query.get("video")
     labels = [v.strip() for v in video.split(",") if v.strip()] if video is not None else None
@@ -110,7 +113,7 @@ async def whip_delete(request: web.Request) -> web.Response:
 
 async def whep_watch(request: web.Request) -> web.Response:
     session_id = int(request.match_info["session_id"])
-    claims = _authorize(request, "whep", session_id, VIEWER_ROLES)
+    claims = await _authorize(request, "whep", session_id, VIEWER_ROLES)
     offer = await _read_sdp(request)
     rid, answer = await request.app[ROOMS].watch(session_id, claims.person_id, offer, role=claims.role)
     return _created(request, "whep", rid, answer, claims.person_id)

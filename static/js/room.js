@@ -74,6 +74,11 @@
 
 /** Close code the server uses once the session is over (no reconnecting after it). */
 export const CLOSE_SESSION_ENDED = 4000;
+/** The person opened this room in more places than allowed: this, the oldest, was closed (no reconnect). */
+export const CLOSE_REPLACED = 4001;
+/** The person may no longer be in this room, e.g. they withdrew from the course (no reconnect). */
+export const CLOSE_REVOKED = 4003;
+const FINAL_CLOSES = [CLOSE_SESSION_ENDED, CLOSE_REPLACED, CLOSE_REVOKED];
 
 /**
  * @typedef {object} RoomChannelOptions
@@ -104,7 +109,8 @@ export class RoomChannel {
 
   /**
    * Open the channel. Resolves with the first welcome; rejects if that first connection fails.
-   * Later drops reconnect on their own, with backoff, until `close()` or the session ends.
+   * Later drops reconnect on their own, with backoff, until `close()`, the session ends, or the server
+   * closes with a final code (4001, 4003).
    * @param {string} url e.g. "/ws/sessions/42" (relative to the page, http(s) becomes ws(s))
    * @param {TokenSource} token the room token, or a function that fetches a fresh one per attempt
    * @returns {Promise<Welcome>}
@@ -286,7 +292,7 @@ export class RoomChannel {
    * @param {number} code
    */
   dropped(code) {
-    if (this.stopped || code === CLOSE_SESSION_ENDED || this.attempt >= this.maxAttempts) {
+    if (this.stopped || FINAL_CLOSES.includes(code) || this.attempt >= this.maxAttempts) {
       this.stopped = true;
       this.emit({ type: "connection", state: "closed", attempt: this.attempt, code });
       return;

@@ -112,6 +112,12 @@ const MESSAGES = [
   [/capacity below the (\d+) learners/, (m) => `容量不能少于已报名的 ${m[1]} 人。`],
   [/contains control characters/, (_m, label) => `${label}含有不可见字符。`],
   [/ISO 8601|UTC offset/, (_m, label) => `${label}格式不正确。`],
+  [/too early to go live/, (_m, _l, err) => {
+    const opens = err.details?.opens_at;
+    return `还未到开播时间：计划开始前 30 分钟起可以开始直播${typeof opens === "string" ? `（${when(opens)} 起）` : ""}。`;
+  }],
+  [/its live room is closed/, () => "本课次已结束，直播间已关闭。"],
+  [/no longer admits you/, () => "您已不能进入本课次的直播间（例如已退出该课程）。"],
 ];
 
 /** @type {Record<string, string>} */
@@ -121,6 +127,8 @@ const BY_CODE = {
   not_found: "内容不存在或尚未发布。",
   conflict: "操作与当前状态冲突，请刷新后重试。",
   session_ended: "本课次已结束，不能再次开始直播。",
+  too_early: "还未到开播时间：计划开始前 30 分钟起可以开始直播。",
+  course_not_published: "该课程未发布或已归档，课次没有直播间。",
   too_many_requests: "操作过于频繁，请稍后再试。",
   unavailable: "服务暂不可用，请稍后重试。",
   body_too_large: "提交的内容过大。",

@@ -1,16 +1,15 @@
 """The catalog's pure rules: field parsing, the course state machine, roles per organization type,
-search escaping and the login throttle's Retry-After."""
+and search escaping. (The login throttle's rules: test_throttle.py.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from catalog import fields, forms
-from catalog.accounts import MAX_FAILURES, THROTTLE_WINDOW, _retry_after_s
 from catalog.domain import CourseStatus, OrgType, Role, mask_phone, next_course_status, role_allowed_in
 from catalog.search import bigrams, like_pattern
 from infra.errors import Conflict, Invalid
@@ -141,15 +140,6 @@ def test_search_text_is_escaped_for_like(text: str, pattern: str) -> None:
 )
 def test_search_words_give_the_keys_catalog_bigrams_gives(text: str, expected: list[str] | None) -> None:
     assert bigrams(text) == expected
-
-
-def test_throttle_lifts_when_the_fifth_newest_failure_leaves_the_window() -> None:
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    failures = [now - timedelta(minutes=m) for m in (1, 2, 3, 4, 10, 14)]
-    assert _retry_after_s(failures[: MAX_FAILURES - 1], now) is None
-    wait = _retry_after_s(failures, now)
-    # The 5th newest failure was 10 minutes ago: five minutes left (plus the rounding second).
-    assert wait == int((THROTTLE_WINDOW - timedelta(minutes=10)).total_seconds()) + 1
 
 
 def test_page_size_is_bounded() -> None:

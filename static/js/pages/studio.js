@@ -26,6 +26,8 @@ const EARLY_MIN = 10;
 
 /** @type {any} the session (GET /api/sessions/{id}), its status kept current by this page */
 let session = null;
+/** When the expert may go live at the earliest (ms; GET /api/sessions/{id}/access publish_opens_at). */
+let opensAt = 0;
 /** @type {MediaStream | null} microphone, and the camera unless the expert chose not to use it */
 let local = null;
 /** @type {MediaStream | null} the shared screen when it is the main picture (no camera) */
@@ -75,6 +77,9 @@ function timingText(live) {
   const end = new Date(session.scheduled_end).getTime();
   if (!live && session.status === "live") {
     return "本课次正在直播中（可能是在另一个页面或设备上开始的）。在此开始直播将接替之前的画面，学员无需重新进入。";
+  }
+  if (!live && now < opensAt) {
+    return `距离计划开始还有 ${span(start - now)}。计划开始前 30 分钟起可以开始直播（${when(new Date(opensAt).toISOString())} 起）。`;
   }
   if (now < start - EARLY_MIN * 60_000) {
     return live
@@ -400,6 +405,7 @@ async function init() {
     }
     return;
   }
+  opensAt = Date.parse(access.publish_opens_at) || 0;
   if (access.publish_refused === "not_expert") {
     refuse(access);
     return;

@@ -11,7 +11,7 @@
  */
 import { api, ApiError } from "../api.js";
 import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, smallButton, StageTiles } from "../live-ui.js";
-import { RoomChannel } from "../room.js";
+import { CLOSE_REPLACED, CLOSE_REVOKED, RoomChannel } from "../room.js";
 import { $, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
 
@@ -221,14 +221,18 @@ async function startWatching() {
       retryTimer = window.setTimeout(startWatching, 3000);
     });
   } catch (err) {
-    if (err instanceof MediaError && err.status === 404) {
+    if (err instanceof MediaError && err.code === "session_ended") {
+      showEnded(); // the live server ended the session
+    } else if (err instanceof MediaError && err.status === 404) {
       retryTimer = window.setTimeout(startWatching, 5000); // not live yet: keep trying, quietly
     } else if (err instanceof MediaError && err.code === "room_full") {
       await fallBackToHls("直播间互动席位已满，正在为您播放直播流（有数秒延迟），仍可聊天与提问。", err.details?.hls_url);
+    } else if ((err instanceof MediaError || err instanceof ApiError) && err.status === 403) {
+      say("您没有报名该课程（或已退出），不能观看直播。", "error"); // e.g. withdrew while watching
     } else if (err instanceof MediaError) {
       say(`实时连接失败（${err.message}），正在重试…`, "error");
       retryTimer = window.setTimeout(startWatching, 5000);
-    } else if (err instanceof ApiError && err.status === 409) {
+    } else if (err instanceof ApiError && err.code === "session_ended") {
       showEnded(); // the catalog no longer grants media tokens: the session is over
     } else {
       sayError(err);
@@ -445,6 +449,8 @@ function wireChannel() {
     const box = $("#message");
     if (s.state === "reconnecting") say(CHANNEL_LOST, "error");
     else if (s.state === "open" && box.textContent === CHANNEL_LOST) say("");
+    else if (s.code === CLOSE_REPLACED) say("您已在其他窗口或设备打开本直播间，此窗口的聊天与互动已断开。", "error");
+    else if (s.code === CLOSE_REVOKED) say("您已退出该课程，不能继续观看本课次的直播。", "error");
   });
   channel.on("error", (m) => say(m.message, "error"));
   channel.connect(`/ws/sessions/${sessionId}`, () => mediaToken(sessionId, "room")).catch(() => {
@@ -479,7 +485,7 @@ async function init() {
       say("您没有报名该课程，报名后即可观看直播。", "error");
     } else if (err instanceof ApiError && err.status === 404) {
       showStatus("not_found");
-    } else if (err instanceof ApiError && err.status === 409) {
+    } else if (err instanceof ApiError && err.code === "session_ended") {
       showEnded();
     } else {
       sayError(err);

@@ -137,7 +137,7 @@ async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | 
 MANAGERS = {"provider_admin": 200, "admin": 200}
 
 MATRIX: dict[str, Case] = {
-    "POST /api/auth/register": case(201, _register),
+    "POST /api/auth/register": case(202, _register),
     "POST /api/auth/login": case(200, _login),
     "POST /api/auth/logout": case(204, fixed("/api/auth/logout"), anonymous=401),
     "GET /api/me": case(200, fixed("/api/me"), anonymous=401),

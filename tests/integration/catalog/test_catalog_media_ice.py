@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,8 +35,13 @@ def settings(settings: Settings) -> Settings:
 
 
 async def grant(client: Client, world: World, actor: str, purpose: str) -> dict[str, object]:
+    # Publishing opens half an hour before the start: a session starting soon, taught by the expert.
+    expert = world.actors["expert"].person_id
+    soon = await world.session(
+        world.course_id, start=datetime.now(UTC) + timedelta(minutes=10), experts=(expert,)
+    )
     resp = await client.post(
-        f"/api/sessions/{world.session_id}/media-token",
+        f"/api/sessions/{soon}/media-token",
         headers=world.actors[actor].headers,
         json={"purpose": purpose},
     )

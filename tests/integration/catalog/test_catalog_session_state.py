@@ -138,7 +138,10 @@ async def test_a_lecture_never_started_is_missed_after_its_scheduled_end_and_liv
 async def test_the_expert_cannot_go_live_again_once_the_session_has_ended(
     client: Client, world: World
 ) -> None:
-    sid = world.session_id
+    expert = world.actors["expert"].person_id
+    sid = await world.session(
+        world.course_id, start=datetime.now(UTC) + timedelta(minutes=10), experts=(expert,)
+    )
     assert (await whip(client, world, "expert", sid))[0] == 201
     at = datetime.now(UTC)
     await events.publish(
@@ -154,11 +157,15 @@ async def test_the_expert_cannot_go_live_again_once_the_session_has_ended(
     assert body["error"]["field"] == "session_id"
     # Others are still refused for who they are, not told about the session's state.
     assert (await whip(client, world, "learner", sid))[0] == 403
-    # Watching tokens are not what restarts a lecture: they are still issued.
-    resp = await client.post(
-        f"/api/sessions/{sid}/media-token", headers=world.actors["learner"].headers, json={"purpose": "whep"}
-    )
-    assert resp.status == 201
+    # Its live room is closed too: no watching or room tokens (the replay is what there is to watch).
+    for purpose in ("whep", "room"):
+        resp = await client.post(
+            f"/api/sessions/{sid}/media-token",
+            headers=world.actors["learner"].headers,
+            json={"purpose": purpose},
+        )
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "session_ended"
 
 
 async def test_a_page_learns_who_the_caller_is_in_the_room_before_it_turns_on_a_camera(
@@ -166,7 +173,7 @@ async def test_a_page_learns_who_the_caller_is_in_the_room_before_it_turns_on_a_
 ) -> None:
     url = f"/api/sessions/{world.session_id}/access"
     expected = {
-        "expert": ("expert", True, None, True),
+        "expert": ("expert", False, "too_early", True),  # tomorrow's: publishing opens 30 min before
         "learner": ("learner", False, "not_expert", True),
         "provider_admin": ("staff", False, "not_expert", True),
         "staff": (None, False, "not_expert", False),  # an employee of the employer, not enrolled

@@ -28,14 +28,22 @@ SECRET = "test-secret-key-not-for-production"
 LOOPBACK = ("127.0.0.1",)
 
 
-def token(purpose: str, session_id: int, role: str, person_id: int = 1, expires_in_s: float = 600.0) -> str:
+# Tests build tokens when pytest collects them (parametrize): they must outlive a whole slow run.
+TOKEN_TTL_S = 6 * 3600.0
+
+
+def token(
+    purpose: str, session_id: int, role: str, person_id: int = 1, expires_in_s: float = TOKEN_TTL_S
+) -> str:
     claims = Claims(person_id, f"session:{session_id}", role, time.time() + expires_in_s, {})
     return sign(SECRET, purpose, claims)
 
 
 def room_token(session_id: int, role: str, person_id: int) -> str:
     """A room-channel token, with the name the channel shows for the person."""
-    claims = Claims(person_id, f"session:{session_id}", role, time.time() + 600, {"name": f"p{person_id}"})
+    claims = Claims(
+        person_id, f"session:{session_id}", role, time.time() + TOKEN_TTL_S, {"name": f"p{person_id}"}
+    )
     return sign(SECRET, "room", claims)
 
 

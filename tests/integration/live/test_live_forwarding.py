@@ -251,8 +251,8 @@ async def test_the_expert_deleting_the_publish_ends_the_session(
         data=await late.offer(),
         headers=sdp_headers(token("whep", SESSION, "learner")),
     )
-    assert resp.status == 404
-    assert (await resp.json())["error"]["message"] == "session is not live"
+    assert resp.status == 409  # not "not live yet": over, and the page shows it as such
+    assert (await resp.json())["error"]["code"] == "session_ended"
 
 
 async def test_viewers_beyond_the_seat_limit_are_sent_to_hls(

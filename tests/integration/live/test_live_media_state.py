@@ -158,10 +158,10 @@ async def test_a_lost_expert_is_told_as_reconnecting_until_the_grace_period_ends
     assert ended["status"] == "ended"
     assert (await receive_until(learner, "session_ended"))["reason"] == "publisher_lost"
     assert time.time() >= grace_ends_at - 0.1
-    # A page opened afterwards is told the session is over, not that it is still to come.
-    again, welcome = await _join(server, "learner", BOB)
-    assert welcome["media"]["status"] == "ended"
-    await again.close()
+    # A page opened afterwards is told the session is over: its room is closed, not still to come.
+    late = await server.client.get(f"/ws/sessions/{SESSION}?token={room_token(SESSION, 'learner', BOB)}")
+    assert late.status == 409
+    assert (await late.json())["error"]["code"] == "session_ended"
     await learner.close()
 
 

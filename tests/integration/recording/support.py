@@ -33,7 +33,8 @@ EDGE_FRAMES = 15
 
 
 def bearer(secret: str, purpose: str, session_id: int, role: str = "expert", person_id: int = 1) -> str:
-    claims = Claims(person_id, f"session:{session_id}", role, time.time() + 600, {})
+    # Built at collection time by some tests: valid for a whole slow run.
+    claims = Claims(person_id, f"session:{session_id}", role, time.time() + 6 * 3600, {})
     return sign(secret, purpose, claims)
 
 
