@@ -58,10 +58,12 @@ def came_over_tls(request: web.BaseRequest, trusted: Sequence[client_address.Net
     return proto.strip().lower() == "https"
 
 
-def headers_for(content_type: str, tls: bool) -> dict[str, str]:
-    """The security headers of one answer with this content type."""
+def headers_for(status: int, content_type: str, tls: bool) -> dict[str, str]:
+    """The security headers of one answer. A 304 gets the page policy: it has no content type, and the
+    browser replaces the headers stored with its cached copy, which may be a page, by the 304's."""
     headers = dict(COMMON)
-    headers["Content-Security-Policy"] = PAGE_CSP if content_type == "text/html" else OTHER_CSP
+    page = content_type == "text/html" or status == 304
+    headers["Content-Security-Policy"] = PAGE_CSP if page else OTHER_CSP
     if tls:
         headers["Strict-Transport-Security"] = HSTS
     return headers
@@ -75,7 +77,7 @@ def install(app: web.Application, trusted_proxies: tuple[str, ...]) -> None:
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         tls = came_over_tls(request, trusted)
-        for name, value in headers_for(response.content_type, tls).items():
+        for name, value in headers_for(response.status, response.content_type, tls).items():
             response.headers.setdefault(name, value)
         response.headers["Server"] = SERVER
 

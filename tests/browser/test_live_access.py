@@ -92,7 +92,7 @@ async def test_a_learner_who_withdraws_on_their_phone_while_watching_on_their_la
         # The laptop is told, in Chinese, and its picture stops while the other learner's goes on.
         await expect(laptop.locator("#message")).to_contain_text("已退出", timeout=15_000)
         stopped_at, others_at = await frames(laptop), await frames(other)
-        await other.wait_for_function(f"({FRAMES})('#camera-video') > {others_at + 60}", timeout=20_000)
+        await other.wait_for_function(f"() => ({FRAMES})('#camera-video') > {others_at + 60}", timeout=20_000)
         assert await frames(laptop) <= stopped_at + 10  # what was already buffered, at most
         await frames_rising(other, "#camera-video")
         await shot(laptop, "watch-withdrawn")

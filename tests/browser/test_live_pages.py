@@ -47,10 +47,10 @@ async def contexts(browser: Browser) -> AsyncIterator[list[BrowserContext]]:
 
 async def frames_rising(page: Page, selector: str, timeout_s: float = 20.0) -> None:
     """The <video> at `selector` keeps decoding frames: its count grows twice in a row."""
-    await page.wait_for_function(f"({FRAMES})('{selector}') > 0", timeout=timeout_s * 1000)
+    await page.wait_for_function(f"() => ({FRAMES})('{selector}') > 0", timeout=timeout_s * 1000)
     for _ in range(2):
         before = await page.evaluate(FRAMES, selector)
-        await page.wait_for_function(f"({FRAMES})('{selector}') > {before}", timeout=timeout_s * 1000)
+        await page.wait_for_function(f"() => ({FRAMES})('{selector}') > {before}", timeout=timeout_s * 1000)
 
 
 async def test_a_workshop_from_studio_to_stage_to_the_end(

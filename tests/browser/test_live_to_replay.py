@@ -155,9 +155,9 @@ async def test_a_learner_beyond_the_seat_limit_watches_the_live_hls_with_hls_js(
         frames = (
             "document.querySelector('#videos video.main-video').getVideoPlaybackQuality().totalVideoFrames"
         )
-        await page.wait_for_function(f"{frames} > 10", timeout=30_000)
+        await page.wait_for_function(f"() => {frames} > 10", timeout=30_000)
         before = await page.evaluate(frames)
-        await page.wait_for_function(f"{frames} > {before}", timeout=15_000)
+        await page.wait_for_function(f"() => {frames} > {before}", timeout=15_000)
         assert any("/camera/index.m3u8" in u for u in hls_requests)
         assert any("/camera/seg_" in u for u in hls_requests)
         # The room channel still works for an overflow learner.

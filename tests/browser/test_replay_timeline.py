@@ -116,7 +116,7 @@ async def at_least(page: Page, t: float, angle: str, timeout_s: float = 20) -> N
         timeout=timeout_s * 1000,
     )
     before = await page.evaluate(FRAMES)
-    await page.wait_for_function(f"({FRAMES})() > {before}", timeout=timeout_s * 1000)
+    await page.wait_for_function(f"() => ({FRAMES})() > {before}", timeout=timeout_s * 1000)
 
 
 async def scrub_to(page: Page, t: float) -> None:

@@ -133,7 +133,7 @@ async def test_an_expert_lands_on_my_teaching_and_reaches_the_studio_in_one_tap(
     await expect(page.locator("#timing")).to_contain_text("距离计划开始还有")
     await expect(page.locator("#timing")).to_contain_text("已报名的学员此时进入直播间即可观看")
     await expect(page.get_by_role("button", name="开始直播")).to_be_enabled()
-    await page.wait_for_function(f"({FRAMES})('#preview') > 0")  # the camera preview plays
+    await page.wait_for_function(f"() => ({FRAMES})('#preview') > 0")  # the camera preview plays
     await snap(page, "studio-scheduled")
     assert errors == []
 
@@ -264,7 +264,7 @@ async def test_a_screen_only_lecture_is_live_then_ended_with_its_replay_and_cann
         await expect(studio.locator("#message")).to_have_text("直播已开始（屏幕共享，不使用摄像头）。")
         await expect(studio.locator("#timing")).to_contain_text("直播已开始，比计划提前")
         await expect(studio.locator("#session-state .badge")).to_have_text("直播中")
-        await studio.wait_for_function(f"({FRAMES})('#preview') > 0")
+        await studio.wait_for_function(f"() => ({FRAMES})('#preview') > 0")
         counts = await studio.evaluate("window.__media")
         assert counts["getDisplayMedia"] == 1
         # The camera was opened once for the preview, before 不使用摄像头 was ticked; not since.

@@ -141,7 +141,7 @@ async def main_is(page: Page, feed: str, pip: str | None) -> None:
 
 async def sound_button_only_if_blocked(page: Page) -> None:
     """点击开启声音 is offered exactly when the browser refused to play the lecture's sound by itself."""
-    await page.wait_for_function("document.querySelector('#expert-audio').srcObject !== null")
+    await page.wait_for_function("() => document.querySelector('#expert-audio').srcObject !== null")
     blocked = await page.evaluate("document.querySelector('#expert-audio').paused")
     if blocked:
         await expect(page.locator("#unmute")).to_be_visible()

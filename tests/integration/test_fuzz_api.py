@@ -45,7 +45,7 @@ from infra.settings import env_names
 from tests.server import REPO, TEST_SECRET_KEY, LecternServer, running_server
 
 FUZZ_SEED = 20261206
-FUZZ_EXAMPLES = int(os.environ.get("LECTERN_FUZZ_EXAMPLES", "12"))
+FUZZ_EXAMPLES = int(os.environ.get("TEST_FUZZ_EXAMPLES", "12"))
 DEMO_PASSWORD = "lectern-demo-2026"  # catalog.demo.DEMO_PASSWORD
 # role -> demo phone (catalog/demo.py); None is anonymous
 ROLES: dict[str, str | None] = {
@@ -219,16 +219,20 @@ HOSTILE_TEXT = [
     "١٢٣",  # Arabic-Indic digits
     "１２３",  # full-width digits
     "9" * 30,
-    "2026-01-01T00:00:00+23:59",
-    "0001-01-01T00:00:00+01:00",
-    "9999-12-31T23:59:59-01:00",
-    "2026-01-01",
-    "٢٠٢٦-٠١-٠١",
     "NaN",
     "",
     " ",
     "x" * 5000,
 ]
+HOSTILE_DATES = [
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+    "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
+    "2026-01-01T00:00:00+23:59",
+    "0001-01-01",
+    "٢٠٢٦-٠١-٠١",
+    "2026-W01-1",
+]
+HOSTILE_DIGITS = [str(i) for i in HOSTILE_INTS] + ["１", "٣", "00000000000000000000001"]
 HOSTILE_RAW_BODIES = [
     b"[" * 5000 + b"]" * 5000,
     b'{"a":' * 3000 + b"1" + b"}" * 3000,
@@ -252,7 +256,9 @@ HOSTILE_HEADER_BYTES = [
 ]
 
 hostile_scalar = (
-    st.sampled_from(HOSTILE_INTS) | st.sampled_from(HOSTILE_TEXT) | st.sampled_from([None, True, 1.5, 1e308])
+    st.sampled_from(HOSTILE_INTS)
+    | st.sampled_from(HOSTILE_TEXT + HOSTILE_DATES)
+    | st.sampled_from([None, True, 1.5, 1e308])
 )
 hostile_value = st.recursive(
     hostile_scalar,
@@ -261,7 +267,28 @@ hostile_value = st.recursive(
     ),
     max_leaves=4,
 )
-hostile_param = st.sampled_from(HOSTILE_TEXT + [str(i) for i in HOSTILE_INTS] + ["１", "٣"])
+hostile_param = st.sampled_from(HOSTILE_TEXT + HOSTILE_DATES + HOSTILE_DIGITS)
+
+
+def _is_date(schema: dict[str, Any]) -> bool:
+    return "date" in schema.get("format", "") or any(_is_date(s) for s in schema.get("anyOf", []))
+
+
+def _is_integer(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
+def hostile_for(schema: dict[str, Any], *, as_text: bool) -> st.SearchStrategy[Any]:
+    """Hostile values aimed at what a field holds (dates at date fields, numbers at integer fields), and
+    now and then anything at all; `as_text` for path and query parameters, which are strings on the wire."""
+    if _is_date(schema):
+        aimed: st.SearchStrategy[Any] = st.sampled_from(HOSTILE_DATES)
+    elif _is_integer(schema):
+        aimed = st.sampled_from(HOSTILE_DIGITS) if as_text else st.sampled_from(HOSTILE_INTS)
+    else:
+        aimed = st.sampled_from(HOSTILE_TEXT)
+    return st.one_of(aimed, aimed, hostile_param if as_text else hostile_value)
 
 
 def _quote(value: Any) -> str:
@@ -288,10 +315,10 @@ def hostile_requests(draw: st.DrawFn, operation: Any) -> RawRequest:
     body: Any = case.body if isinstance(case.body, dict) else None
     headers: dict[str, Any] = {"Content-Type": "application/json"}
     raw_body: bytes | None = None
+    parameters = operation.definition.raw.get("parameters", [])
     targets = [f"path:{n}" for n in path_params]
-    targets += [
-        f"query:{p['name']}" for p in operation.definition.raw.get("parameters", []) if p["in"] == "query"
-    ]
+    targets += [f"query:{p['name']}" for p in parameters if p["in"] == "query"]
+    properties: dict[str, Any] = {}
     if operation.method.upper() != "GET":
         properties = (
             operation.definition.raw.get("requestBody", {})
@@ -304,12 +331,11 @@ def hostile_requests(draw: st.DrawFn, operation: Any) -> RawRequest:
     targets += ["header"]
     target = draw(st.sampled_from(targets))
     kind, _, name = target.partition(":")
-    if kind == "path":
-        path_params[name] = draw(hostile_param)
-    elif kind == "query":
-        query[name] = draw(hostile_param)
+    if kind in ("path", "query"):
+        schema = next(p["schema"] for p in parameters if p["in"] == kind and p["name"] == name)
+        (path_params if kind == "path" else query)[name] = draw(hostile_for(schema, as_text=True))
     elif kind == "body":
-        body = {**(body or {}), name: draw(hostile_value)}
+        body = {**(body or {}), name: draw(hostile_for(properties[name], as_text=False))}
     elif kind == "raw_body":
         raw_body = draw(st.sampled_from(HOSTILE_RAW_BODIES))
     else:

@@ -331,6 +331,17 @@ async def test_pages_api_answers_media_and_errors_carry_the_security_headers(
     assert whip.headers["Access-Control-Allow-Origin"] == "*"  # WHIP/WHEP CORS stays
 
 
+async def test_a_page_revalidated_by_the_browser_keeps_the_page_policy(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    # A 304 replaces the headers the browser stored with its cached page: a stricter policy there would
+    # block the page's own scripts (seen in Chromium on a second visit to /me).
+    first = await client.get("/me")
+    again = await client.get("/me", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304
+    assert_security_headers(again.headers, PAGE_CSP)
+
+
 async def test_scripts_and_styles_are_served_with_types_nosniff_accepts(
     client: TestClient,  # type: ignore[type-arg]
 ) -> None:
