@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, find, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -208,6 +208,7 @@ def test_every_api_operation_answers_each_role_below_500_in_the_documented_shape
 # field of every operation (and headers and cookies), as whichever role.
 
 HOSTILE_INTS = [0, -1, 2**31, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63) - 1, 10**400]
+FORGED_LOG_LINE = "x\n2026-12-06 01:02:03,456 ERROR lectern: a forged log record"
 HOSTILE_TEXT = [
     "\ud800",  # a lone surrogate (JSON "\ud800")
     "a\udfffb",
@@ -215,7 +216,7 @@ HOSTILE_TEXT = [
     "\u2066x\u2069",
     "a\x00b",
     "\x1b[31mred",
-    "x\n2026-12-06 01:02:03,456 ERROR lectern: a forged log record",
+    FORGED_LOG_LINE,
     "١٢٣",  # Arabic-Indic digits
     "１２３",  # full-width digits
     "9" * 30,
@@ -279,16 +280,14 @@ def _is_integer(schema: dict[str, Any]) -> bool:
     return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
-def hostile_for(schema: dict[str, Any], *, as_text: bool) -> st.SearchStrategy[Any]:
-    """Hostile values aimed at what a field holds (dates at date fields, numbers at integer fields), and
-    now and then anything at all; `as_text` for path and query parameters, which are strings on the wire."""
+def aimed_values(schema: dict[str, Any], *, as_text: bool) -> list[Any]:
+    """Hostile values aimed at what a field holds: dates at date fields, numbers at integer fields, text
+    at the rest; `as_text` for path and query parameters, which are strings on the wire."""
     if _is_date(schema):
-        aimed: st.SearchStrategy[Any] = st.sampled_from(HOSTILE_DATES)
-    elif _is_integer(schema):
-        aimed = st.sampled_from(HOSTILE_DIGITS) if as_text else st.sampled_from(HOSTILE_INTS)
-    else:
-        aimed = st.sampled_from(HOSTILE_TEXT)
-    return st.one_of(aimed, aimed, hostile_param if as_text else hostile_value)
+        return HOSTILE_DATES
+    if _is_integer(schema):
+        return HOSTILE_DIGITS if as_text else HOSTILE_INTS
+    return HOSTILE_TEXT
 
 
 def _quote(value: Any) -> str:
@@ -305,51 +304,106 @@ class RawRequest:
     body: bytes | None
 
 
+HEADER_NAMES = ["Authorization", "X-CSRF-Token", "X-Request-Id", "Cookie"]
+
+
+def _parts(operation: Any) -> dict[str, dict[str, Any]]:
+    """Each part of a request that can be made hostile (`path:x`, `query:x`, `body:x`, `raw_body`,
+    `header`), with the schema of its value."""
+    raw = operation.definition.raw
+    parts = {f"{p['in']}:{p['name']}": p["schema"] for p in raw.get("parameters", []) if p["in"] != "header"}
+    if operation.method.upper() != "GET":
+        body = raw.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        parts.update({f"body:{name}": schema for name, schema in body.get("properties", {}).items()})
+        parts["raw_body"] = {}
+    parts["header"] = {}
+    return parts
+
+
+def with_hostile_part(operation: Any, case: Any, part: str, value: Any) -> RawRequest:
+    """`case` (a valid request) as raw bytes, with `part` set to `value`."""
+    path_params = {k: str(v) for k, v in (case.path_parameters or {}).items()}
+    query: dict[str, Any] = dict(case.query or {})
+    body: Any = case.body if isinstance(case.body, dict) else {}
+    headers: dict[str, Any] = {"Content-Type": "application/json"}
+    raw_body: bytes | None = None
+    kind, _, name = part.partition(":")
+    if kind == "path":
+        path_params[name] = value
+    elif kind == "query":
+        query[name] = value
+    elif kind == "body":
+        body = {**body, name: value}
+    elif kind == "raw_body":
+        raw_body = value
+    else:
+        header, data = value
+        headers[header] = data
+    path = operation.path
+    for key, param in path_params.items():
+        path = path.replace(f"{{{key}}}", _quote(param))
+    if query:
+        path += "?" + "&".join(f"{k}={_quote(v)}" for k, v in query.items())
+    if raw_body is None and operation.method.upper() != "GET":
+        raw_body = json.dumps(body).encode()  # ensure_ascii: a surrogate goes as "\ud800"
+    return RawRequest(operation.method.upper(), path, headers, raw_body)
+
+
+def hostile_pool(part: str, schema: dict[str, Any]) -> list[Any]:
+    if part == "raw_body":
+        return HOSTILE_RAW_BODIES
+    if part == "header":
+        return [(name, data) for name in HEADER_NAMES for data in HOSTILE_HEADER_BYTES]
+    return aimed_values(schema, as_text=not part.startswith("body:"))
+
+
+# One value of each class for the sweep (the random search below draws from the whole pools).
+SWEEP_TEXT = ["\ud800", "\u202egpj.exe", "a\x00b", FORGED_LOG_LINE, "١٢٣", "x" * 5000]
+SWEEP_HEADERS = [
+    ("Cookie", b"lectern_session=a\xff\xfe"),
+    ("Authorization", b"Bearer a.\xe4\xbd\xa0"),
+    ("X-CSRF-Token", b"\xff\xfe"),
+    ("X-Request-Id", "你好".encode()),
+]
+
+
+def sweep_pool(part: str, schema: dict[str, Any]) -> list[Any]:
+    if part == "header":
+        return SWEEP_HEADERS
+    pool = hostile_pool(part, schema)
+    return SWEEP_TEXT if pool is HOSTILE_TEXT else pool
+
+
+def sweep(operation: Any) -> list[RawRequest]:
+    """Every aimed hostile value in every part of the operation's simplest valid request: deterministic,
+    so that each class is tried at each field whatever the random search below happens to draw."""
+    simplest = find(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        lambda _: True,
+        # The first example drawn, not shrunk (shrinking costs about a second per operation).
+        settings=settings(
+            database=None, derandomize=True, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+        ),
+    )
+    return [
+        with_hostile_part(operation, simplest, part, value)
+        for part, schema in _parts(operation).items()
+        for value in sweep_pool(part, schema)
+    ]
+
+
 @st.composite
 def hostile_requests(draw: st.DrawFn, operation: Any) -> RawRequest:
     """A valid request for `operation` (from its document) with one part made hostile: a path id, a query
     parameter, a body field, the whole body, or a header or cookie."""
     case = draw(operation.as_strategy(GenerationMode.POSITIVE))
-    path_params = {k: str(v) for k, v in (case.path_parameters or {}).items()}
-    query: dict[str, Any] = dict(case.query or {})
-    body: Any = case.body if isinstance(case.body, dict) else None
-    headers: dict[str, Any] = {"Content-Type": "application/json"}
-    raw_body: bytes | None = None
-    parameters = operation.definition.raw.get("parameters", [])
-    targets = [f"path:{n}" for n in path_params]
-    targets += [f"query:{p['name']}" for p in parameters if p["in"] == "query"]
-    properties: dict[str, Any] = {}
-    if operation.method.upper() != "GET":
-        properties = (
-            operation.definition.raw.get("requestBody", {})
-            .get("content", {})
-            .get("application/json", {})
-            .get("schema", {})
-            .get("properties", {})
-        )
-        targets += [f"body:{name}" for name in properties] + ["raw_body"]
-    targets += ["header"]
-    target = draw(st.sampled_from(targets))
-    kind, _, name = target.partition(":")
-    if kind in ("path", "query"):
-        schema = next(p["schema"] for p in parameters if p["in"] == kind and p["name"] == name)
-        (path_params if kind == "path" else query)[name] = draw(hostile_for(schema, as_text=True))
-    elif kind == "body":
-        body = {**(body or {}), name: draw(hostile_for(properties[name], as_text=False))}
-    elif kind == "raw_body":
-        raw_body = draw(st.sampled_from(HOSTILE_RAW_BODIES))
-    else:
-        headers[draw(st.sampled_from(["Authorization", "X-CSRF-Token", "X-Request-Id", "Cookie"]))] = draw(
-            st.sampled_from(HOSTILE_HEADER_BYTES)
-        )
-    path = operation.path
-    for key, value in path_params.items():
-        path = path.replace(f"{{{key}}}", _quote(value))
-    if query:
-        path += "?" + "&".join(f"{k}={_quote(v)}" for k, v in query.items())
-    if raw_body is None and operation.method.upper() != "GET":
-        raw_body = json.dumps(body if body is not None else {}).encode()  # a surrogate goes as "\ud800"
-    return RawRequest(operation.method.upper(), path, headers, raw_body)
+    part, schema = draw(st.sampled_from(sorted(_parts(operation).items())))
+    anything = hostile_param if part.startswith(("path:", "query:")) else hostile_value
+    pool = hostile_pool(part, schema)
+    value = draw(
+        st.sampled_from(pool) if part in ("raw_body", "header") else st.sampled_from(pool) | anything
+    )
+    return with_hostile_part(operation, case, part, value)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
@@ -359,12 +413,7 @@ def test_hostile_values_in_any_field_get_a_4xx_in_the_error_shape(
     server_log = ServerLog(fuzz_server)
     roles = [r for r in ROLES if not (operation.path == "/api/auth/logout" and logins[r] is not None)]
 
-    @seed(FUZZ_SEED)
-    @settings(
-        max_examples=FUZZ_EXAMPLES * 3, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-    )
-    @given(request=hostile_requests(operation), role=st.sampled_from(roles))
-    def hostile(request: RawRequest, role: str) -> None:
+    def send(request: RawRequest, role: str) -> None:
         headers = dict(request.headers)
         login = logins[role]
         if login is not None:
@@ -375,6 +424,17 @@ def test_hostile_values_in_any_field_get_a_4xx_in_the_error_shape(
         assert r.status_code < 500, (request, r.status_code, r.text[:300], server_log.new_errors())
         assert_error_shape(r.status_code, r.headers.get("Content-Type", ""), r.content)
         assert server_log.new_errors() == [], request
+
+    for request in sweep(operation):  # as the one who may do most, so that checks beyond login are reached
+        send(request, roles[-1])
+
+    @seed(FUZZ_SEED)
+    @settings(
+        max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(request=hostile_requests(operation), role=st.sampled_from(roles))
+    def hostile(request: RawRequest, role: str) -> None:
+        send(request, role)
 
     hostile()
 
