@@ -181,6 +181,18 @@ MATRIX: dict[str, Case] = {
         expert=201,
         provider_admin=201,
     ),
+    # The /hls/{session}/ media cookie: for those who may watch (experts, the provider's staff, enrolled
+    # learners, supervisors), as the replay rule says.
+    "POST /api/sessions/{session_id}/hls-access": case(
+        403,
+        fixed("/api/sessions/{s}/hls-access"),
+        anonymous=401,
+        learner=200,
+        expert=200,
+        provider_admin=200,
+        bureau=200,
+        admin=200,
+    ),
     # Anyone logged in may ask what they may do in a room (the answer says no to most).
     "GET /api/sessions/{session_id}/access": case(200, fixed("/api/sessions/{s}/access"), anonymous=401),
     # The seeded learner is already enrolled: enrolling again is a no-op (200).
