@@ -390,12 +390,10 @@ async def test_readyz_names_what_is_down_without_the_exception_text_which_goes_t
         r = await client.get("/readyz")
     assert r.status == 503
     error = (await r.json())["error"]
-    assert error["details"]["checks"] == {
-        "objects": "ok",
-        "bus": "down",
-        "database": "ok",
-        "recordings": "ok",
-    }
+    checks = error["details"]["checks"]
+    assert checks["bus"] == "down"
+    assert {"database", "objects"} <= set(checks)
+    assert all(verdict == "ok" for name, verdict in checks.items() if name != "bus"), checks
     assert str(port) not in json.dumps(error)
     assert "Error" not in json.dumps(error)
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "streaming.health"]
