@@ -16,7 +16,13 @@ from tests.browser.conftest import snap
 from tests.browser.test_catalog_pages import log_in
 from tests.helpers import wait_until
 from tests.integration.live.peers import Robot
-from tests.integration.recording.catalog_support import DEMO_LEARNER, DEMO_SESSION, listed_replays, seed_demo
+from tests.integration.recording.catalog_support import (
+    DEMO_EXPERT,
+    DEMO_LEARNER,
+    DEMO_SESSION,
+    listed_replays,
+    seed_demo,
+)
 from tests.integration.recording.support import FPS, bearer, publish_http, sent_frames
 from tests.server import TEST_SECRET_KEY, LecternServer, running_server
 
@@ -47,7 +53,7 @@ async def robots() -> AsyncIterator[list[Robot]]:
 
 async def lecture_with_a_reconnect(server: LecternServer, robots: list[Robot]) -> None:
     """4 s of lecture, the connection lost for 4 s, the expert back for 6 s, then the end."""
-    token = bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION)
+    token = bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION, person_id=DEMO_EXPERT)
     first = Robot(video_codec="video/H264")
     robots.append(first)
     await publish_http(first, server.url, DEMO_SESSION, token)

@@ -238,7 +238,9 @@ async def api_as(server: LecternServer, phone: str) -> tuple[aiohttp.ClientSessi
 
 
 async def session_json(server: LecternServer) -> dict[str, Any]:
-    async with aiohttp.ClientSession(server.url) as http, http.get(f"/api/sessions/{SESSION}") as r:
+    """The session as an enrolled learner sees it (replay ids are named only to those who may watch)."""
+    http, _csrf = await api_as(server, LEARNER)
+    async with http, http.get(f"/api/sessions/{SESSION}") as r:
         body: dict[str, Any] = await r.json()
         return body
 

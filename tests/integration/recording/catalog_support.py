@@ -22,6 +22,7 @@ from infra.settings import Settings, env_names, normalise_database_url
 from tests.server import REPO, TEST_SECRET_KEY
 
 DEMO_SESSION = 1
+DEMO_EXPERT = 8  # 孙立教授, the expert of the demo's session 1 (catalog.demo)
 DEMO_LEARNER = "13800000010"
 DEMO_PASSWORD = "lectern-demo-2026"
 

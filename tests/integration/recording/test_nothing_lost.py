@@ -25,6 +25,7 @@ from streaming.reconcile import ReconcileConfig, Reconciler
 from tests.helpers import wait_until
 from tests.integration.live.peers import Robot
 from tests.integration.recording.catalog_support import (
+    DEMO_EXPERT,
     DEMO_SESSION,
     RedisDatabase,
     SessionRecord,
@@ -134,7 +135,12 @@ async def _lecture_then_sigterm(data_dir: Path, env: dict[str, str], robot: Robo
     """A lecture of a few segments on a server subprocess, stopped with SIGTERM while it is live;
     returns the server's log and when the stop was asked for."""
     with running_server(data_dir, env, stop_timeout_s=60) as server:
-        await publish_http(robot, server.url, DEMO_SESSION, bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION))
+        await publish_http(
+            robot,
+            server.url,
+            DEMO_SESSION,
+            bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION, person_id=DEMO_EXPERT),
+        )
         await wait_until(lambda: stored_segments(data_dir / "objects") >= 3, timeout_s=20, interval_s=0.1)
         stopping_at = now()
     return server.log_text(), stopping_at
@@ -189,7 +195,12 @@ async def test_after_kill_9_the_session_ends_at_its_last_stored_media_not_at_the
     robot = Robot(video_codec=H264)
     robots.append(robot)
     with pytest.raises(ServerFailed, match="exited with -9"), running_server(data_dir, SERVER_ENV) as server:  # noqa: PT012
-        await publish_http(robot, server.url, DEMO_SESSION, bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION))
+        await publish_http(
+            robot,
+            server.url,
+            DEMO_SESSION,
+            bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION, person_id=DEMO_EXPERT),
+        )
         await wait_until(lambda: stored_segments(data_dir / "objects") >= 4, timeout_s=20, interval_s=0.1)
         killed_at = now()
         os.kill(server.process.pid, signal.SIGKILL)
@@ -228,7 +239,12 @@ async def test_the_outbox_survives_kill_9_while_the_bus_is_down_and_delivers_aft
         with pytest.raises(ServerFailed, match="exited with -9"), running_server(data_dir, env) as server:  # noqa: PT012
             await proxy.cut()
             published_at = now()
-            await publish_http(robot, server.url, DEMO_SESSION, bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION))
+            await publish_http(
+                robot,
+                server.url,
+                DEMO_SESSION,
+                bearer(TEST_SECRET_KEY, "whip", DEMO_SESSION, person_id=DEMO_EXPERT),
+            )
             await wait_until(lambda: "session.started" in journal.read_text(), timeout_s=15, interval_s=0.1)
             await wait_until(lambda: stored_segments(data_dir / "objects") >= 2, timeout_s=20, interval_s=0.1)
             os.kill(server.process.pid, signal.SIGKILL)
