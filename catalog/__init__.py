@@ -3,7 +3,7 @@
 from catalog.db import Database, migrate, migrate_async
 from catalog.domain import MediaPurpose
 from catalog.keys import ON_WITHDRAWN, WithdrawalHook
-from catalog.media import MediaGrant, check_grant
+from catalog.media import MediaGrant, check_grant, check_media_grant
 from catalog.replays import unlisted_recordings
 from catalog.web import DATABASE, setup
 
@@ -15,6 +15,7 @@ __all__ = [
     "MediaPurpose",
     "WithdrawalHook",
     "check_grant",
+    "check_media_grant",
     "migrate",
     "migrate_async",
     "setup",

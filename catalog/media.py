@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
@@ -228,11 +228,18 @@ async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> 
         case "expert":
             return any(e.person_id == grant.person_id for e in session.experts)
         case "staff":
+            # The provider's admins; platform admins too (the replay rule names them staff: they manage
+            # every provider), though media tokens never call an admin staff.
             found = await s.scalar(
                 select(RoleAssignment.id).where(
                     RoleAssignment.person_id == grant.person_id,
-                    RoleAssignment.role == Role.PROVIDER_ADMIN.value,
-                    RoleAssignment.org_id == session.course.provider_org_id,
+                    or_(
+                        and_(
+                            RoleAssignment.role == Role.PROVIDER_ADMIN.value,
+                            RoleAssignment.org_id == session.course.provider_org_id,
+                        ),
+                        RoleAssignment.role == Role.ADMIN.value,
+                    ),
                 )
             )
             return found is not None
@@ -241,7 +248,42 @@ async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> 
             # even when the learner enrolled again since.
             enrollment = await queries.active_enrollment(s, grant.person_id, session.course_id)
             return enrollment is not None and enrollment.enrolled_at <= grant.issued_at
+        case "supervisor":
+            found = await s.scalar(
+                select(RoleAssignment.id).where(
+                    RoleAssignment.person_id == grant.person_id,
+                    RoleAssignment.role.in_((Role.BUREAU.value, Role.ADMIN.value)),
+                )
+            )
+            return found is not None
     return False
+
+
+async def check_media_grant(db: Database, grant: MediaGrant) -> None:
+    """Raise GrantRevoked (403) unless the holder of a `/hls/` media grant (a replay's or the live HLS's
+    cookie, infra.media_access) still holds the role it was issued for: a learner who withdrew after it
+    was issued, an expert taken off the session, staff who lost the provider's admin role are refused at
+    once instead of when the cookie expires. No window rule: replays are watched after the end. Asked for
+    every media request of the embedded route and for each nginx `auth_request` (whose answer nginx keeps
+    30 s): a few indexed reads. A session the catalog does not know passes, as in `check_grant`."""
+    async with db.sessions.begin() as s:
+        try:
+            session = await queries.session_or_404(s, grant.session_id)
+        except NotFound:
+            return
+        holds = await _still_holds(s, grant, session)
+    if not holds:
+        log.info(
+            "media grant revoked purpose=hls session=%s person=%s role=%s",
+            grant.session_id,
+            grant.person_id,
+            grant.role,
+        )
+        raise GrantRevoked(
+            "this media grant no longer admits you: you are not the session's "
+            f"{grant.role} any more (open the page again)",
+            details={"role": grant.role},
+        )
 
 
 async def check_grant(db: Database, grant: MediaGrant, now: datetime) -> None:

@@ -35,6 +35,7 @@ class MediaGrant:
     person_id: int
     session_id: int
     role: str
+    issued_at: float = 0.0  # unix s; 0.0 for a grant that does not say (issued before `iat` was added)
 
 
 def cookie_path(session_id: int) -> str:
@@ -54,7 +55,8 @@ def issue(secret_key: str, person_id: int, session_id: int, role: str, now: floa
         subject=f"hls:{session_id}",
         role=role,
         expires_at=now + TTL_S,
-        extra={},
+        # When it was issued: a withdrawal after it voids it (the catalog's admission check).
+        extra={"iat": now},
     )
     return tokens.sign(secret_key, PURPOSE, claims)
 
@@ -73,4 +75,8 @@ def check(secret_key: str, cookie: str | None, path: str, now: float) -> MediaGr
     claims = tokens.verify(secret_key, PURPOSE, cookie, now)
     if claims.subject != f"hls:{session_id}":
         raise Forbidden("this media grant is for another session")
-    return MediaGrant(person_id=claims.person_id, session_id=session_id, role=claims.role)
+    iat = claims.extra.get("iat")
+    issued_at = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else 0.0
+    return MediaGrant(
+        person_id=claims.person_id, session_id=session_id, role=claims.role, issued_at=issued_at
+    )

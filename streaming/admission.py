@@ -31,6 +31,9 @@ class Admission:
 AdmissionCheck = Callable[[Admission], Awaitable[None]]
 # Optional: raises a domain error (403, 409, ...) when the token no longer admits its holder.
 ADMISSION: web.AppKey[AdmissionCheck] = web.AppKey("media_admission")
+# Optional: the same question for a `/hls/` media grant (purpose "hls": replays and the live HLS; no
+# session-window rule, replays are watched after the end). Raises 403 when the grant is void.
+HLS_ADMISSION: web.AppKey[AdmissionCheck] = web.AppKey("hls_admission")
 
 
 def issued_at(claims: Claims) -> float:
@@ -40,6 +43,15 @@ def issued_at(claims: Claims) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return 0.0
+
+
+async def admit_hls(
+    app: web.Application, session_id: int, person_id: int, role: str, issued_at: float
+) -> None:
+    """Ask the HLS_ADMISSION hook, if set, whether a verified `/hls/` grant still admits its holder."""
+    check = app.get(HLS_ADMISSION)
+    if check is not None:
+        await check(Admission("hls", session_id, person_id, role, issued_at))
 
 
 async def admit(app: web.Application, purpose: str, session_id: int, claims: Claims) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from infra import events
-from infra.appkeys import BUS, SETTINGS
+from infra.appkeys import BUS, SETTINGS, event_sink
 from infra.bus import BusUnavailable
 from infra.errors import Conflict, Forbidden, Invalid
 from infra.events import PresenceCheckIssued
@@ -304,7 +304,9 @@ class Channels:
         for effect in effects:
             match effect:
                 case Publish(event):
-                    await events.publish(self._app[BUS], event)
+                    # Through the outbox (on disk until the bus takes it), like every live-path event;
+                    # BusUnavailable only when the outbox is full, or with no outbox and the bus down.
+                    await events.publish(event_sink(self._app) or self._app[BUS], event)
                 case StartTimer(check_id, deadline_at):
                     room.timers[check_id] = self._tasks.spawn(
                         self._deadline(room, check_id, deadline_at), f"presence-deadline-{check_id}"

@@ -21,6 +21,7 @@ from infra.appkeys import OBJECTS, SETTINGS
 from infra.errors import NotFound
 from infra.objects import ObjectNotFound
 from infra.objects_local import check_key
+from streaming import admission
 from streaming.objects_routes import client_went_away, plan_range, range_headers
 
 PREFIX: Final = "hls/"
@@ -52,9 +53,13 @@ def object_key(path_key: str) -> str:
     return check_key(PREFIX + path_key)
 
 
-def _grant(request: web.Request, path: str) -> media_access.MediaGrant:
+async def _grant(request: web.Request, path: str) -> media_access.MediaGrant:
+    """The verified grant for `path`, which the catalog (when wired) still stands behind: a learner who
+    withdrew since it was issued is refused at once, not when the cookie expires."""
     secret_key = request.app[SETTINGS].secret_key
-    return media_access.check(secret_key, request.cookies.get(media_access.COOKIE), path, time.time())
+    grant = media_access.check(secret_key, request.cookies.get(media_access.COOKIE), path, time.time())
+    await admission.admit_hls(request.app, grant.session_id, grant.person_id, grant.role, grant.issued_at)
+    return grant
 
 
 async def authorize(request: web.Request) -> web.Response:
@@ -62,13 +67,13 @@ async def authorize(request: web.Request) -> web.Response:
     access log) when the `lectern_media` cookie covers the media URL in `X-Original-URI` (as the client
     sent it, escapes and all: only a canonical path passes), else 401/403 in the JSON error shape."""
     path = urlsplit(request.headers.get("X-Original-URI", "")).path
-    grant = _grant(request, path)
+    grant = await _grant(request, path)
     return web.Response(status=200, headers={"X-Lectern-Person": str(grant.person_id)})
 
 
 async def get_hls(request: web.Request) -> web.StreamResponse:
     key = object_key(request.match_info["key"])
-    _grant(request, "/" + key)
+    await _grant(request, "/" + key)
     store = request.app[OBJECTS]
     try:
         info = await store.stat(key)

@@ -28,7 +28,7 @@ from aiohttp import web
 import catalog
 from infra.appkeys import SETTINGS, event_sink
 from streaming import channel, recording, signaling
-from streaming.admission import ADMISSION, Admission
+from streaming.admission import ADMISSION, HLS_ADMISSION, Admission
 from streaming.room_media import MediaState
 from streaming.rooms import RoomConfig, Rooms
 
@@ -83,6 +83,16 @@ def use_catalog(app: web.Application) -> None:
         )
         await catalog.check_grant(app[catalog.DATABASE], grant, datetime.now(UTC))
 
+    async def hls_admission(used: Admission) -> None:
+        grant = catalog.MediaGrant(
+            purpose=catalog.MediaPurpose.WHEP,  # watching; check_media_grant applies no window rule
+            session_id=used.session_id,
+            person_id=used.person_id,
+            role=used.role,
+            issued_at=datetime.fromtimestamp(used.issued_at, UTC),
+        )
+        await catalog.check_media_grant(app[catalog.DATABASE], grant)
+
     async def withdrawn(person_id: int, session_ids: Sequence[int]) -> None:
         # In this process: with one live node (today) that is every live room. Connections elsewhere
         # would be refused at their next connect by the admission check.
@@ -101,6 +111,7 @@ def use_catalog(app: web.Application) -> None:
                 )
 
     app[ADMISSION] = admission
+    app[HLS_ADMISSION] = hls_admission
     app[catalog.ON_WITHDRAWN] = withdrawn
 
 

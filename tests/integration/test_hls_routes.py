@@ -18,11 +18,11 @@ from yarl import URL
 
 from infra import media_access
 from infra.appkeys import OBJECTS, SETTINGS
-from infra.errors import Invalid
+from infra.errors import Forbidden, Invalid
 from infra.http import error_middleware
 from infra.objects_local import LocalObjectStore
 from infra.settings import Settings
-from streaming import hls_routes, pages
+from streaming import admission, hls_routes, pages
 from tests.helpers import wait_until
 from tests.server import TEST_SECRET_KEY, running_server
 
@@ -243,3 +243,43 @@ async def test_a_client_that_leaves_during_a_range_response_is_not_a_server_erro
     assert " ERROR " not in log, log
     assert 'route="/hls/{key}",status="206"' in metrics, metrics
     assert 'status="500"' not in metrics, metrics
+
+
+async def test_a_grant_the_catalog_no_longer_stands_behind_is_refused_at_once(
+    aiohttp_client: AiohttpClient, embedded_settings: Settings
+) -> None:
+    """The route asks the HLS_ADMISSION hook (the catalog, in the real app) for every request: a grant it
+    voids (a learner who withdrew) is refused though its signature and expiry are good."""
+    store = LocalObjectStore(embedded_settings.objects_dir, signing_key="k", base_url="http://127.0.0.1")
+    await store.put("hls/7/r1/camera/seg_000001.m4s", SEGMENT)
+    asked: list[admission.Admission] = []
+
+    async def catalog_says(used: admission.Admission) -> None:
+        asked.append(used)
+        if used.person_id == 2:
+            raise Forbidden("this media grant no longer admits you")
+
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = embedded_settings
+    app[OBJECTS] = store
+    app[admission.HLS_ADMISSION] = catalog_says
+    hls_routes.add_routes(app)
+    client = await aiohttp_client(app)
+    path = "/hls/7/r1/camera/seg_000001.m4s"
+    try:
+        for person_id, status in ((1, 200), (2, 403)):
+            cookies = {media_access.COOKIE: grant(embedded_settings, session_id=7, person_id=person_id)}
+            async with aiohttp.ClientSession(cookies=cookies) as http:
+                async with http.get(client.make_url(path)) as resp:
+                    assert resp.status == status
+                async with http.get(client.make_url("/hls-auth"), headers={"X-Original-URI": path}) as resp:
+                    assert resp.status == status
+        assert [(a.purpose, a.session_id, a.person_id, a.role) for a in asked] == [
+            ("hls", 7, 1, "learner"),
+            ("hls", 7, 1, "learner"),
+            ("hls", 7, 2, "learner"),
+            ("hls", 7, 2, "learner"),
+        ]
+        assert all(abs(a.issued_at - time.time()) < 60 for a in asked)  # the grant says when it was issued
+    finally:
+        await store.close()

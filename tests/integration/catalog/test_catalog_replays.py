@@ -462,3 +462,40 @@ async def test_missing_progress_field_is_named(client: Client, world: World) -> 
     )
     assert resp.status == 400
     assert (await resp.json())["error"]["field"] == "visible"
+
+
+async def test_a_media_grant_is_void_once_its_learner_withdraws_even_after_enrolling_again(
+    client: Client, world: World
+) -> None:
+    """What the /hls route and nginx's auth_request ask (catalog.check_media_grant): the learner's cookie
+    admits them while enrolled and not after a withdrawal, even if they enroll again (a new cookie does)."""
+    recording_id = await world.recording(world.session_id)
+    headers = world.actors["learner"].headers
+    secret = client.app[SETTINGS].secret_key
+
+    async def grant_from_replay(actor: str = "learner") -> catalog.MediaGrant:
+        opened = await client.get(f"/api/replays/{recording_id}", headers=world.actors[actor].headers)
+        cookie = media_cookie(opened)
+        assert cookie is not None
+        held = media_access.check(secret, cookie.value, f"/hls/{world.session_id}/r/x.m4s", time.time())
+        return catalog.MediaGrant(
+            purpose=catalog.MediaPurpose.WHEP,
+            session_id=held.session_id,
+            person_id=held.person_id,
+            role=held.role,
+            issued_at=datetime.fromtimestamp(held.issued_at, UTC),
+        )
+
+    before = await grant_from_replay()
+    await catalog.check_media_grant(world.db, before)  # enrolled: admitted
+    resp = await client.post(f"/api/courses/{world.course_id}/withdraw", headers=headers)
+    assert resp.status == 200, await resp.text()
+    with pytest.raises(Forbidden):
+        await catalog.check_media_grant(world.db, before)
+    resp = await client.post(f"/api/courses/{world.course_id}/enroll", json={}, headers=headers)
+    assert resp.status in (200, 201), await resp.text()
+    with pytest.raises(Forbidden):
+        await catalog.check_media_grant(world.db, before)  # issued before the withdrawal: still void
+    await catalog.check_media_grant(world.db, await grant_from_replay())
+    for actor in ("expert", "admin", "bureau"):  # their grants stand while they hold their roles
+        await catalog.check_media_grant(world.db, await grant_from_replay(actor))

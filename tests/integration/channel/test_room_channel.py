@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ from tests.integration.channel.support import (
     RealClock,
     ServerFactory,
 )
+from tests.integration.test_outbox import SwitchedBus
 
 EXPERT, ALICE, BOB, STAFF = 1, 2, 3, 4
 
@@ -366,6 +368,35 @@ async def test_a_check_the_bus_refuses_is_withdrawn_and_the_expert_told(server: 
     assert (error["code"], error["in_reply_to"]) == ("unavailable", "presence_check")
     assert not [m for m in await alice.barrier() if m["type"] == "presence_check"]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("presence-deadline")]
+
+
+async def test_with_an_outbox_a_check_issued_while_the_bus_is_down_is_kept_and_delivered_later(
+    channel_server: ServerFactory, tmp_path: Path
+) -> None:
+    """In the real server the channel publishes through the outbox (as every live-path event): a bus
+    outage neither stops a presence check nor loses its events."""
+    bus = SwitchedBus()
+    server = await channel_server(bus=bus, outbox_dir=tmp_path / "outbox")
+    expert = await server.join(EXPERT, "expert")
+    alice = await server.join(ALICE, "learner")
+    bus.down = True
+    await expert.send({"type": "presence_check", "window_s": 30})
+    prompt = await alice.expect("presence_check")
+    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"]})
+    await alice.expect("presence_ack")
+    await wait_until(lambda: bus.refused >= 1, message="the outbox trying the bus while it is down")
+    bus.down = False
+    seen: list[events.Event] = []
+
+    async def both_delivered() -> bool:
+        seen.extend(await published(server, events.PRESENCE))
+        return len(seen) >= 2
+
+    await wait_until(both_delivered, timeout_s=10, message="both presence events on the bus")
+    issued, answered = seen
+    assert isinstance(issued, events.PresenceCheckIssued)
+    assert isinstance(answered, events.PresenceCheckAnswered)
+    assert (issued.check_id, answered.check_id, answered.person_id) == (prompt["check_id"],) * 2 + (ALICE,)
 
 
 # -- bad messages and limits ----------------------------------------------------------------------------
