@@ -259,6 +259,30 @@ async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> 
     return False
 
 
+async def _session_if_held(db: Database, grant: MediaGrant, what: str, remedy: str) -> Session | None:
+    """The grant's session when its holder still holds the role it was issued for; None for a session
+    the catalog does not know (see `check_grant`); GrantRevoked (403, naming `what` and `remedy`) else."""
+    async with db.sessions.begin() as s:
+        try:
+            session = await queries.session_or_404(s, grant.session_id)
+        except NotFound:
+            return None
+        holds = await _still_holds(s, grant, session)
+    if not holds:
+        log.info(
+            "media grant revoked %s session=%s person=%s role=%s",
+            what,
+            grant.session_id,
+            grant.person_id,
+            grant.role,
+        )
+        raise GrantRevoked(
+            f"this {what} no longer admits you: you are not the session's {grant.role} any more ({remedy})",
+            details={"role": grant.role},
+        )
+    return session
+
+
 async def check_media_grant(db: Database, grant: MediaGrant) -> None:
     """Raise GrantRevoked (403) unless the holder of a `/hls/` media grant (a replay's or the live HLS's
     cookie, infra.media_access) still holds the role it was issued for: a learner who withdrew after it
@@ -266,24 +290,7 @@ async def check_media_grant(db: Database, grant: MediaGrant) -> None:
     once instead of when the cookie expires. No window rule: replays are watched after the end. Asked for
     every media request of the embedded route and for each nginx `auth_request` (whose answer nginx keeps
     30 s): a few indexed reads. A session the catalog does not know passes, as in `check_grant`."""
-    async with db.sessions.begin() as s:
-        try:
-            session = await queries.session_or_404(s, grant.session_id)
-        except NotFound:
-            return
-        holds = await _still_holds(s, grant, session)
-    if not holds:
-        log.info(
-            "media grant revoked purpose=hls session=%s person=%s role=%s",
-            grant.session_id,
-            grant.person_id,
-            grant.role,
-        )
-        raise GrantRevoked(
-            "this media grant no longer admits you: you are not the session's "
-            f"{grant.role} any more (open the page again)",
-            details={"role": grant.role},
-        )
+    await _session_if_held(db, grant, "media grant", "open the page again")
 
 
 async def check_grant(db: Database, grant: MediaGrant, now: datetime) -> None:
@@ -296,25 +303,9 @@ async def check_grant(db: Database, grant: MediaGrant, now: datetime) -> None:
     A session the catalog does not know passes: the catalog never issued a token for it (sessions are
     not deleted), so its token was minted outside the catalog by a holder of the server's key (a tool,
     the live path's own tests) and is theirs to answer for."""
-    async with db.sessions.begin() as s:
-        try:
-            session = await queries.session_or_404(s, grant.session_id)
-        except NotFound:
-            return
-        holds = await _still_holds(s, grant, session)
-    if not holds:
-        log.info(
-            "media grant revoked purpose=%s session=%s person=%s role=%s",
-            grant.purpose.value,
-            grant.session_id,
-            grant.person_id,
-            grant.role,
-        )
-        raise GrantRevoked(
-            f"this {grant.purpose.value} token no longer admits you: you are not the session's "
-            f"{grant.role} any more (get a new token)",
-            details={"role": grant.role},
-        )
+    session = await _session_if_held(db, grant, f"{grant.purpose.value} token", "get a new token")
+    if session is None:
+        return
     publishing = grant.purpose == MediaPurpose.WHIP and grant.role == "expert"
     refusal = _refusal(session, publishing, now)
     if refusal is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from infra.objects import ObjectStore
 from recorder.layout import (
+    AngleTrack,
     Manifest,
     angle_key,
     manifest_key,
@@ -40,6 +41,21 @@ class AngleSummary:
     playlist_key: str
     mp4_key: str
     mp4_bytes: int
+
+    @classmethod
+    def of(cls, sid: int, rid: str, name: str, track: AngleTrack, mp4_bytes: int) -> AngleSummary:
+        """The summary of angle `name` of recording `rid` of session `sid`, stored as the layout says."""
+        return cls(
+            angle=name,
+            start_s=track.start_s,
+            duration_s=track.duration_s,
+            segments=len(track.segments),
+            width=track.width,
+            height=track.height,
+            playlist_key=angle_key(sid, rid, name, "index.m3u8"),
+            mp4_key=mp4_key(sid, rid, name),
+            mp4_bytes=mp4_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,19 +130,7 @@ async def finalize(
         playlist = media_playlist(track.segments, manifest.target_duration_s, final=True)
         await store.put(angle_key(sid, rid, name, "index.m3u8"), playlist.encode(), PLAYLIST_TYPE)
         total += track.size + size
-        summaries.append(
-            AngleSummary(
-                angle=name,
-                start_s=track.start_s,
-                duration_s=track.duration_s,
-                segments=len(track.segments),
-                width=track.width,
-                height=track.height,
-                playlist_key=angle_key(sid, rid, name, "index.m3u8"),
-                mp4_key=mp4_key(sid, rid, name),
-                mp4_bytes=size,
-            )
-        )
+        summaries.append(AngleSummary.of(sid, rid, name, track, size))
     await store.put(
         master_key(sid, rid), master_playlist(list(manifest.angles.values())).encode(), PLAYLIST_TYPE
     )

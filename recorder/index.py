@@ -18,7 +18,6 @@ from recorder.finalize import (
 from recorder.layout import (
     SUMMARIES_ROOT,
     Manifest,
-    angle_key,
     manifest_key,
     master_key,
     mp4_key,
@@ -59,19 +58,7 @@ async def index_finalized(store: ObjectStore, manifest: Manifest, finalized_at: 
         except ObjectNotFound:
             mp4_bytes = 0
         total += track.size + mp4_bytes
-        angles.append(
-            AngleSummary(
-                angle=name,
-                start_s=track.start_s,
-                duration_s=track.duration_s,
-                segments=len(track.segments),
-                width=track.width,
-                height=track.height,
-                playlist_key=angle_key(sid, rid, name, "index.m3u8"),
-                mp4_key=mp4_key(sid, rid, name),
-                mp4_bytes=mp4_bytes,
-            )
-        )
+        angles.append(AngleSummary.of(sid, rid, name, track, mp4_bytes))
     starts = [a.start_s for a in angles]
     ends = [a.start_s + a.duration_s for a in angles]
     summary = RecordingSummary(
