@@ -57,8 +57,9 @@ class RecordingWorld:
     def token(self, purpose: str, session_id: int, role: str = "expert", person_id: int = 1) -> str:
         return bearer(self.settings.secret_key, purpose, session_id, role, person_id)
 
-    async def publish(self, robot: Robot, session_id: int, query: str = "") -> str:
-        token = self.token("whip", session_id)
+    async def publish(self, robot: Robot, session_id: int, query: str = "", person_id: int = 1) -> str:
+        """Publish as `person_id` (who must be the session's expert where the catalog knows it)."""
+        token = self.token("whip", session_id, person_id=person_id)
         await robot.publish(self.client, session_id, token, query)
         return token
 

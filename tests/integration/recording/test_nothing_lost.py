@@ -87,7 +87,7 @@ async def test_a_bus_outage_across_a_lectures_start_and_end_delays_its_record_an
         robot = Robot(video_codec=H264)
         robots.append(robot)
         published_at = now()
-        token = await world.publish(robot, DEMO_SESSION)
+        token = await world.publish(robot, DEMO_SESSION, person_id=DEMO_EXPERT)
         await wait_until(lambda: stored_segments(world.settings.objects_dir) >= 3, timeout_s=20)
 
         # While the bus is down the event waits in the outbox, and the operator sees it.
@@ -281,7 +281,7 @@ async def test_a_finalized_recording_the_catalog_lost_is_announced_again_by_reco
     world = await recording_app(data_dir=data_dir)
     robot = Robot(video_codec=H264)
     robots.append(robot)
-    token = await world.publish(robot, DEMO_SESSION)
+    token = await world.publish(robot, DEMO_SESSION, person_id=DEMO_EXPERT)
     await wait_until(lambda: stored_segments(world.settings.objects_dir) >= 2, timeout_s=20)
     await world.end(robot, token)
     record = await wait_until(lambda: whole_record(database_url), timeout_s=30, message="listed")

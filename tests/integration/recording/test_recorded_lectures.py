@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from infra import media_access
 from streaming.forwarding import H264, VP8
 from tests.helpers import wait_until
 from tests.integration.live.peers import Robot, WatchingPeer, sdp_headers
@@ -62,8 +63,12 @@ async def _check_live_playlist_is_offered_to_overflow_learners(
     assert hls_url.startswith(f"/hls/{session_id}/"), hls_url
     assert hls_url.endswith("/camera/index.m3u8"), hls_url
 
+    # The learner's media grant (the catalog sets it with the room_full answer's page, hls-access).
+    grant = media_access.issue(world.settings.secret_key, 50, session_id, "learner", time.time())
+    cookie = {"Cookie": f"{media_access.COOKIE}={grant}"}
+
     async def playlist() -> str | None:
-        got = await world.client.get(hls_url)
+        got = await world.client.get(hls_url, headers=cookie)
         text = await got.text()
         return text if got.status == 200 and text.count("seg_") >= 2 else None
 
@@ -74,7 +79,7 @@ async def _check_live_playlist_is_offered_to_overflow_learners(
     assert '#EXT-X-MAP:URI="init.mp4"' in text, text
     base = hls_url.rsplit("/", 1)[0]
     for name in ["init.mp4", *[line for line in text.splitlines() if line.startswith("seg_")][:2]]:
-        got = await world.client.get(f"{base}/{name}")
+        got = await world.client.get(f"{base}/{name}", headers=cookie)
         assert got.status == 200, (name, got.status)
         assert len(await got.read()) > 0
 
