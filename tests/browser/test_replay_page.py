@@ -88,22 +88,28 @@ async def _seed(db: Database) -> tuple[int, int]:
         return course.id, session.id
 
 
-async def _record(data_dir: Path, session_id: int) -> RecordingSummary:
+async def _record(
+    data_dir: Path,
+    session_id: int,
+    recording_id: str = RECORDING_ID,
+    lecture_s: float = LECTURE_S,
+    screen_start_s: float = SCREEN_START_S,
+) -> RecordingSummary:
     """A short two-angle lecture through the real recorder into the server's local object store."""
     store = LocalObjectStore(data_dir / "objects", signing_key="unused", base_url="http://127.0.0.1")
     lecture = SyntheticLecture(
-        video={"camera": "h264", "screen": "h264"}, fps=15, screen_start_s=SCREEN_START_S
+        video={"camera": "h264", "screen": "h264"}, fps=15, screen_start_s=screen_start_s
     )
     recorder = Recorder(
         store,
         session_id=session_id,
-        recording_id=RECORDING_ID,
+        recording_id=recording_id,
         spool_dir=data_dir / "spool",
         request_keyframe=lecture.request_keyframe,
         segment_duration_s=1.0,
     )
     await recorder.start()
-    for i, frame in enumerate(lecture.frames(0.0, LECTURE_S)):
+    for i, frame in enumerate(lecture.frames(0.0, lecture_s)):
         recorder.push(frame)
         if i % 20 == 0:
             await asyncio.sleep(0)  # let the recorder's feeder and uploader run, as the live loop would

@@ -18,12 +18,10 @@ from playwright.async_api import BrowserContext, Page, expect
 import catalog
 from catalog import replays
 from catalog.db import Database
-from infra.objects_local import LocalObjectStore
-from recorder import Recorder
 from streaming.recording import finalized_event
 from tests.browser.conftest import snap
+from tests.browser.test_replay_page import _record as record_lecture
 from tests.browser.test_replay_page import _seed, log_in, video_state
-from tests.integration.recorder.recorder_testkit import SyntheticLecture
 from tests.server import LecternServer, running_server
 
 pytestmark = pytest.mark.browser
@@ -41,25 +39,7 @@ class TimelineWorld:
 
 
 async def _record(data_dir: Path, session_id: int) -> float:
-    store = LocalObjectStore(data_dir / "objects", signing_key="unused", base_url="http://127.0.0.1")
-    lecture = SyntheticLecture(
-        video={"camera": "h264", "screen": "h264"}, fps=15, screen_start_s=SCREEN_START_S
-    )
-    recorder = Recorder(
-        store,
-        session_id=session_id,
-        recording_id=RECORDING_ID,
-        spool_dir=data_dir / "spool",
-        request_keyframe=lecture.request_keyframe,
-        segment_duration_s=1.0,
-    )
-    await recorder.start()
-    for i, frame in enumerate(lecture.frames(0.0, LECTURE_S)):
-        recorder.push(frame)
-        if i % 20 == 0:
-            await asyncio.sleep(0)  # let the recorder's feeder and uploader run, as the live loop would
-    summary = await recorder.finish()
-    await store.close()
+    summary = await record_lecture(data_dir, session_id, RECORDING_ID, LECTURE_S, SCREEN_START_S)
     assert {a.angle: round(a.start_s) for a in summary.angles} == {"camera": 0, "screen": SCREEN_START_S}
     db = Database(f"sqlite+aiosqlite:///{(data_dir / 'lectern.db').resolve()}")
     try:
