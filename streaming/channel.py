@@ -48,6 +48,7 @@ from streaming.channel_state import (
     Send,
     StartTimer,
     TokenBucket,
+    WatchAttention,
     parse_command,
     participant_from_claims,
 )
@@ -108,6 +109,8 @@ class _Connection:
         self.closing = False
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
+        self.attention_timer: asyncio.Task[None] | None = None
+        self.leave_reason = "closed"  # "superseded" once a newer socket of the person replaced it
 
     def send(self, text: str) -> None:
         """Queue a message; a peer that lets `send_queue` messages pile up is disconnected instead."""
@@ -203,6 +206,7 @@ class Channels:
             log.info(
                 "session=%s conn=%s person=%s: closing the oldest socket", session_id, old, who.person_id
             )
+            room.conns[old].leave_reason = "superseded"
             room.conns[old].close(CLOSE_REPLACED, "opened elsewhere")
         room.conns[conn.id] = conn
         self._send(room, room.state.join(conn.id, who, self._clock()))
@@ -311,6 +315,14 @@ class Channels:
                     room.timers[check_id] = self._tasks.spawn(
                         self._deadline(room, check_id, deadline_at), f"presence-deadline-{check_id}"
                     )
+                case WatchAttention(conn_id, due_at):
+                    conn = room.conns.get(conn_id)
+                    if conn is not None:
+                        if conn.attention_timer is not None:
+                            conn.attention_timer.cancel()
+                        conn.attention_timer = self._tasks.spawn(
+                            self._attention_due(room, conn_id, due_at), f"attention-{conn_id}"
+                        )
                 case RequestEnd():
                     hook = self._app.get(ON_END_REQUEST)
                     if hook is None:
@@ -364,6 +376,22 @@ class Channels:
         # keep the check open, so the close happens "at" the deadline at the earliest.
         self._send(room, room.state.close_check(check_id, max(self._clock(), deadline_at)))
 
+    async def _attention_due(self, room: _Room, conn_id: ConnId, due_at: float) -> None:
+        """The heartbeat-gap timer of one learner connection (re-armed by every heartbeat)."""
+        await asyncio.sleep(max(0.0, due_at - self._clock()))
+        conn = room.conns.get(conn_id)
+        if conn is not None:
+            conn.attention_timer = None  # so that re-arming from here does not cancel this task
+        effects = room.state.attention_due(conn_id, max(self._clock(), due_at))
+        await self._publish_attention(room, effects)
+
+    async def _publish_attention(self, room: _Room, effects: list[Effect]) -> None:
+        """Carry out attention effects outside a client's message (a timer, a socket that closed)."""
+        try:
+            await self._carry_out(room, effects)
+        except BusUnavailable:
+            log.exception("session=%s event bus refused an attention change", room.state.session_id)
+
     async def _request_end(self, hook: EndRequestHook, session_id: int) -> None:
         log.info("session=%s expert asked to end the session", session_id)
         await hook(session_id)
@@ -375,7 +403,13 @@ class Channels:
     async def _leave(self, session_id: int, room: _Room, conn: _Connection) -> None:
         # Bookkeeping first and without awaiting: aiohttp may cancel this handler once the peer is gone.
         room.conns.pop(conn.id, None)
-        self._send(room, room.state.leave(conn.id, self._clock()))
+        if conn.attention_timer is not None:
+            conn.attention_timer.cancel()
+        effects = room.state.leave(conn.id, self._clock(), reason=conn.leave_reason)
+        self._send(room, [e for e in effects if not isinstance(e, Publish)])
+        ended: list[Effect] = [e for e in effects if isinstance(e, Publish)]
+        if ended:  # in an owned task: aiohttp may cancel this handler, the event must still go out
+            self._tasks.spawn(self._publish_attention(room, ended), f"attention-closed-{conn.id}")
         timers: list[asyncio.Task[None]] = []
         if room.state.empty and self._rooms.get(session_id) is room:
             del self._rooms[session_id]
@@ -435,7 +469,8 @@ def setup(
     app: web.Application, *, clock: Callable[[], float] = time.time, limits: Limits | None = None
 ) -> None:
     """Add the room channel route, its registry (a cleanup context) and closing sockets on shutdown."""
-    chosen = limits or Limits()
+    # The heartbeat period is the credit policy's (LECTERN_HEARTBEAT_PERIOD_S, docs/operations.md).
+    chosen = limits or Limits(heartbeat_period_s=app[SETTINGS].heartbeat_period_s)
 
     async def channels(app: web.Application) -> AsyncIterator[None]:
         registry = Channels(app, clock, chosen)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, NewType
 
 from infra.errors import DomainError
-from infra.events import Event, PresenceCheckAnswered, PresenceCheckIssued
+from infra.events import AttentionChanged, Event, PresenceCheckAnswered, PresenceCheckIssued
 from infra.text import UnsafeText, normalise
 from streaming.room_media import MediaState
 
@@ -78,6 +78,9 @@ class Limits:
     check_window_min_s: float = 10.0
     check_window_max_s: float = 300.0
     speaker_token_ttl_s: float = 300.0
+    # A learner's live page sends {"type": "heartbeat"} this often; no heartbeat for more than twice this
+    # closes its attention (R16). The credit policy's heartbeat_period_s (LECTERN_HEARTBEAT_PERIOD_S).
+    heartbeat_period_s: float = 30.0
     send_queue: int = 256  # messages waiting for one slow client before it is disconnected
 
 
@@ -166,6 +169,18 @@ class IssueCheck:
 class AnswerCheck:
     wire: ClassVar[str] = "presence_answer"
     check_id: CheckId
+    nonce: str  # the person's nonce from the prompt: only a page that showed the prompt has it
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    wire: ClassVar[str] = "heartbeat"
+
+
+@dataclass(frozen=True)
+class Visibility:
+    wire: ClassVar[str] = "visibility"
+    visible: bool
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,8 @@ Command = (
     | Demote
     | IssueCheck
     | AnswerCheck
+    | Heartbeat
+    | Visibility
     | EndSession
 )
 
@@ -200,6 +217,8 @@ COMMAND_TYPES: Final = frozenset(
         Demote,
         IssueCheck,
         AnswerCheck,
+        Heartbeat,
+        Visibility,
         EndSession,
     )
 )
@@ -255,7 +274,17 @@ def _command(kind: str, data: dict[str, Any], limits: Limits) -> Command:
             check_id = data.get("check_id")
             if not isinstance(check_id, str) or not 0 < len(check_id) <= 64:
                 raise ChannelError("invalid_message", "check_id must be a check's id", field="check_id")
-            return AnswerCheck(CheckId(check_id))
+            nonce = data.get("nonce")
+            if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+                raise ChannelError("invalid_message", "nonce must be the prompt's nonce", field="nonce")
+            return AnswerCheck(CheckId(check_id), nonce)
+        case "heartbeat":
+            return Heartbeat()
+        case "visibility":
+            visible = data.get("visible")
+            if not isinstance(visible, bool):
+                raise ChannelError("invalid_message", "visible must be true or false", field="visible")
+            return Visibility(visible)
         case "end_session":
             return EndSession()
     raise ChannelError("unknown_type", f"unknown message type {kind[:32]!r}", field="type")
@@ -362,6 +391,14 @@ class StartTimer:
 
 
 @dataclass(frozen=True)
+class WatchAttention:
+    """Call RoomState.attention_due(conn_id, now) once `now` ≥ due_at (replacing the conn's earlier timer)."""
+
+    conn_id: ConnId
+    due_at: float
+
+
+@dataclass(frozen=True)
 class GrantSpeaker:
     """Mint a speaker (WHIP) token for `person_id` and send it, in a "promoted" message, to `to`."""
 
@@ -381,7 +418,7 @@ class EndStage:
     person_id: PersonId
 
 
-Effect = Send | Publish | StartTimer | GrantSpeaker | RequestEnd | EndStage
+Effect = Send | Publish | StartTimer | WatchAttention | GrantSpeaker | RequestEnd | EndStage
 
 
 # -- room state -----------------------------------------------------------------------------------------
@@ -425,14 +462,24 @@ class PresenceCheck:
     asked: set[PersonId] = field(default_factory=set)  # learners the check was sent to
     answers: dict[PersonId, float] = field(default_factory=dict)  # person → answered_at
     closed: bool = False
+    # Per person: the nonce their prompt carried (an answer must echo it) and when it was first sent to
+    # them (the answer's latency is measured from then).
+    nonces: dict[PersonId, str] = field(default_factory=dict)
+    prompted_at: dict[PersonId, float] = field(default_factory=dict)
 
     def is_open(self, now: float) -> bool:
         return not self.closed and now <= self.deadline_at
 
-    def prompt(self) -> Message:
+    def prompt_for(self, person_id: PersonId, now: float, new_nonce: Callable[[], str]) -> Message:
+        """The prompt for one person, with their nonce (made, and the time noted, the first time)."""
+        nonce = self.nonces.get(person_id)
+        if nonce is None:
+            nonce = self.nonces[person_id] = new_nonce()
+            self.prompted_at[person_id] = now
         return {
             "type": "presence_check",
             "check_id": self.id,
+            "nonce": nonce,
             "deadline_at": wire_time(self.deadline_at),
             "window_s": self.window_s,
         }
@@ -452,6 +499,21 @@ def _new_check_id() -> str:
     return secrets.token_hex(8)
 
 
+def _new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@dataclass
+class Attention:
+    """What the channel knows of one learner connection's page: whether it counts as attending (as last
+    published), what the page last reported and when its last heartbeat came."""
+
+    key: str  # the connection's id on the bus (unique across restarts, unlike ConnId)
+    visible: bool = False  # as last published in attention.changed
+    reported_visible: bool | None = None  # the page's last visibility report (None: none yet)
+    last_beat: float = 0.0
+
+
 class RoomState:
     """Everything the channel knows about one live session's room; lives while someone is connected."""
 
@@ -462,10 +524,13 @@ class RoomState:
         *,
         media: MediaState | None = None,
         new_check_id: Callable[[], str] = _new_check_id,
+        new_nonce: Callable[[], str] = _new_nonce,
     ) -> None:
         self.session_id = session_id
         self.limits = limits
         self._new_check_id = new_check_id
+        self._new_nonce = new_nonce
+        self._attention: dict[ConnId, Attention] = {}
         self._conns: dict[ConnId, Participant] = {}
         self._people: dict[PersonId, Participant] = {}  # first connection's identity, join order
         self._chat: deque[Message] = deque(maxlen=limits.chat_history)
@@ -545,12 +610,13 @@ class RoomState:
                 if check.is_open(now) and who.person_id not in check.answers:
                     new_to_check = who.person_id not in check.asked
                     check.asked.add(who.person_id)
-                    effects.append(Send(Conn(conn), check.prompt()))
+                    effects.append(Send(Conn(conn), check.prompt_for(who.person_id, now, self._new_nonce)))
                     if new_to_check:
                         effects.append(Send(Experts(), check.tally()))
             if who.person_id in self._stage:
                 # A speaker whose page reloaded needs a fresh token to publish again.
                 effects.append(GrantSpeaker(Conn(conn), who.person_id))
+            self._attention[conn] = Attention(key=self._new_nonce()[:16])
         return effects
 
     def surplus(self, person_id: int) -> list[ConnId]:
@@ -572,14 +638,20 @@ class RoomState:
             effects += [Send(Everyone(), self._stage_message()), EndStage(pid)]
         return effects
 
-    def leave(self, conn: ConnId, now: float) -> list[Effect]:
-        """A connection went away; the person leaves when their last connection does."""
+    def leave(self, conn: ConnId, now: float, *, reason: str = "closed") -> list[Effect]:
+        """A connection went away (`reason` "closed", or "superseded" when a newer socket of the person
+        replaced it): its attention ends (published first); the person leaves when their last connection
+        does."""
         who = self._conns.pop(conn, None)
+        attention = self._attention.pop(conn, None)
+        ended: list[Effect] = []
+        if who is not None and attention is not None and attention.visible:
+            ended = [self._attention_changed(who, attention, False, now, reason)]
         if who is None or any(p.person_id == who.person_id for p in self._conns.values()):
-            return []
+            return ended
         viewers_before = self.viewer_count()
         del self._people[who.person_id]
-        effects: list[Effect] = [Send(Everyone(), {"type": "left", "person_id": who.person_id})]
+        effects: list[Effect] = [*ended, Send(Everyone(), {"type": "left", "person_id": who.person_id})]
         if self.viewer_count() != viewers_before:
             effects.append(Send(Everyone(), self._viewer_count()))
         if self._hands.pop(who.person_id, None) is not None:
@@ -628,8 +700,12 @@ class RoomState:
                 return self._demote(person_id)
             case IssueCheck(window_s):
                 return self._issue_check(window_s, now)
-            case AnswerCheck(check_id):
-                return self._answer_check(who, check_id, now)
+            case AnswerCheck(check_id, nonce):
+                return self._answer_check(who, check_id, nonce, now)
+            case Heartbeat():
+                return self._attend(conn, who, None, now)
+            case Visibility(visible):
+                return self._attend(conn, who, visible, now)
             case EndSession():
                 return [RequestEnd()]
 
@@ -731,10 +807,14 @@ class RoomState:
             issued_at=_utc(check.issued_at),
             deadline_at=_utc(check.deadline_at),
         )
+        prompts: list[Effect] = [
+            Send(Person(person_id), check.prompt_for(person_id, now, self._new_nonce))
+            for person_id in (p.person_id for p in self._people.values() if p.role == "learner")
+        ]
         return [
             Publish(issued),
             StartTimer(check_id, check.deadline_at),
-            Send(Learners(), check.prompt()),
+            *prompts,
             Send(Experts(), check.tally()),
         ]
 
@@ -742,10 +822,14 @@ class RoomState:
         """Forget a check whose issued event could not be published (nobody was prompted yet)."""
         self._checks.pop(CheckId(check_id), None)
 
-    def _answer_check(self, who: Participant, check_id: CheckId, now: float) -> list[Effect]:
+    def _answer_check(self, who: Participant, check_id: CheckId, nonce: str, now: float) -> list[Effect]:
         check = self._checks.get(check_id)
         if check is None:
             raise ChannelError("not_found", "no such presence check", field="check_id")
+        expected = check.nonces.get(who.person_id)
+        if expected is None or not secrets.compare_digest(expected.encode(), nonce.encode()):
+            # Only the page that showed this person the prompt knows the nonce (fraud 3).
+            raise ChannelError("bad_nonce", "this answer does not echo the prompt's nonce", field="nonce")
         answered_at = check.answers.get(who.person_id)
         if answered_at is None:
             if not check.is_open(now):
@@ -762,6 +846,7 @@ class RoomState:
             check_id=check_id,
             person_id=who.person_id,
             answered_at=_utc(answered_at),
+            latency_ms=max(0, round((answered_at - check.prompted_at[who.person_id]) * 1000)),
         )
         ack = {"type": "presence_ack", "check_id": check_id, "answered_at": wire_time(answered_at)}
         return [Publish(answered), Send(Person(who.person_id), ack), *after]
@@ -774,6 +859,57 @@ class RoomState:
             return []
         check.closed = True
         return [Send(Experts(), check.tally())]
+
+    # -- attention ---------------------------------------------------------------------------------
+
+    def _attend(self, conn: ConnId, who: Participant, visible: bool | None, now: float) -> list[Effect]:
+        """A heartbeat (`visible` None) or a visibility report from a learner's page. Visible on the first
+        visible report or heartbeat; hidden on a report of hidden (heartbeats of a hidden page, which
+        browsers keep sending, change nothing). Each of them re-arms the heartbeat-gap timer."""
+        attention = self._attention.get(conn)
+        if attention is None:  # not a learner: their pages may send these too, nothing is measured
+            return []
+        if visible is not None:
+            attention.reported_visible = visible
+        attention.last_beat = now
+        effects: list[Effect] = []
+        showing = attention.reported_visible is not False
+        if showing and not attention.visible:
+            effects.append(self._attention_changed(who, attention, True, now, "shown"))
+        elif not showing and attention.visible:
+            effects.append(self._attention_changed(who, attention, False, now, "hidden"))
+        effects.append(WatchAttention(conn, now + 2 * self.limits.heartbeat_period_s))
+        return effects
+
+    def attention_due(self, conn: ConnId, now: float) -> list[Effect]:
+        """The heartbeat-gap timer of `conn` fired: its attention closes (R16) if no heartbeat came for
+        more than twice the period, at the moment the gap passed that bound."""
+        attention = self._attention.get(conn)
+        who = self._conns.get(conn)
+        if attention is None or who is None or not attention.visible:
+            return []
+        gap_ends = attention.last_beat + 2 * self.limits.heartbeat_period_s
+        if now < gap_ends:
+            return [WatchAttention(conn, gap_ends)]
+        return [self._attention_changed(who, attention, False, gap_ends, "heartbeat_gap")]
+
+    def attention(self, conn: ConnId) -> Attention | None:
+        return self._attention.get(conn)
+
+    def _attention_changed(
+        self, who: Participant, attention: Attention, visible: bool, at: float, reason: str
+    ) -> Publish:
+        attention.visible = visible
+        return Publish(
+            AttentionChanged(
+                session_id=self.session_id,
+                person_id=who.person_id,
+                conn_id=attention.key,
+                visible=visible,
+                at=_utc(at),
+                reason=reason,
+            )
+        )
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -788,6 +924,7 @@ class RoomState:
             "questions": [q.to_wire() for q in self.questions()],
             "stage": self.stage(),
             "media": self._media.fields(),
+            "heartbeat_period_s": self.limits.heartbeat_period_s,
         }
         if who.role == "learner":
             message["hand_raised"] = who.person_id in self._hands

@@ -559,7 +559,9 @@ CHANNEL_MESSAGES: dict[str, dict[str, Any]] = {
     "promote": {"person_id": 10},
     "demote": {"person_id": 10},
     "presence_check": {"window_s": 30},
-    "presence_answer": {"check_id": "x"},
+    "presence_answer": {"check_id": "x", "nonce": "x"},
+    "heartbeat": {},
+    "visibility": {"visible": True},
 }
 
 

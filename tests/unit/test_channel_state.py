@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.events import PresenceCheckAnswered, PresenceCheckIssued
+from infra.events import AttentionChanged, PresenceCheckAnswered, PresenceCheckIssued
 from streaming.channel_state import (
     AnswerCheck,
     Ask,
@@ -23,6 +23,7 @@ from streaming.channel_state import (
     Everyone,
     Experts,
     GrantSpeaker,
+    Heartbeat,
     IssueCheck,
     Learners,
     Limits,
@@ -42,6 +43,8 @@ from streaming.channel_state import (
     StartTimer,
     TokenBucket,
     Upvote,
+    Visibility,
+    WatchAttention,
     parse_command,
     participant_from_claims,
 )
@@ -58,7 +61,12 @@ STAFF = Participant(PersonId(4), "Staff", "staff")
 
 def room() -> RoomState:
     """A room with the expert, two learners and a member of staff, one connection each."""
-    state = RoomState(7, LIMITS, new_check_id=iter(f"c{i}" for i in range(1, 100)).__next__)
+    state = RoomState(
+        7,
+        LIMITS,
+        new_check_id=iter(f"c{i}" for i in range(1, 100)).__next__,
+        new_nonce=iter(f"nonce{i}" for i in range(1, 1000)).__next__,
+    )
     for conn, who in ((EXPERT_CONN, EXPERT), (ALICE_CONN, ALICE), (BOB_CONN, BOB), (STAFF_CONN, STAFF)):
         state.join(conn, who, T0)
     return state
@@ -72,6 +80,13 @@ def refusal(state: RoomState, conn: ConnId, command: Command, now: float = T0) -
 
 def sends(effects: list[Any]) -> list[tuple[Any, str]]:
     return [(e.to, e.message["type"]) for e in effects if isinstance(e, Send)]
+
+
+def answer(state: RoomState, who: Participant, check_id: str = "c1") -> AnswerCheck:
+    """`who`'s answer to a check, echoing the nonce their prompt carried (as their page does)."""
+    check = state.check(check_id)
+    nonce = check.nonces.get(who.person_id, "never-prompted") if check is not None else "no-check"
+    return AnswerCheck(CheckId(check_id), nonce)
 
 
 # -- parsing ----------------------------------------------------------------------------------------------
@@ -92,7 +107,9 @@ def sends(effects: list[Any]) -> list[tuple[Any, str]]:
         ('{"type":"presence_check"}', IssueCheck(60.0)),
         ('{"type":"presence_check","window_s":10}', IssueCheck(10.0)),
         ('{"type":"presence_check","window_s":300}', IssueCheck(300.0)),
-        ('{"type":"presence_answer","check_id":"c1"}', AnswerCheck(CheckId("c1"))),
+        ('{"type":"presence_answer","check_id":"c1","nonce":"n"}', AnswerCheck(CheckId("c1"), "n")),
+        ('{"type":"heartbeat"}', Heartbeat()),
+        ('{"type":"visibility","visible":false}', Visibility(False)),
         ('{"type":"end_session","extra":"ignored"}', EndSession()),
         ('{"type":"chat","text":"' + "字" * 500 + '"}', Chat("字" * 500)),
     ],
@@ -130,6 +147,15 @@ def test_a_well_formed_message_parses_to_its_command(raw: str, command: Command)
         ('{"type":"presence_check","window_s":NaN}', "invalid_message", "window_s", "presence_check"),
         ('{"type":"presence_answer","check_id":""}', "invalid_message", "check_id", "presence_answer"),
         ('{"type":"presence_answer","check_id":7}', "invalid_message", "check_id", "presence_answer"),
+        ('{"type":"presence_answer","check_id":"c1"}', "invalid_message", "nonce", "presence_answer"),
+        (
+            '{"type":"presence_answer","check_id":"c1","nonce":1}',
+            "invalid_message",
+            "nonce",
+            "presence_answer",
+        ),
+        ('{"type":"visibility"}', "invalid_message", "visible", "visibility"),
+        ('{"type":"visibility","visible":"no"}', "invalid_message", "visible", "visibility"),
     ],
 )
 def test_a_malformed_message_is_refused_with_a_code_naming_the_problem(
@@ -173,7 +199,7 @@ EXPERT_ONLY = [
     IssueCheck(60),
     EndSession(),
 ]
-LEARNER_ONLY = [RaiseHand(), LowerHand(), AnswerCheck(CheckId("c1"))]
+LEARNER_ONLY = [RaiseHand(), LowerHand(), AnswerCheck(CheckId("c1"), "nonce")]
 ANYONE = [Chat("hi"), Ask("why?")]
 
 
@@ -193,6 +219,7 @@ def test_only_the_right_role_may_send_a_command(role: Role, command: Command, al
         state.handle(EXPERT_CONN, Promote(ALICE.person_id), T0)
     if isinstance(command, AnswerCheck):
         state.handle(EXPERT_CONN, IssueCheck(60), T0)
+        command = answer(state, Participant(PersonId(50), "x", role))
     if allowed:
         state.handle(ConnId(50), command, T0)
     else:
@@ -417,14 +444,21 @@ def test_raising_and_lowering_a_hand_is_idempotent(
 
 def test_issuing_a_check_publishes_first_then_times_then_prompts_learners() -> None:
     effects = room().handle(EXPERT_CONN, IssueCheck(60), T0)
-    assert [type(e).__name__ for e in effects] == ["Publish", "StartTimer", "Send", "Send"]
+    assert [type(e).__name__ for e in effects] == ["Publish", "StartTimer", "Send", "Send", "Send"]
     publish, timer = effects[0], effects[1]
     assert isinstance(publish, Publish)
     assert isinstance(publish.event, PresenceCheckIssued)
     assert (publish.event.session_id, publish.event.check_id) == (7, "c1")
     assert (publish.event.deadline_at - publish.event.issued_at).total_seconds() == 60
     assert timer == StartTimer(CheckId("c1"), T0 + 60)
-    assert sends(effects) == [(Learners(), "presence_check"), (Experts(), "presence_tally")]
+    # Each learner gets their own prompt, with their own nonce.
+    assert sends(effects) == [
+        (Person(ALICE.person_id), "presence_check"),
+        (Person(BOB.person_id), "presence_check"),
+        (Experts(), "presence_tally"),
+    ]
+    nonces = [e.message["nonce"] for e in effects if isinstance(e, Send) and "nonce" in e.message]
+    assert len(set(nonces)) == 2
 
 
 @pytest.mark.parametrize(
@@ -441,9 +475,9 @@ def test_an_answer_counts_only_within_the_window(answer_after_s: float, outcome:
     state = room()
     state.handle(EXPERT_CONN, IssueCheck(60), T0)
     if outcome != "answered":
-        assert refusal(state, ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + answer_after_s) == outcome
+        assert refusal(state, ALICE_CONN, answer(state, ALICE), T0 + answer_after_s) == outcome
         return
-    effects = state.handle(ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + answer_after_s)
+    effects = state.handle(ALICE_CONN, answer(state, ALICE), T0 + answer_after_s)
     publish = effects[0]
     assert isinstance(publish, Publish)
     assert isinstance(publish.event, PresenceCheckAnswered)
@@ -458,9 +492,9 @@ def test_an_answer_counts_only_within_the_window(answer_after_s: float, outcome:
 def test_answering_twice_republishes_the_first_answer_and_changes_no_tally() -> None:
     state = room()
     state.handle(EXPERT_CONN, IssueCheck(60), T0)
-    state.handle(ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + 5)
+    state.handle(ALICE_CONN, answer(state, ALICE), T0 + 5)
     # Even after the deadline: the answer was in time; the retry may follow a refused publish.
-    effects = state.handle(ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + 90)
+    effects = state.handle(ALICE_CONN, answer(state, ALICE), T0 + 90)
     publish = effects[0]
     assert isinstance(publish, Publish)
     assert isinstance(publish.event, PresenceCheckAnswered)
@@ -469,14 +503,14 @@ def test_answering_twice_republishes_the_first_answer_and_changes_no_tally() -> 
 
 
 def test_answering_an_unknown_check_is_not_found() -> None:
-    assert refusal(room(), ALICE_CONN, AnswerCheck(CheckId("nope"))) == "not_found"
+    assert refusal(room(), ALICE_CONN, AnswerCheck(CheckId("nope"), "nonce1")) == "not_found"
 
 
 @pytest.mark.parametrize(("now", "closes"), [(T0 + 59, False), (T0 + 60, True), (T0 + 61, True)])
 def test_closing_a_check_happens_at_its_deadline_and_only_once(now: float, closes: bool) -> None:
     state = room()
     state.handle(EXPERT_CONN, IssueCheck(60), T0)
-    state.handle(ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + 1)
+    state.handle(ALICE_CONN, answer(state, ALICE), T0 + 1)
     effects = state.close_check("c1", now)
     if not closes:
         assert effects == []
@@ -508,7 +542,143 @@ def test_a_withdrawn_check_is_forgotten() -> None:
     state.handle(EXPERT_CONN, IssueCheck(60), T0)
     state.withdraw_check("c1")
     assert state.check("c1") is None
-    assert refusal(state, ALICE_CONN, AnswerCheck(CheckId("c1")), T0 + 1) == "not_found"
+    assert refusal(state, ALICE_CONN, AnswerCheck(CheckId("c1"), "nonce1"), T0 + 1) == "not_found"
+
+
+@pytest.mark.parametrize(
+    "nonce", ["wrong", "nonce1", "nonce2", "x" * 64], ids=["wrong", "other1", "other2", "long"]
+)
+def test_an_answer_without_the_persons_own_nonce_is_refused_and_not_published(nonce: str) -> None:
+    state = room()
+    state.handle(EXPERT_CONN, IssueCheck(60), T0)
+    check = state.check("c1")
+    assert check is not None
+    assert nonce != check.nonces[ALICE.person_id]  # nonce1/nonce2: attention keys, or Bob's nonce
+    assert refusal(state, ALICE_CONN, AnswerCheck(CheckId("c1"), nonce), T0 + 5) == "bad_nonce"
+    assert check.answers == {}
+
+
+def test_bobs_nonce_does_not_answer_for_alice() -> None:
+    state = room()
+    state.handle(EXPERT_CONN, IssueCheck(60), T0)
+    bobs = answer(state, BOB)
+    assert refusal(state, ALICE_CONN, bobs, T0 + 5) == "bad_nonce"
+
+
+def test_the_answer_latency_runs_from_the_prompt_sent_to_that_person() -> None:
+    state = room()
+    state.handle(EXPERT_CONN, IssueCheck(60), T0)
+    carol = Participant(PersonId(30), "Carol", "learner")
+    joined = state.join(ConnId(30), carol, T0 + 10)  # prompted when she arrives
+    [prompt] = [e.message for e in joined if isinstance(e, Send) and e.message["type"] == "presence_check"]
+    # A second tab of Alice's gets the same nonce (and does not restart her clock).
+    again = state.join(ConnId(21), ALICE, T0 + 20)
+    [alice_prompt] = [
+        e.message for e in again if isinstance(e, Send) and e.message["type"] == "presence_check"
+    ]
+    assert alice_prompt["nonce"] == answer(state, ALICE).nonce
+    for conn, who, at, expected_ms in (
+        (ConnId(30), carol, T0 + 12.5, 2500),
+        (ALICE_CONN, ALICE, T0 + 30, 30000),
+    ):
+        effects = state.handle(conn, answer(state, who), at)
+        publish = effects[0]
+        assert isinstance(publish, Publish)
+        assert isinstance(publish.event, PresenceCheckAnswered)
+        assert publish.event.latency_ms == expected_ms
+    assert prompt["nonce"] == answer(state, carol).nonce
+
+
+# -- attention (heartbeats and visibility) -----------------------------------------------------------------
+
+PERIOD = 30.0
+
+
+def attention(effects: list[Any]) -> list[tuple[bool, str, float]]:
+    return [
+        (e.event.visible, e.event.reason, e.event.at.timestamp())
+        for e in effects
+        if isinstance(e, Publish) and isinstance(e.event, AttentionChanged)
+    ]
+
+
+def test_the_welcome_tells_the_heartbeat_period() -> None:
+    state = RoomState(7, Limits(heartbeat_period_s=2))
+    [welcome, *_] = state.join(ALICE_CONN, ALICE, T0)
+    assert isinstance(welcome, Send)
+    assert welcome.message["heartbeat_period_s"] == 2
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # (offset s, message) → attention.changed (visible, reason, at offset)
+        ([(0, "beat")], [(True, "shown", 0)]),
+        ([(0, "shown")], [(True, "shown", 0)]),
+        ([(0, "hidden")], []),  # never seen: nothing to close
+        ([(0, "hidden"), (30, "beat"), (60, "beat")], []),  # a hidden tab's heartbeats count for nothing
+        ([(0, "beat"), (30, "beat"), (60, "beat")], [(True, "shown", 0)]),
+        (
+            [(0, "beat"), (10, "hidden"), (20, "shown")],
+            [(True, "shown", 0), (False, "hidden", 10), (True, "shown", 20)],
+        ),
+        (
+            [(0, "beat"), (10, "hidden"), (20, "hidden"), (30, "beat")],
+            [(True, "shown", 0), (False, "hidden", 10)],
+        ),
+        ([(0, "shown"), (5, "shown")], [(True, "shown", 0)]),
+    ],
+)
+def test_heartbeats_and_visibility_reports_open_and_close_attention(
+    script: list[tuple[float, str]], expected: list[tuple[bool, str, float]]
+) -> None:
+    state = room()
+    messages = {"beat": Heartbeat(), "shown": Visibility(True), "hidden": Visibility(False)}
+    published = []
+    for offset, message in script:
+        effects = state.handle(ALICE_CONN, messages[message], T0 + offset)
+        assert effects[-1] == WatchAttention(ALICE_CONN, T0 + offset + 2 * PERIOD)
+        published += attention(effects)
+    assert published == [(v, r, T0 + at) for v, r, at in expected]
+
+
+def test_a_heartbeat_gap_of_more_than_two_periods_closes_attention_until_the_next_heartbeat() -> None:
+    state = room()
+    state.handle(ALICE_CONN, Heartbeat(), T0)
+    state.handle(ALICE_CONN, Heartbeat(), T0 + 30)
+    # A timer that fires early re-arms for the real bound.
+    assert state.attention_due(ALICE_CONN, T0 + 60) == [WatchAttention(ALICE_CONN, T0 + 90)]
+    # Late timers close it when the gap passed the bound, not when they ran.
+    assert attention(state.attention_due(ALICE_CONN, T0 + 95)) == [(False, "heartbeat_gap", T0 + 90)]
+    assert state.attention_due(ALICE_CONN, T0 + 200) == []
+    assert attention(state.handle(ALICE_CONN, Heartbeat(), T0 + 300)) == [(True, "shown", T0 + 300)]
+
+
+def test_closing_a_visible_connection_closes_its_attention_first() -> None:
+    state = room()
+    state.handle(ALICE_CONN, Heartbeat(), T0)
+    effects = state.leave(ALICE_CONN, T0 + 5)
+    assert attention(effects[:1]) == [(False, "closed", T0 + 5)]
+    assert state.attention(ALICE_CONN) is None
+    state.handle(BOB_CONN, Visibility(False), T0)
+    assert attention(state.leave(BOB_CONN, T0 + 5)) == []  # hidden already
+
+
+def test_each_connection_of_a_person_has_its_own_attention_and_key() -> None:
+    state = room()
+    state.join(ConnId(21), ALICE, T0)
+    first = state.handle(ALICE_CONN, Heartbeat(), T0)
+    second = state.handle(ConnId(21), Heartbeat(), T0 + 1)
+    keys = [e.event.conn_id for e in first + second if isinstance(e, Publish)]
+    assert len(set(keys)) == 2
+    assert attention(state.leave(ConnId(21), T0 + 2, reason="superseded")) == [(False, "superseded", T0 + 2)]
+
+
+@pytest.mark.parametrize("who", [EXPERT_CONN, STAFF_CONN])
+def test_heartbeats_of_non_learners_measure_nothing(who: ConnId) -> None:
+    state = room()
+    assert state.handle(who, Heartbeat(), T0) == []
+    assert state.handle(who, Visibility(False), T0) == []
 
 
 def test_the_end_request_is_handed_on() -> None:

@@ -294,7 +294,7 @@ async def test_a_presence_check_answered_in_time_is_acknowledged_tallied_and_pub
     assert not [m for m in await staff.barrier() if m["type"] == "presence_check"]
 
     clock.advance(29)
-    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"]})
+    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"], "nonce": prompt["nonce"]})
     ack = await alice.expect("presence_ack")
     assert ack["check_id"] == prompt["check_id"]
     assert (await expert.expect("presence_tally"))["answered"] == 1
@@ -317,7 +317,9 @@ async def test_a_late_presence_answer_is_refused_and_not_published(server: Chann
     prompt = await alice.expect("presence_check")
 
     clock.advance(10.5)
-    error = await alice.ask_for_error({"type": "presence_answer", "check_id": prompt["check_id"]})
+    error = await alice.ask_for_error(
+        {"type": "presence_answer", "check_id": prompt["check_id"], "nonce": prompt["nonce"]}
+    )
     assert (error["code"], error["in_reply_to"]) == ("check_expired", "presence_answer")
     assert [e.type for e in await published(server, events.PRESENCE)] == ["presence_check.issued"]
 
@@ -331,13 +333,13 @@ async def test_the_deadline_closes_the_check_with_a_final_tally(channel_server: 
     started = time.time()
     await expert.send({"type": "presence_check", "window_s": 0.3})
     prompt = await alice.expect("presence_check")
-    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"]})
+    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"], "nonce": prompt["nonce"]})
     await alice.expect("presence_ack")
 
     final = await expert.expect("presence_tally", closed=True)
     assert time.time() - started >= 0.3
     assert (final["answered"], final["expected"]) == (1, 2)
-    error = await alice.ask_for_error({"type": "presence_answer", "check_id": "no-such-check"})
+    error = await alice.ask_for_error({"type": "presence_answer", "check_id": "no-such-check", "nonce": "x"})
     assert error["code"] == "not_found"
 
 
@@ -382,7 +384,7 @@ async def test_with_an_outbox_a_check_issued_while_the_bus_is_down_is_kept_and_d
     bus.down = True
     await expert.send({"type": "presence_check", "window_s": 30})
     prompt = await alice.expect("presence_check")
-    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"]})
+    await alice.send({"type": "presence_answer", "check_id": prompt["check_id"], "nonce": prompt["nonce"]})
     await alice.expect("presence_ack")
     await wait_until(lambda: bus.refused >= 1, message="the outbox trying the bus while it is down")
     bus.down = False
