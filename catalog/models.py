@@ -71,6 +71,19 @@ class CreditHours(TypeDecorator[Decimal]):
         return None if value is None else Decimal(str(value)).quantize(Decimal("0.1"))
 
 
+class Xueshi(TypeDecorator[Decimal]):
+    """Credited 学时 of a ledger entry as Numeric(6,2) (negative for a reversal), read back as Decimal."""
+
+    impl = Numeric(6, 2, asdecimal=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        return None if value is None else str(value.quantize(Decimal("0.01")))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
 class Base(DeclarativeBase):
     # Named constraints, so migrations (and SQLite's batch mode) can refer to them.
     metadata = MetaData(
@@ -294,8 +307,9 @@ class PlaybackReport(Base):
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"))
-    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    # Evidence outlives the recording and the person: plain ids, no foreign keys (migration 0008).
+    person_id: Mapped[int] = mapped_column(IdType)
+    recording_id: Mapped[str] = mapped_column(String(64), index=True)
     position_s: Mapped[float] = mapped_column(Float)
     rate: Mapped[float] = mapped_column(Float)
     visible: Mapped[bool] = mapped_column(Boolean)
@@ -318,8 +332,216 @@ class LiveInterval(Base):
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
-    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    # Evidence outlives the session and the person: plain ids, no foreign keys (migration 0008).
+    session_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType, index=True)
     peer_id: Mapped[str] = mapped_column(String(255))
     joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(String(32))  # why it closed (viewer.left's reason)
+
+
+# -- attendance evidence and credit (issue 11; rules in catalog/credit, docs/credit.md) ---------------
+# Evidence and ledger tables carry plain ids, not foreign keys: what a credit rests on outlives the
+# recording, the session and the person it names. Raw evidence is append-only; natural unique keys make
+# every write idempotent (the consumer inserts with ON CONFLICT DO NOTHING).
+
+
+class CreditPolicyVersion(Base):
+    """One version of the credit policy (catalog.credit.policy.CreditPolicy as JSON). Never updated: an
+    administrator's change is a new version; every ledger entry names the version it was computed under."""
+
+    __tablename__ = "credit_policies"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ClientSession(Base):
+    """One learning client the server opened (a replay player, an overflow HLS player, a live page). A
+    person has one active client (R18): opening another stamps `superseded_at` on the older ones."""
+
+    __tablename__ = "client_sessions"
+    __table_args__ = (Index("ix_client_sessions_person_opened", "person_id", "opened_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType)
+    kind: Mapped[str] = mapped_column(String(16))  # replay, hls, live
+    session_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    recording_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    superseded_by: Mapped[str | None] = mapped_column(String(64))
+    first_viewing: Mapped[bool] = mapped_column(Boolean, default=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+
+
+class Heartbeat(Base):
+    """A client's heartbeat as the server received it (playback.heartbeat, hls.heartbeat): append-only."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (
+        UniqueConstraint("client_id", "seq", name="uq_heartbeats_client_seq"),
+        Index("ix_heartbeats_person_at", "person_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int] = mapped_column(IdType)
+    kind: Mapped[str] = mapped_column(String(16))  # replay, hls
+    session_id: Mapped[int | None] = mapped_column(IdType)
+    recording_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    position_s: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float] = mapped_column(Float)
+    visible: Mapped[bool] = mapped_column(Boolean)
+    angle: Mapped[str | None] = mapped_column(String(32))
+    media_sequence: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AttentionChange(Base):
+    """attention.changed: a learner's live page (one room-channel connection) became visible or not."""
+
+    __tablename__ = "attention_changes"
+    __table_args__ = (
+        UniqueConstraint("session_id", "conn_id", "at", "visible", name="uq_attention_changes_event"),
+        Index("ix_attention_changes_session_person", "session_id", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    session_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType)
+    conn_id: Mapped[str] = mapped_column(String(64))
+    visible: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(32))
+
+
+class HlsFetch(Base):
+    """hls.segment_fetched: a live segment handed to an overflow viewer (first fetch of each key counts)."""
+
+    __tablename__ = "hls_fetches"
+    __table_args__ = (
+        UniqueConstraint("session_id", "person_id", "key", name="uq_hls_fetches_session_person_key"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    session_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType)
+    key: Mapped[str] = mapped_column(String(1024))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PresenceCheckRecord(Base):
+    """A presence check as issued: live (to everyone in the room) or in one person's replay client."""
+
+    __tablename__ = "presence_checks"
+    __table_args__ = (Index("ix_presence_checks_session", "session_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # live, replay
+    session_id: Mapped[int | None] = mapped_column(IdType)
+    recording_id: Mapped[str | None] = mapped_column(String(64))
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    person_id: Mapped[int | None] = mapped_column(IdType)  # replay checks belong to one person
+    position_s: Mapped[float | None] = mapped_column(Float)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PresenceAnswer(Base):
+    """A person's answer to a check (with the right nonce; latency measured by the server)."""
+
+    __tablename__ = "presence_answers"
+
+    check_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class CreditEntry(Base):
+    """The ledger: append-only. A correction is a reversal entry (negative 学时, `reversal_of_id`), never an
+    update. `evidence` names what produced the entry (intervals, checks, client sessions, the figures)."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (
+        Index("ix_credit_entries_person_year", "person_id", "credit_year"),
+        Index("ix_credit_entries_session", "session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType)
+    course_id: Mapped[int] = mapped_column(IdType, index=True)
+    session_id: Mapped[int | None] = mapped_column(IdType)
+    credit_year: Mapped[int] = mapped_column(Integer)
+    credit_day: Mapped[str] = mapped_column(String(10))  # Beijing date (YYYY-MM-DD) the 学时 count on
+    category: Mapped[str] = mapped_column(String(16))  # public, professional
+    kind: Mapped[str] = mapped_column(String(16))  # live, hls, replay, reversal
+    minutes: Mapped[float] = mapped_column(Float)
+    xueshi: Mapped[Decimal] = mapped_column(Xueshi())
+    policy_version: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reversal_of_id: Mapped[int | None] = mapped_column(IdType, unique=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FraudFlag(Base):
+    """A finding on the review list (DOMAIN §4), with its evidence; providers and the bureau resolve it."""
+
+    __tablename__ = "fraud_flags"
+    __table_args__ = (
+        UniqueConstraint("person_id", "code", "subject", name="uq_fraud_flags_person_code_subject"),
+        Index("ix_fraud_flags_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType, index=True)
+    session_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    course_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))  # what it is about, e.g. "session:12" (dedup key)
+    severity: Mapped[str] = mapped_column(String(16))  # info, warning, high
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, dismissed, confirmed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[int | None] = mapped_column(IdType)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Base):
+    """Who did what to credit-relevant data (policy versions, time corrections, flag decisions)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    actor_person_id: Mapped[int | None] = mapped_column(IdType)
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SessionTimeCorrection(Base):
+    """A provider's audited correction of a session's actual times (the server's own times stay as they
+    were; credit uses the latest correction and names it)."""
+
+    __tablename__ = "session_time_corrections"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    session_id: Mapped[int] = mapped_column(IdType, index=True)
+    actual_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    actual_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    corrected_by: Mapped[int] = mapped_column(IdType)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -23,7 +23,10 @@ SESSIONS: Final = "sessions"
 ATTENDANCE: Final = "attendance"
 PRESENCE: Final = "presence"
 RECORDINGS: Final = "recordings"
-TOPICS: Final = (SESSIONS, ATTENDANCE, PRESENCE, RECORDINGS)
+EVIDENCE: Final = "evidence"  # heartbeats and replay checks: high volume, consumed in batches
+TOPICS: Final = (SESSIONS, ATTENDANCE, PRESENCE, RECORDINGS, EVIDENCE)
+# Evidence behind credit: never trimmed before the catalog's consumer group has acknowledged it.
+KEPT_UNTIL_CONSUMED: Final = (ATTENDANCE, PRESENCE, EVIDENCE)
 
 
 # -- the wire form, shared by infra.bus_memory and infra.bus_redis -----------------------------------
@@ -77,11 +80,11 @@ class Event:
     """Base of the typed events. Each subclass names its `topic` and `type` and lists its fields.
 
     Field rules, checked on construction and so also by `from_dict`: `int` ≥ 0 (≥ 1 for `*_id`),
-    never a bool; `str` non-empty; `float` finite and ≥ 0 (ints accepted); `datetime` timezone-aware,
-    kept in UTC, ISO 8601 on the wire; `X | None` may be null; `tuple[V, ...]` of a `Value` dataclass
-    is a JSON array of objects. Unknown keys in `from_dict` are ignored so that an older consumer can
-    read events from a newer producer; a field with a default may be missing, so that a newer consumer
-    can read events from an older producer.
+    never a bool; `bool` only true/false; `str` non-empty; `float` finite and ≥ 0 (ints accepted);
+    `datetime` timezone-aware, kept in UTC, ISO 8601 on the wire; `X | None` may be null;
+    `tuple[V, ...]` of a `Value` dataclass is a JSON array of objects. Unknown keys in `from_dict` are
+    ignored so that an older consumer can read events from a newer producer; a field with a default may
+    be missing, so that a newer consumer can read events from an older producer.
     """
 
     topic: ClassVar[str]
@@ -173,6 +176,102 @@ class ViewerLeft(Event):
     person_id: int
     peer_id: str
     at: datetime
+    # Why delivery stopped counting: deleted, disconnected, stalled, ended (docs/events.md). Optional:
+    # older producers omit it.
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionChanged(Event):
+    """The room channel's view of a learner's live page: visible (the page reports it shown and keeps
+    sending heartbeats) or not (hidden, heartbeats stopped for > 2 periods, channel closed). Credited live
+    time is delivery (viewer.joined/left) intersected with attention."""
+
+    topic: ClassVar[str] = ATTENDANCE
+    type: ClassVar[str] = "attention.changed"
+    session_id: int
+    person_id: int
+    conn_id: str  # one room-channel connection (a tab)
+    visible: bool
+    at: datetime
+    reason: str  # shown, hidden, heartbeat_gap, closed, superseded
+
+
+@dataclasses.dataclass(frozen=True)
+class HlsHeartbeat(Event):
+    """An overflow (HLS) viewer's heartbeat, stamped by the server; accepted only in the live window."""
+
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "hls.heartbeat"
+    session_id: int
+    person_id: int
+    client_id: str
+    seq: int
+    at: datetime  # server time of receipt
+    media_sequence: int  # EXT-X-MEDIA-SEQUENCE + index of the segment playing
+    position_s: float
+    rate: float
+    visible: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class HlsSegmentFetched(Event):
+    """A live segment the server (or nginx's auth_request) handed to an overflow viewer."""
+
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "hls.segment_fetched"
+    session_id: int
+    person_id: int
+    key: str
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaybackHeartbeat(Event):
+    """A replay client's heartbeat, bound to its server-opened playback (client) session."""
+
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "playback.heartbeat"
+    client_id: str
+    person_id: int
+    recording_id: str
+    seq: int
+    at: datetime  # server time of receipt
+    position_s: float
+    rate: float
+    visible: bool
+    angle: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayCheckIssued(Event):
+    """A presence check shown in a replay (at a media position the server chose), with its window."""
+
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "replay_check.issued"
+    client_id: str
+    person_id: int
+    recording_id: str
+    check_id: str
+    position_s: float
+    issued_at: datetime
+    deadline_at: datetime
+
+    def _check(self) -> None:
+        if self.deadline_at <= self.issued_at:
+            raise Invalid(f"{self.type}: deadline_at must be after issued_at", field="deadline_at")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayCheckAnswered(Event):
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "replay_check.answered"
+    client_id: str
+    person_id: int
+    recording_id: str
+    check_id: str
+    answered_at: datetime
+    latency_ms: int  # from the check reaching the page to the answer, as the server measured it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +296,8 @@ class PresenceCheckAnswered(Event):
     check_id: str
     person_id: int
     answered_at: datetime
+    # Added with credit: ms from the prompt reaching this learner to the answer (server-measured).
+    latency_ms: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +351,12 @@ EVENT_TYPES: Final[Mapping[str, type[Event]]] = MappingProxyType(
             SessionEnded,
             ViewerJoined,
             ViewerLeft,
+            AttentionChanged,
+            HlsHeartbeat,
+            HlsSegmentFetched,
+            PlaybackHeartbeat,
+            ReplayCheckIssued,
+            ReplayCheckAnswered,
             PresenceCheckIssued,
             PresenceCheckAnswered,
             RecordingSegmentStored,
@@ -297,6 +404,10 @@ def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any
     kind = _base_type(annotation)
     if typing.get_origin(kind) is tuple:
         return _check_values(event_type, name, typing.get_args(kind)[0], value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad("must be true or false")
+        return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("must be an integer")

@@ -52,6 +52,42 @@ SAMPLES: list[events.Event] = [
             ),
         ),
     ),
+    events.AttentionChanged(session_id=1, person_id=2, conn_id="k-1", visible=False, at=AT, reason="hidden"),
+    events.HlsHeartbeat(
+        session_id=1,
+        person_id=2,
+        client_id="h-1",
+        seq=3,
+        at=AT,
+        media_sequence=40,
+        position_s=81.5,
+        rate=1.0,
+        visible=True,
+    ),
+    events.HlsSegmentFetched(session_id=1, person_id=2, key="hls/1/live/camera/seg-40.m4s", at=AT),
+    events.PlaybackHeartbeat(
+        client_id="c-1",
+        person_id=2,
+        recording_id="r-1",
+        seq=7,
+        at=AT,
+        position_s=420.0,
+        rate=1.0,
+        visible=True,
+        angle="camera",
+    ),
+    events.ReplayCheckIssued(
+        client_id="c-1",
+        person_id=2,
+        recording_id="r-1",
+        check_id="q-1",
+        position_s=900.0,
+        issued_at=AT,
+        deadline_at=AT + timedelta(seconds=60),
+    ),
+    events.ReplayCheckAnswered(
+        client_id="c-1", person_id=2, recording_id="r-1", check_id="q-1", answered_at=AT, latency_ms=2400
+    ),
 ]
 
 
