@@ -1,7 +1,8 @@
 """The event bus interface: typed events between the live path and the system of record.
 
 Semantics (both implementations; tests/integration/test_event_bus_contract.py):
-- `publish` appends to a topic (bounded: the oldest events beyond `retention` are trimmed);
+- `publish` appends to a topic (bounded: the oldest events beyond `retention` are trimmed, except, on
+  the topics kept until consumed, those the protected group has not acknowledged);
 - consumers read through a named group; each event goes to one consumer of the group and stays
   *pending* until acknowledged;
 - `claim_stale` hands events pending longer than `min_idle_s` (a consumer that died) to another consumer.
@@ -11,6 +12,7 @@ Event schemas are listed in docs/events.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +40,10 @@ class EventSink(Protocol):
 
 
 class EventBus(EventSink, Protocol):
+    async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        """Publish (topic, type, data) events in this order, in as few round trips as the bus allows;
+        their ids. On an error some of them may have been published (publishing again is at least once)."""
+
     async def ensure_group(self, topic: str, group: str) -> None:
         """Create the consumer group if missing; a new group starts at the beginning of the topic."""
 

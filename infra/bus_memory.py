@@ -10,13 +10,20 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.bus import BusUnavailable, Delivery
 from infra.errors import Invalid
-from infra.events import encode_data, parse_event_id, require_count, require_name, require_seconds
+from infra.events import (
+    KEPT_UNTIL_CONSUMED,
+    encode_data,
+    parse_event_id,
+    require_count,
+    require_name,
+    require_seconds,
+)
 
 EventId = tuple[int, int]
 
@@ -53,6 +60,7 @@ class _Topic:
     # Replaced on every publish: waiting consumers hold the old one, which publish sets.
     published: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
+    kept: bool = False  # a KEPT_UNTIL_CONSUMED topic: trimmed only once the protected group acked
 
     @property
     def first_index(self) -> int:
@@ -79,6 +87,11 @@ class MemoryBus:
     """`EventBus` kept in memory: per topic the newest `retention` events, consumer groups with
     a last-delivered position and a pending-entries list. Not thread-safe: use it from one loop.
 
+    With a `protected_group` (the app passes "catalog"), the topics in `kept_topics` lose no event that
+    group has not acknowledged: the oldest are trimmed past `retention` only up to the group's oldest
+    unacknowledged event, and everything is kept while the group does not exist yet. Such a topic holds
+    at most `kept_cap` events (default 20 × retention); publishing beyond raises BusUnavailable.
+
     `clock` measures idle time for `claim_stale` (monotonic seconds; tests pass a fake one);
     `wall_clock_ms` stamps ids, which are "<ms>-<seq>" and strictly increase per topic, like Redis.
     """
@@ -89,10 +102,18 @@ class MemoryBus:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        protected_group: str | None = None,
+        kept_topics: tuple[str, ...] = KEPT_UNTIL_CONSUMED,
+        kept_cap: int | None = None,
     ) -> None:
         if retention < 1:
             raise Invalid("retention must be at least 1", field="retention")
         self._retention = retention
+        self._protected = protected_group
+        self._kept_topics = frozenset(kept_topics) if protected_group is not None else frozenset()
+        self._kept_cap = kept_cap if kept_cap is not None else 20 * retention
+        if self._kept_cap < retention:
+            raise Invalid("kept_cap must be at least retention", field="kept_cap")
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._topics: dict[str, _Topic] = {}
@@ -106,16 +127,30 @@ class MemoryBus:
         require_name(type, "type")
         data_json = encode_data(data)
         t = self._topic(topic)
+        if t.kept and len(t.entries) >= self._kept_cap:
+            self._trim_consumed(t)
+            if len(t.entries) >= self._kept_cap:
+                raise BusUnavailable(
+                    f"topic {topic!r} holds {len(t.entries)} events the {self._protected!r} group has "
+                    "not acknowledged: refusing more rather than trimming unread evidence"
+                )
         ms = self._wall_clock_ms()
         # Like Redis: if the wall clock stands still or goes back, keep the last ms and count up.
         key = (ms, 0) if ms > t.last_key[0] else (t.last_key[0], t.last_key[1] + 1)
         t.last_key = key
         event_id = f"{key[0]}-{key[1]}"
-        t.entries.append(_Entry(key, event_id, type, data_json))  # the deque drops the oldest
+        t.entries.append(_Entry(key, event_id, type, data_json))  # a bounded deque drops the oldest
         t.appended += 1
+        if t.kept and len(t.entries) > self._retention:
+            self._trim_consumed(t)
         t.published.set()
         t.published = asyncio.Event()
         return event_id
+
+    async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        # One by one through `publish` (a subclass that overrides it sees every event); in memory a
+        # batch saves nothing.
+        return [await self.publish(topic, type, data) for topic, type, data in items]
 
     async def ensure_group(self, topic: str, group: str) -> None:
         self._require_open()
@@ -158,6 +193,8 @@ class MemoryBus:
             return  # like XACK: nothing is pending in a group that does not exist
         for ms, seq in keys:
             g.pending.pop(f"{ms}-{seq}", None)  # canonical form: "0001-2" acks "1-2", as in Redis
+        if t is not None and t.kept and group == self._protected:
+            self._trim_consumed(t)
 
     async def claim_stale(
         self, topic: str, group: str, consumer: str, min_idle_s: float, count: int = 100
@@ -230,8 +267,36 @@ class MemoryBus:
         t = self._topics.get(topic)
         if t is None:
             require_name(topic, "topic")
-            t = self._topics[topic] = _Topic(entries=deque(maxlen=self._retention))
+            if topic in self._kept_topics:
+                t = self._topics[topic] = _Topic(entries=deque(), kept=True)
+            else:
+                t = self._topics[topic] = _Topic(entries=deque(maxlen=self._retention))
         return t
+
+    def _trim_consumed(self, t: _Topic) -> None:
+        """A kept topic: drop the oldest events beyond `retention`, but only those the protected group
+        has acknowledged (older than its oldest pending event and than its next undelivered one)."""
+        g = t.groups.get(self._protected) if self._protected is not None else None
+        if g is None:
+            return  # nobody has read anything yet: keep it all (up to kept_cap)
+        bound = g.next_index
+        if g.pending:
+            oldest_pending = parse_event_id(next(iter(g.pending)))  # dict order is id order
+            bound = min(bound, self._index_of(t, oldest_pending))
+        excess = min(len(t.entries) - self._retention, bound - t.first_index)
+        for _ in range(excess):
+            t.entries.popleft()
+
+    def _index_of(self, t: _Topic, key: EventId) -> int:
+        """Absolute index of the first retained entry with an id ≥ key."""
+        lo, hi = 0, len(t.entries)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if t.entries[mid].key < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return t.first_index + lo
 
     def _group(self, topic: str, group: str) -> _Group:
         """The group, created on first use (also by consume: see docs/events.md) at the oldest event."""

@@ -9,9 +9,9 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -22,7 +22,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from infra.bus import BusUnavailable, Delivery
 from infra.errors import Invalid
-from infra.events import encode_data, parse_event_id, require_count, require_name, require_seconds
+from infra.events import (
+    KEPT_UNTIL_CONSUMED,
+    encode_data,
+    parse_event_id,
+    require_count,
+    require_name,
+    require_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,56 @@ end
 return {r[1], entries, counts}
 """
 
+# Trimming a topic kept until consumed (events.KEPT_UNTIL_CONSUMED): drop at most the events beyond
+# `retention`, and only those older than the protected group's oldest unacknowledged event (its oldest
+# pending id, or the one after its last-delivered id). Nothing while the group does not exist. Whole
+# stream nodes only (`MINID ~`, `LIMIT`), as cheap as `MAXLEN ~`. ARGV: group, retention.
+_TRIM_LUA = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function trim_consumed(key, group, retention)
+  local excess = redis.call('XLEN', key) - retention
+  if excess <= 0 then return 0 end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
+  if not ok then return 0 end
+  local last = nil
+  for _, g in ipairs(groups) do
+    local name, delivered = nil, nil
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then delivered = g[i + 1] end
+    end
+    if name == group then last = delivered end
+  end
+  if not last then return 0 end
+  local ms, seq = string.match(last, '(%d+)-(%d+)')
+  local bound = ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+  local pending = redis.call('XPENDING', key, group)
+  if tonumber(pending[1]) > 0 and older(pending[2], bound) then bound = pending[2] end
+  return redis.call('XTRIM', key, 'MINID', '~', bound, 'LIMIT', excess)
+end
+"""
+_TRIM_SCRIPT = _TRIM_LUA + "return trim_consumed(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+# XADD to a kept topic: no MAXLEN; when it holds `cap` events, trim what the group acknowledged first,
+# and refuse (an error reply starting LECTERN_KEPT_FULL) rather than drop unread events.
+# ARGV: group, retention, cap, type, data.
+_KEPT_ADD_SCRIPT = (
+    _TRIM_LUA
+    + """
+local cap = tonumber(ARGV[3])
+if redis.call('XLEN', KEYS[1]) >= cap then
+  trim_consumed(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+  if redis.call('XLEN', KEYS[1]) >= cap then
+    return redis.error_reply('LECTERN_KEPT_FULL ' .. cap .. ' unacknowledged events')
+  end
+end
+return redis.call('XADD', KEYS[1], '*', 'type', ARGV[4], 'data', ARGV[5])
+"""
+)
+
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
@@ -52,6 +109,11 @@ class RedisBus:
     Retention is approximate (`XADD MAXLEN ~`): Redis trims whole stream nodes only, so a topic holds
     at most `retention` + `stream-node-max-entries` (100 by default) events, and never fewer than
     `retention` once that many were published.
+
+    With a `protected_group` (the app passes "catalog"), the topics in `kept_topics` are added to
+    without MAXLEN and trimmed (`XTRIM MINID ~ … LIMIT`) only up to that group's oldest unacknowledged
+    event: after its acks, at most every `trim_interval_s`, and before refusing a publish at `kept_cap`
+    events (default 20 × retention; BusUnavailable, the event is not added).
     """
 
     def __init__(
@@ -62,10 +124,21 @@ class RedisBus:
         key_prefix: str = "lectern:events:",
         op_timeout_s: float = 5.0,
         check_timeout_s: float = 1.0,
+        protected_group: str | None = None,
+        kept_topics: tuple[str, ...] = KEPT_UNTIL_CONSUMED,
+        kept_cap: int | None = None,
+        trim_interval_s: float = 2.0,
     ) -> None:
         if retention < 1:
             raise Invalid("retention must be at least 1", field="retention")
         self._retention = retention
+        self._protected = protected_group
+        self._kept_topics = frozenset(kept_topics) if protected_group is not None else frozenset()
+        self._kept_cap = kept_cap if kept_cap is not None else 20 * retention
+        if self._kept_cap < retention:
+            raise Invalid("kept_cap must be at least retention", field="kept_cap")
+        self._trim_interval_s = trim_interval_s
+        self._trimmed_at: dict[str, float] = {}  # topic → loop time of its last trim
         self._prefix = key_prefix
         self._op_timeout_s = op_timeout_s
         self._check_timeout_s = check_timeout_s
@@ -82,6 +155,8 @@ class RedisBus:
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
         )
         self._claim = self._redis.register_script(_CLAIM_SCRIPT)
+        self._trim = self._redis.register_script(_TRIM_SCRIPT)
+        self._kept_add = self._redis.register_script(_KEPT_ADD_SCRIPT)
 
     def key(self, topic: str) -> str:
         """The Redis key of a topic's stream."""
@@ -90,17 +165,72 @@ class RedisBus:
     # -- the EventBus interface ------------------------------------------------------------------
 
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
-        require_name(topic, "topic")
-        require_name(type, "type")
-        fields: dict[Any, Any] = {"type": type, "data": encode_data(data)}
+        [event_id] = await self.publish_many([(topic, type, data)])
+        return event_id
+
+    async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        """One pipeline (one round trip), in order; not a transaction: on an error the events before it
+        were published."""
+        encoded = []
+        for topic, type, data in items:
+            require_name(topic, "topic")
+            require_name(type, "type")
+            encoded.append((topic, type, encode_data(data)))
+        if not encoded:
+            return []
         async with self._call("publish"):
-            event_id = await self._redis.xadd(
-                self.key(topic),
-                fields,
-                maxlen=self._retention,
-                approximate=True,
-            )
-        return str(event_id)
+            if len(encoded) == 1:
+                topic, type, data_json = encoded[0]
+                try:
+                    if topic in self._kept_topics:
+                        return [
+                            str(
+                                await self._kept_add(
+                                    keys=[self.key(topic)], args=self._kept_args(type, data_json)
+                                )
+                            )
+                        ]
+                    fields: dict[Any, Any] = {"type": type, "data": data_json}
+                    return [
+                        str(
+                            await self._redis.xadd(
+                                self.key(topic), fields, maxlen=self._retention, approximate=True
+                            )
+                        )
+                    ]
+                except ResponseError as exc:
+                    self._raise_add_error(exc)
+            pipe = self._redis.pipeline(transaction=False)
+            for topic, type, data_json in encoded:
+                if topic in self._kept_topics:
+                    # With a pipeline as client, redis-py queues EVALSHA (and loads the script if missing).
+                    await self._kept_add(
+                        keys=[self.key(topic)], args=self._kept_args(type, data_json), client=pipe
+                    )
+                else:
+                    pipe.xadd(
+                        self.key(topic),
+                        {"type": type, "data": data_json},
+                        maxlen=self._retention,
+                        approximate=True,
+                    )
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                self._raise_add_error(reply)
+        return [str(r) for r in replies]
+
+    def _kept_args(self, type: str, data_json: str) -> list[Any]:
+        return [self._protected, self._retention, self._kept_cap, type, data_json]
+
+    def _raise_add_error(self, exc: Exception) -> NoReturn:
+        if "LECTERN_KEPT_FULL" in str(exc):
+            log.error("event bus: refusing an event: %s", exc)
+            raise BusUnavailable(
+                f"a topic kept until consumed is full: the {self._protected!r} group has not "
+                f"acknowledged {self._kept_cap} events"
+            ) from exc
+        raise exc
 
     async def ensure_group(self, topic: str, group: str) -> None:
         require_name(topic, "topic")
@@ -153,6 +283,12 @@ class RedisBus:
             return
         async with self._call("ack"):
             await self._redis.xack(self.key(topic), group, *ids)
+        if topic in self._kept_topics and group == self._protected:
+            now = asyncio.get_running_loop().time()
+            if now - self._trimmed_at.get(topic, -math.inf) >= self._trim_interval_s:
+                self._trimmed_at[topic] = now
+                async with self._call("trim"):
+                    await self._trim(keys=[self.key(topic)], args=[group, self._retention])
 
     async def claim_stale(
         self, topic: str, group: str, consumer: str, min_idle_s: float, count: int = 100

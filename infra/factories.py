@@ -24,11 +24,16 @@ def make_object_store(settings: Settings) -> ObjectStore:
     return LocalObjectStore(settings.objects_dir, signing_key=settings.secret_key, base_url=settings.base_url)
 
 
+# The consumer group of the system of record (catalog/consumer.py GROUP): the evidence topics
+# (events.KEPT_UNTIL_CONSUMED) are never trimmed before it has acknowledged them.
+PROTECTED_GROUP = "catalog"
+
+
 def make_bus(settings: Settings) -> EventBus:
     if settings.redis_url:
         from infra.bus_redis import RedisBus
 
-        return RedisBus(settings.redis_url, retention=settings.bus_retention)
+        return RedisBus(settings.redis_url, retention=settings.bus_retention, protected_group=PROTECTED_GROUP)
     from infra.bus_memory import MemoryBus
 
-    return MemoryBus(retention=settings.bus_retention)
+    return MemoryBus(retention=settings.bus_retention, protected_group=PROTECTED_GROUP)

@@ -70,8 +70,8 @@ async def make_harness(request: pytest.FixtureRequest) -> AsyncIterator[MakeHarn
     if request.param == "memory":
         clock = FakeClock()
 
-        async def make(retention: int = 1000) -> Harness:
-            bus = MemoryBus(retention, clock=clock)
+        async def make(retention: int = 1000, **options: Any) -> Harness:
+            bus = MemoryBus(retention, clock=clock, **options)
             made.append(bus)
 
             async def blocked(topic: str) -> int:
@@ -89,8 +89,10 @@ async def make_harness(request: pytest.FixtureRequest) -> AsyncIterator[MakeHarn
             clients = await admin.client_list()
             return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", ""))
 
-        async def make(retention: int = 1000) -> Harness:
-            bus = RedisBus(url, retention, key_prefix=prefix)
+        async def make(retention: int = 1000, **options: Any) -> Harness:
+            if "protected_group" in options:
+                options.setdefault("trim_interval_s", 0.0)  # trim after every ack: deterministic
+            bus = RedisBus(url, retention, key_prefix=prefix, **options)
             made.append(bus)
             return Harness(bus, trim_slack=node_entries, advance=lambda _s: None, blocked=blocked)
 
@@ -407,6 +409,95 @@ async def test_claiming_drops_pending_events_that_retention_trimmed(make_harness
     await wait_until(trimmed_ones_dropped, timeout_s=10, message="trimmed pending events dropped")
     assert claimed == []
     assert not set(early) & set(ids(await bus.consume(TOPIC, GROUP, "r", count=1000)))
+
+
+# -- topics kept until consumed (evidence) ----------------------------------------------------------
+
+
+async def test_unread_evidence_survives_publishing_far_past_retention(make_harness: MakeHarness) -> None:
+    h = await make_harness(retention=10, protected_group=GROUP, kept_cap=10_000)
+    # No group yet: nothing has read anything, so nothing may go.
+    early = await publish_n(h.bus, 300, topic=events.ATTENDANCE)
+    assert await h.bus.length(events.ATTENDANCE) == 300
+    await h.bus.ensure_group(events.ATTENDANCE, GROUP)
+    # The group exists but has read nothing: still nothing goes.
+    late = await publish_n(h.bus, 300, topic=events.ATTENDANCE)
+    assert await h.bus.length(events.ATTENDANCE) == 600
+    got = await h.bus.consume(events.ATTENDANCE, GROUP, "c", count=1000)
+    assert ids(got) == early + late
+
+
+async def test_evidence_the_group_acknowledged_is_trimmed_and_pending_evidence_is_kept(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(retention=10, protected_group=GROUP, kept_cap=10_000)
+    bus = h.bus
+    await bus.ensure_group(events.EVIDENCE, GROUP)
+    published = await publish_n(bus, 600, topic=events.EVIDENCE)
+    first = await bus.consume(events.EVIDENCE, GROUP, "dead", count=400)
+    await bus.ack(events.EVIDENCE, GROUP, ids(first)[:200])  # 200..399 stay pending
+    await publish_n(bus, 1, topic=events.EVIDENCE)
+    length = await bus.length(events.EVIDENCE)
+    # Only acknowledged events went, the oldest first (Redis trims whole nodes: maybe fewer).
+    assert 401 <= length <= 401 + h.trim_slack
+    claimed: list[Delivery] = []
+
+    async def all_claimed() -> bool:
+        h.advance(0.2)
+        claimed[:] = await bus.claim_stale(events.EVIDENCE, GROUP, "r", min_idle_s=0.2, count=1000)
+        return len(claimed) >= 200
+
+    await wait_until(all_claimed, timeout_s=10, message="the pending evidence claimed")
+    assert ids(claimed) == published[200:400]  # the pending ones are all still there
+    rest = await bus.consume(events.EVIDENCE, GROUP, "r", count=1000)
+    assert ids(rest)[:200] == published[400:]
+    await bus.ack(events.EVIDENCE, GROUP, ids(claimed) + ids(rest))
+    await publish_n(bus, 1, topic=events.EVIDENCE)
+    assert 10 <= await bus.length(events.EVIDENCE) <= 10 + h.trim_slack
+
+
+async def test_other_topics_and_other_groups_keep_plain_retention(make_harness: MakeHarness) -> None:
+    h = await make_harness(retention=10, protected_group=GROUP, kept_cap=10_000)
+    await publish_n(h.bus, 310)  # TOPIC is not kept until consumed
+    assert 10 <= await h.bus.length(TOPIC) <= 10 + h.trim_slack
+    # Another group's acks do not trim a kept topic; only the protected group's do.
+    await h.bus.ensure_group(events.PRESENCE, GROUP)
+    await publish_n(h.bus, 300, topic=events.PRESENCE)
+    other = await h.bus.consume(events.PRESENCE, "metrics", "m", count=1000)
+    await h.bus.ack(events.PRESENCE, "metrics", ids(other))
+    await publish_n(h.bus, 1, topic=events.PRESENCE)
+    assert await h.bus.length(events.PRESENCE) == 301
+
+
+async def test_a_kept_topic_refuses_events_at_its_cap_instead_of_dropping_unread_ones(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(retention=10, protected_group=GROUP, kept_cap=250)
+    bus = h.bus
+    published = await publish_n(bus, 250, topic=events.ATTENDANCE)
+    with pytest.raises(BusUnavailable):
+        await bus.publish(events.ATTENDANCE, "test.numbered", {"n": 250})
+    assert await bus.length(events.ATTENDANCE) == 250
+    got = await bus.consume(events.ATTENDANCE, GROUP, "c", count=1000)
+    assert ids(got) == published
+    await bus.ack(events.ATTENDANCE, GROUP, ids(got))
+    await bus.publish(events.ATTENDANCE, "test.numbered", {"n": 250})  # room again once acknowledged
+    assert await bus.length(events.ATTENDANCE) <= 11 + h.trim_slack
+
+
+async def test_publish_many_keeps_order_across_topics(make_harness: MakeHarness) -> None:
+    h = await make_harness(protected_group=GROUP)
+    batch = [(events.EVIDENCE if i % 2 else TOPIC, "test.numbered", {"n": i}) for i in range(20)]
+    got_ids = await h.bus.publish_many(batch)
+    assert len(got_ids) == 20
+    evidence = await h.bus.consume(events.EVIDENCE, GROUP, "c", count=100)
+    plain = await h.bus.consume(TOPIC, GROUP, "c", count=100)
+    assert [d.data["n"] for d in evidence] == list(range(1, 20, 2))
+    assert [d.data["n"] for d in plain] == list(range(0, 20, 2))
+    assert ids(evidence) + ids(plain) == got_ids[1::2] + got_ids[0::2]
+    with pytest.raises(Invalid):
+        await h.bus.publish_many([(TOPIC, "test.bad", {"x": float("nan")})])
+    assert await h.bus.publish_many([]) == []
 
 
 # -- typed events, availability ----------------------------------------------------------------------
