@@ -282,7 +282,9 @@ async def test_a_presence_check_answered_in_time_is_acknowledged_tallied_and_pub
 
     await expert.send({"type": "presence_check", "window_s": 30})
     prompt = await alice.expect("presence_check")
-    assert prompt == await bob.expect("presence_check")
+    bobs = await bob.expect("presence_check")
+    assert {**prompt, "nonce": None} == {**bobs, "nonce": None}
+    assert prompt["nonce"] != bobs["nonce"]  # one per person: Bob's cannot answer for Alice
     assert prompt["window_s"] == 30
     tally = await expert.expect("presence_tally")
     assert (tally["check_id"], tally["answered"], tally["expected"], tally["closed"]) == (
@@ -307,6 +309,7 @@ async def test_a_presence_check_answered_in_time_is_acknowledged_tallied_and_pub
     assert isinstance(answered, events.PresenceCheckAnswered)
     assert (answered.check_id, answered.person_id) == (prompt["check_id"], ALICE)
     assert (answered.answered_at - issued.issued_at).total_seconds() == 29
+    assert answered.latency_ms == 29000  # from the prompt sent to Alice, by the server's clock
 
 
 async def test_a_late_presence_answer_is_refused_and_not_published(server: ChannelServer) -> None:
