@@ -20,7 +20,9 @@ from infra.errors import Unavailable
 
 
 class BusUnavailable(Unavailable):
-    pass
+    # Raised by `publish_many`: how many of its first events the bus is known to have taken before it
+    # failed (0 when unknown: publishing them again is at least once).
+    published: int = 0
 
 
 @dataclass(frozen=True)

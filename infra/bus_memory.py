@@ -150,7 +150,14 @@ class MemoryBus:
     async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
         # One by one through `publish` (a subclass that overrides it sees every event); in memory a
         # batch saves nothing.
-        return [await self.publish(topic, type, data) for topic, type, data in items]
+        ids: list[str] = []
+        try:
+            for topic, type, data in items:
+                ids.append(await self.publish(topic, type, data))
+        except BusUnavailable as exc:
+            exc.published = len(ids)
+            raise
+        return ids
 
     async def ensure_group(self, topic: str, group: str) -> None:
         self._require_open()

@@ -215,21 +215,23 @@ class RedisBus:
                         approximate=True,
                     )
             replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
+        for taken, reply in enumerate(replies):
             if isinstance(reply, Exception):
-                self._raise_add_error(reply)
+                self._raise_add_error(reply, published=taken)
         return [str(r) for r in replies]
 
     def _kept_args(self, type: str, data_json: str) -> list[Any]:
         return [self._protected, self._retention, self._kept_cap, type, data_json]
 
-    def _raise_add_error(self, exc: Exception) -> NoReturn:
+    def _raise_add_error(self, exc: Exception, published: int = 0) -> NoReturn:
         if "LECTERN_KEPT_FULL" in str(exc):
             log.error("event bus: refusing an event: %s", exc)
-            raise BusUnavailable(
+            refused = BusUnavailable(
                 f"a topic kept until consumed is full: the {self._protected!r} group has not "
                 f"acknowledged {self._kept_cap} events"
-            ) from exc
+            )
+            refused.published = published
+            raise refused from exc
         raise exc
 
     async def ensure_group(self, topic: str, group: str) -> None:
