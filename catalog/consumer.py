@@ -40,6 +40,7 @@ from aiohttp import web
 
 from catalog import attendance, courses, replays
 from catalog import evidence as evidence_store
+from catalog.credit.settle import replay_progress_hook
 from catalog.db import Database
 from catalog.keys import DATABASE
 from infra import events
@@ -300,7 +301,9 @@ def _report_death(task: asyncio.Task[None]) -> None:
 
 async def consumer_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the consumer runs while the app does; cancelled and awaited on the way out."""
-    consumer = EventConsumer(app[BUS], app[DATABASE], consumer_name())
+    consumer = EventConsumer(
+        app[BUS], app[DATABASE], consumer_name(), on_replay_progress=replay_progress_hook(app[DATABASE])
+    )
     task = asyncio.create_task(consumer.run(), name="catalog-consumer")
     task.add_done_callback(_report_death)
     app[CONSUMER] = consumer

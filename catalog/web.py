@@ -9,6 +9,7 @@ from aiohttp import web
 
 from catalog import api
 from catalog.consumer import consumer_context
+from catalog.settler import settlement_context
 from catalog.db import Database
 from catalog.keys import DATABASE
 from infra.appkeys import READINESS, SETTINGS
@@ -28,5 +29,5 @@ def setup(app: web.Application) -> None:
     """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS, and
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
-    app.cleanup_ctx.extend([_database, consumer_context])
+    app.cleanup_ctx.extend([_database, consumer_context, settlement_context])
     api.add_routes(app)

@@ -50,6 +50,8 @@ class Settings:
     # How often live pages send heartbeats (the credit policy's heartbeat_period_s; R16: a gap of more
     # than twice this closes attendance).
     heartbeat_period_s: float = field(default=30.0, metadata={"env": "LECTERN_HEARTBEAT_PERIOD_S"})
+    # How often ended sessions and completed replays are settled into the credit ledger (0: never).
+    credit_settle_every_s: float = field(default=30.0, metadata={"env": "LECTERN_CREDIT_SETTLE_EVERY_S"})
 
     @property
     def effective_database_url(self) -> str:
