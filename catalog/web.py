@@ -9,9 +9,9 @@ from aiohttp import web
 
 from catalog import api
 from catalog.consumer import consumer_context
-from catalog.settler import settlement_context
 from catalog.db import Database
 from catalog.keys import DATABASE
+from catalog.settler import settlement_context
 from infra.appkeys import READINESS, SETTINGS
 
 __all__ = ["DATABASE", "setup"]
