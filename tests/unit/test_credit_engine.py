@@ -9,11 +9,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from catalog.credit.engine import (
+    LiveCredit,
     accepted_ranges,
     already_credited,
     annual_summary,
@@ -827,3 +829,84 @@ def test_invariants_hold_for_random_evidence(seed: int) -> None:
 
 
 # -- the worked example in docs/credit.md ---------------------------------------------------------------
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "credit.md"
+
+
+def bt(h: int, m: int, s: int = 0) -> datetime:
+    return datetime(2026, 3, 2, h, m, s, tzinfo=BEIJING).astimezone(UTC)
+
+
+def example_check(h: int, m: int, latency_ms: int | None) -> Check:
+    issued = bt(h, m)
+    answered_at = None if latency_ms is None else issued + timedelta(milliseconds=latency_ms)
+    return Check(f"{h}:{m}", issued, issued + timedelta(seconds=60), answered_at, latency_ms)
+
+
+def example(hidden_until: tuple[int, int], latencies: list[int | None], rule: str = "none") -> LiveCredit:
+    attention = attention_spans(
+        [
+            ("tab", True, bt(9, 3)),
+            ("tab", False, bt(10, 0)),
+            ("tab", True, bt(*hidden_until)),
+            ("tab", False, bt(10, 32, 30)),
+        ],
+        until=bt(10, 32, 30),
+    )
+    checks = [
+        example_check(h, m, ms)
+        for (h, m), ms in zip([(9, 15), (9, 35), (9, 55), (10, 20)], latencies, strict=True)
+    ]
+    delivery = [(bt(9, 3), bt(9, 40)), (bt(9, 41), bt(10, 32))]
+    return live_credit(
+        delivery, attention, (bt(9, 2), bt(10, 32)), checks, CreditPolicy(live_below_threshold=rule)
+    )
+
+
+def test_the_worked_example_in_docs_credit_md_is_what_the_engine_computes() -> None:
+    text = " ".join(DOC.read_text().split())
+    credit = example((10, 6), [4200, 3100, None, 5600])
+    assert (credit.window_s, credit.present_s) == (5400, 4920)
+    assert f"{credit.ratio:.4f}" == "0.9111"
+    assert credit.threshold_met
+    assert (credit.checks_total, credit.checks_answered, credit.fraction) == (4, 3, 1.0)
+    assert (credit.minutes, credit.xueshi) == (Decimal(90), Decimal("2.0"))
+    capped = cap_daily(credit.xueshi_by_day, {date(2026, 3, 2): Decimal("6.5")}, POLICY)
+    assert capped == {date(2026, 3, 2): Decimal("1.5")}
+    for words in [
+        "= 4920 s (82 min)",
+        "4920 ÷ 5400 = 0.9111 ≥ 0.85",
+        "4 counted, 3 answered: 0.75",
+        "| minutes | 90 × 1 = 90 |",
+        "floor(90 ÷ 45, 0.5) = 2.0",
+        "**1.5 学时** credited",
+    ]:
+        assert words in text, words
+
+    auto = example((10, 6), [4200, 300, None, 5600])
+    assert (auto.fraction, auto.minutes, auto.xueshi) == (0.5, Decimal(45), Decimal("1.0"))
+    assert [f.code for f in auto.flags] == ["auto_confirm"]
+    assert "2 of 4 = 0.5 → fraction ½ → 45 minutes → 1.0 学时" in text
+
+    hidden = example((10, 15), [4200, 3100, None, 5600])
+    assert (hidden.present_s, f"{hidden.ratio:.4f}", hidden.xueshi) == (4380.0, "0.8111", Decimal(0))
+    pro_rata = example((10, 15), [4200, 3100, None, 5600], rule="pro_rata")
+    assert (pro_rata.minutes, pro_rata.xueshi) == (Decimal(73), Decimal("1.5"))
+    assert "present would be 4380 s (73 min), 0.8111 < 0.85 → 0 学时" in text
+    assert "73 minutes → 1.5 学时" in text
+
+
+def test_docs_credit_md_lists_every_policy_field_with_its_default() -> None:
+    text = DOC.read_text()
+    for name, value in CreditPolicy().to_dict().items():
+        if name == "version":
+            continue
+        shown = (
+            str(value).lower()
+            if isinstance(value, bool)
+            else f"`{value}`"
+            if isinstance(value, str) and not value[0].isdigit()
+            else str(value)
+        )
+        assert f"| `{name}` | {shown} |" in text, name
