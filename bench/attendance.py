@@ -198,7 +198,8 @@ async def reset(url: str, redis_url: str) -> None:
 def run_once(name: str, args: argparse.Namespace, pg: str, redis_url: str, workdir: Path) -> dict[str, float]:
     asyncio.run(reset(pg, redis_url))
     consumer = child("consume", "--database", pg, "--redis", redis_url)
-    assert consumer.stdout is not None and consumer.stdin is not None
+    assert consumer.stdout is not None
+    assert consumer.stdin is not None
     consumer.stdout.readline()
     per = args.rate / args.producers
     producers = []
@@ -294,7 +295,8 @@ def main() -> int:
     finally:
         stop_services(workdir)
     print(
-        f"offered {args.rate:.0f} heartbeats/s for {args.seconds:.0f} s from {args.producers} producer processes"
+        f"offered {args.rate:.0f} heartbeats/s for {args.seconds:.0f} s "
+        f"from {args.producers} producer processes"
     )
     print(f"{'run':<34}{'sent':>8}{'committed':>11}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     labels = {"baseline": "baseline (outbox without fsync)", "lectern": "Lectern (group-committed fsync)"}
@@ -304,7 +306,8 @@ def main() -> int:
         )
     lec, base = runs["lectern"], runs["baseline"]
     print(
-        f"ratio lectern/baseline: throughput {lec['per_s'] / base['per_s']:.2f}, p99 {lec['p99'] / base['p99']:.2f}"
+        f"ratio lectern/baseline: throughput {lec['per_s'] / base['per_s']:.2f}, "
+        f"p99 {lec['p99'] / base['p99']:.2f}"
     )
     print(
         f"attendance heartbeats_per_s={lec['per_s']:.0f} p99_ms={lec['p99']:.1f} "
