@@ -37,6 +37,7 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
 from infra import media_access
@@ -366,6 +367,7 @@ class Route:
     query: tuple[str, ...] = ()  # names of query parameters (described in schemas.QUERY)
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     login: bool = True  # False: callable anonymously
+    content_type: str = "application/json"  # of a 2xx answer (downloads answer CSV or XLSX)
 
 
 COURSE = r"{course_id:\d+}"
@@ -373,6 +375,7 @@ SESSION = r"{session_id:\d+}"
 ORG = r"{org_id:\d+}"
 # Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
 RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
+FLAG = r"{flag_id:\d+}"
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -687,6 +690,109 @@ ROUTES: tuple[Route, ...] = (
         "replays",
         body=schemas.PROGRESS,
         responses={200: "Stored", 429: "Reported less than 5 s ago (Retry-After)"},
+    ),
+    # --- credit (catalog.credit.handlers) ---
+    Route(
+        "GET",
+        "/api/credit-policy",
+        credit.get_policy,
+        "The credit policy in force (its version and parameters; version 0 is the built-in default)",
+        "logged in",
+        "credit",
+    ),
+    Route(
+        "GET",
+        "/api/credit-policy/versions",
+        credit.policy_versions,
+        "Every version of the credit policy, newest first, with who made it, when and why",
+        "admin, bureau",
+        "credit",
+    ),
+    Route(
+        "POST",
+        "/api/credit-policy",
+        credit.create_policy,
+        "A new version of the credit policy (full parameters; missing ones take the built-in default)."
+        " Credit already computed keeps the version it names",
+        "admin",
+        "credit",
+        body=schemas.CREDIT_POLICY,
+        responses={201: "Created", 409: "Another version was saved at the same time"},
+    ),
+    Route(
+        "GET",
+        "/api/me/credits",
+        credit.my_credits,
+        "The caller's credit year: 学时 by 公需/专业 against the requirement (registered and pending apart),"
+        " entries per course with their evidence, sessions attended without credit yet and why",
+        "logged in",
+        "credit",
+        query=("year",),
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/credits",
+        credit.session_credits,
+        "Per learner of a session: live and overflow-HLS present time, replay clients, checks answered of"
+        " those issued, credited minutes and 学时 with status and policy version, flags",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance.csv",
+        credit.attendance_csv,
+        "The session's credit table as CSV (UTF-8 with BOM; phone numbers masked)",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+        content_type="text/csv",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance.xlsx",
+        credit.attendance_xlsx,
+        "The session's credit table as an XLSX workbook (phone numbers masked)",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/time-corrections",
+        credit.create_correction,
+        "Correct a session's actual times (audited; the server's own times stay; credit uses the latest"
+        " correction and names it)",
+        "provider_admin of the course's provider, admin",
+        "attendance",
+        body=schemas.TIME_CORRECTION,
+        responses={201: "Recorded"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/time-corrections",
+        credit.list_corrections,
+        "A session's time corrections, newest first, with the server's own times",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        "/api/fraud-flags",
+        credit.list_flags,
+        "The review list: fraud and anomaly flags with their evidence, newest first",
+        "provider_admin (flags on their courses), bureau, admin (all)",
+        "review",
+        query=("status", "course_id", "page", "page_size"),
+    ),
+    Route(
+        "POST",
+        f"/api/fraud-flags/{FLAG}/resolve",
+        credit.resolve_flag,
+        "Dismiss or confirm an open flag, saying what was found (audited)",
+        "provider_admin of the flag's course, admin",
+        "review",
+        body=schemas.FLAG_RESOLVE,
+        responses={200: "Resolved", 409: "Already resolved"},
     ),
     Route(
         "GET",

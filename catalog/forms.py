@@ -221,6 +221,15 @@ def session_changes(body: Mapping[str, Any], now: datetime, *, creating: bool = 
     past (before `now` - PAST_GRACE): rescheduling into the past is a typo, and what really happened is
     recorded in actual_start/actual_end instead."""
     if not creating:
+        for name in ("actual_start", "actual_end"):
+            if name in body:
+                # The server's own times bound credit (fraud 17): a correction is an audited act.
+                raise Invalid(
+                    f"{name} is not editable: the server records it; correct it with "
+                    "POST /api/sessions/{session_id}/time-corrections",
+                    field=name,
+                    details={"reason": "field_not_editable"},
+                )
         f.reject_unknown(body, _SESSION_FIELDS)
         if not body:
             raise Invalid("nothing to change")

@@ -134,6 +134,39 @@ async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | 
     return f"/api/replays/{recording_id}/progress", body
 
 
+async def _time_correction(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    # A session that ran two hours ago: its corrected times lie within a day of its schedule, in the past.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    session = await w.session(w.course_id, start=start, experts=(w.actors["expert"].person_id,))
+    body = {
+        "actual_start": start.isoformat(),
+        "actual_end": (start + timedelta(hours=1)).isoformat(),
+        "reason": "讲师网络故障，实际推迟开始",
+    }
+    return f"/api/sessions/{session}/time-corrections", body
+
+
+async def _flag(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    from catalog.models import FraudFlag
+
+    async with w.db.sessions.begin() as s:
+        flag = FraudFlag(
+            person_id=w.actors["learner"].person_id,
+            session_id=w.session_id,
+            course_id=w.course_id,
+            code="auto_confirm",
+            subject=f"session:{w.session_id}:{role}",
+            severity="warning",
+            evidence={"latency_ms": 120},
+            status="open",
+            created_at=datetime.now(UTC),
+        )
+        s.add(flag)
+        await s.flush()
+        flag_id = flag.id
+    return f"/api/fraud-flags/{flag_id}/resolve", {"status": "dismissed", "resolution": "核实为正常操作"}
+
+
 MANAGERS = {"provider_admin": 200, "admin": 200}
 
 MATRIX: dict[str, Case] = {
@@ -229,6 +262,36 @@ MATRIX: dict[str, Case] = {
         bureau=200,
         admin=200,
     ),
+    # Credit: the policy is read by everyone logged in, its history by supervisors, changed by admins.
+    "GET /api/credit-policy": case(200, fixed("/api/credit-policy"), anonymous=401),
+    "GET /api/credit-policy/versions": case(
+        403, fixed("/api/credit-policy/versions"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/credit-policy": case(
+        403, fixed("/api/credit-policy", {"note": "测试", "heartbeat_period_s": 2}), anonymous=401, admin=201
+    ),
+    "GET /api/me/credits": case(200, fixed("/api/me/credits"), anonymous=401),
+    "GET /api/sessions/{session_id}/credits": case(
+        403, fixed("/api/sessions/{s}/credits"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance.csv": case(
+        403, fixed("/api/sessions/{s}/attendance.csv"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance.xlsx": case(
+        403, fixed("/api/sessions/{s}/attendance.xlsx"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "POST /api/sessions/{session_id}/time-corrections": case(
+        403, _time_correction, anonymous=401, provider_admin=201, admin=201
+    ),
+    "GET /api/sessions/{session_id}/time-corrections": case(
+        403, fixed("/api/sessions/{s}/time-corrections"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    # The review list: provider admins see their courses' flags (another provider's list is empty, not
+    # refused); a flag on someone else's course is not found; the bureau reads but does not resolve.
+    "GET /api/fraud-flags": case(
+        403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
+    ),
+    "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
