@@ -46,13 +46,15 @@ Span = tuple[datetime, datetime]
 
 def figures(evidence: Mapping[str, Any]) -> dict[str, Any]:
     """The figures shown for an entry, read from its evidence summary wherever settlement put it (top
-    level, or under "summary"/"credit"); absent figures are None."""
+    level, or under "figures"/"summary"); absent figures are None."""
     source: Mapping[str, Any] = evidence
-    for key in ("summary", "credit"):
+    for key in ("figures", "summary"):
         inner = evidence.get(key)
         if isinstance(inner, Mapping) and ("checks_total" in inner or "present_s" in inner):
             source = inner
     return {
+        "correction_id": evidence.get("correction_id"),
+    } | {
         name: source.get(name)
         for name in (
             "present_s",
