@@ -1,6 +1,6 @@
 """What the live watch page tells a learner about attendance, in real Chromium: 正在计时 while the page is
 visible and the lecture live, 已暂停：页面不可见 while the tab is hidden (and 正在计时 again when it is back),
-nothing once the lecture ended.
+nothing once the lecture ended; a presence check answered by clicking the dialog's button.
 
 Headless Chromium keeps every page "visible" (another tab brought to the front does not hide it), so the
 test hides the tab the way the page observes it: document.visibilityState reads "hidden" and a
@@ -71,6 +71,15 @@ async def test_the_indicator_says_what_is_counted_and_pauses_while_the_tab_is_hi
     await shot(page, "watch-paused-hidden")
     await set_visibility(page, "visible")
     await expect(counting).to_have_text("正在计时")
+
+    # A presence check is a dialog the person answers with a click (echoing the prompt's nonce).
+    await studio.locator("#check").click()
+    await expect(page.locator("#check-prompt")).to_be_visible(timeout=10_000)
+    await shot(page, "watch-presence-check")
+    await page.get_by_role("button", name="我在学习").click()
+    await expect(page.locator("#check-prompt")).to_be_hidden()
+    await expect(page.locator("#message")).to_have_text("已确认在场。")
+    await expect(studio.get_by_text("1/1 人已确认")).to_be_visible()
 
     await studio.get_by_role("button", name="结束直播").click()
     await status_is(page, "直播已结束")
