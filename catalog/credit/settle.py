@@ -30,14 +30,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog.credit import engine, flags, ledger, store
+from catalog.credit import engine, flags, ledger, policies, store
 from catalog.credit.evidence import LOW, MEDIUM, Client, Flag, Span
 from catalog.credit.policy import CreditPolicy
 from catalog.db import Database
 from catalog.models import (
     AuditEntry,
     CreditEntry,
-    CreditPolicyVersion,
     Person,
     Recording,
     ReplayProgress,
@@ -50,15 +49,12 @@ SETTLED = "credit.session_settled"
 REPLAY_SWEEP_HORIZON = timedelta(days=2)  # the sweep looks at replays played this recently
 
 
-# -- the policy in force (F's catalog.credit.policies replaces these when it lands) ----------------------
+# -- the policy in force ---------------------------------------------------------------------------------
 
 
 async def current_policy(s: AsyncSession) -> CreditPolicy:
     """The newest stored policy version, else the built-in defaults (version 0)."""
-    row = (
-        await s.scalars(select(CreditPolicyVersion).order_by(CreditPolicyVersion.version.desc()).limit(1))
-    ).first()
-    return CreditPolicy() if row is None else CreditPolicy.from_dict(row.params, row.version)
+    return await policies.current(s)
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
