@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog import queries
 from catalog.credit import engine
 from catalog.credit.evidence import Beat
-from catalog.credit.policies import current
+from catalog.credit.policies import by_version, current
 from catalog.credit.policy import CreditPolicy
 from catalog.db import Database
 from catalog.domain import Caller, CourseStatus, mask_phone
@@ -112,6 +112,7 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
             )
         ).all()
         waiting = await _uncredited(s, caller.person_id, year, policy, now, {r[0].session_id for r in rows})
+        versions = {v: await by_version(s, v) for v in {r[0].policy_version for r in rows}}
     summary = engine.annual_summary([(e.category, e.status, e.xueshi) for e, *_ in rows], policy)
     courses: dict[int, dict[str, Any]] = {}
     for e, course_title, credit_hours, session_title in rows:
@@ -132,6 +133,18 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         elif e.status == engine.REGISTERED:
             c["registered_xueshi"] += e.xueshi
         c["entries"].append(_entry_view(e, session_title))
+        if e.xueshi == 0 and e.kind != "reversal":
+            # Assessed and credited nothing: the learner is told why, beside the sessions still waiting.
+            waiting.append(
+                {
+                    "session_id": e.session_id,
+                    "session_title": session_title or "课程回放",
+                    "course_id": e.course_id,
+                    "course_title": course_title,
+                    "scheduled_start": None,
+                    **_zero_reason(e, versions[e.policy_version]),
+                }
+            )
     for c in courses.values():
         c["pending_xueshi"] = str(c["pending_xueshi"])
         c["registered_xueshi"] = str(c["registered_xueshi"])
@@ -191,6 +204,29 @@ async def _uncredited(
             }
         )
     return out
+
+
+def _zero_reason(e: CreditEntry, policy: CreditPolicy) -> dict[str, Any]:
+    """Why an assessed entry credits nothing, from its evidence and the policy version it names."""
+    f = figures(e.evidence or {})
+    source = e.evidence.get("figures", {}) if isinstance(e.evidence, dict) else {}
+    if e.note == "already credited":
+        return {"reason": "already_credited", "reason_text": "本课次已通过其他方式计入学时（每年只计一次）"}
+    if source.get("threshold_met") is False and f["ratio"] is not None:
+        need = round(100 * policy.live_presence_threshold)
+        return {
+            "reason": "below_threshold",
+            "reason_text": f"出勤比例不足{need}%（本次约{round(100 * float(f['ratio']))}%）",
+            "presence_ratio": round(float(f["ratio"]), 3),
+        }
+    if source.get("complete") is False:
+        need = round(100 * policy.replay_completion_threshold)
+        return {"reason": "replay_incomplete", "reason_text": f"回放观看不足{need}%"}
+    if f["fraction"] == 0:
+        return {"reason": "checks", "reason_text": "签到应答不足，未计学时"}
+    if e.evidence.get("course_cap_applied") or e.evidence.get("daily_cap_cut"):
+        return {"reason": "capped", "reason_text": "已达每日或课程学时上限"}
+    return {"reason": "no_credit", "reason_text": "未计学时：出勤或签到未达要求"}
 
 
 def _waiting_reason(
