@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from catalog import audit, fields, queries
+from catalog.credit import settle
 from catalog.db import Database
 from catalog.domain import Caller, CourseStatus
 from catalog.models import SessionTimeCorrection
@@ -96,7 +97,12 @@ async def create(
             },
             at=now,
         )
-    return _view(row)
+    view = _view(row)
+    # Credit already settled on the server's times is reversed and settled again on the corrected ones
+    # (reversal entries, audit rows); a session not settled yet is settled on them in the normal round.
+    report = await settle.resettle_session(db, session_id, caller.person_id, reason, now)
+    view["resettled"] = report.sessions > 0
+    return view
 
 
 async def list_for(db: Database, caller: Caller, session_id: int) -> dict[str, Any]:

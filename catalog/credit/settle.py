@@ -19,6 +19,7 @@ capped 学时, its evidence the uncapped figure).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.credit import engine, flags, ledger, policies, store
@@ -42,10 +43,12 @@ from catalog.models import (
     ReplayProgress,
     Session,
 )
+from infra.errors import Conflict
 
 log = logging.getLogger(__name__)
 
 SETTLED = "credit.session_settled"
+UNSETTLED = "credit.session_unsettled"  # a time correction reversed the session's entries
 REPLAY_SWEEP_HORIZON = timedelta(days=2)  # the sweep looks at replays played this recently
 
 
@@ -165,19 +168,9 @@ async def settle_due(db: Database, now: datetime, *, policy: CreditPolicy | None
     async with db.sessions.begin() as s:
         pol = policy or await current_policy(s)
         due = await store.ended_sessions(s, now - timedelta(seconds=2 * pol.heartbeat_period_s))
-        done: set[str] = set()
-        if due:
-            done = set(
-                await s.scalars(
-                    select(AuditEntry.subject_id).where(
-                        AuditEntry.action == SETTLED,
-                        AuditEntry.subject_type == "session",
-                        AuditEntry.subject_id.in_([str(sid) for sid in due]),
-                    )
-                )
-            )
+        done = await settled_sessions(s, due)
     for session_id in due:
-        if str(session_id) not in done:
+        if session_id not in done:
             report.add(await settle_session(db, session_id, now, policy=pol))
     report.add(await sweep_replays(db, now, policy=pol))
     return report
@@ -192,14 +185,7 @@ async def settle_session(
         pol = policy or await current_policy(s)
         if s.get_bind().dialect.name == "postgresql":  # one settler per session at a time
             await s.execute(select(Session.id).where(Session.id == session_id).with_for_update())
-        already = await s.scalar(
-            select(AuditEntry.id).where(
-                AuditEntry.action == SETTLED,
-                AuditEntry.subject_type == "session",
-                AuditEntry.subject_id == str(session_id),
-            )
-        )
-        if already is not None:
+        if await settled_sessions(s, [session_id]):
             return report
         ev = await store.session_evidence(s, session_id)
         if ev is None:
@@ -234,6 +220,70 @@ async def settle_session(
         pol.version,
     )
     return report
+
+
+async def settled_sessions(s: AsyncSession, session_ids: Sequence[int]) -> set[int]:
+    """Those of the sessions whose latest settlement audit row is `credit.session_settled` (not undone by
+    a later `credit.session_unsettled`)."""
+    if not session_ids:
+        return set()
+    rows = await s.execute(
+        select(AuditEntry.subject_id, AuditEntry.action, func.max(AuditEntry.id))
+        .where(
+            AuditEntry.subject_type == "session",
+            AuditEntry.action.in_((SETTLED, UNSETTLED)),
+            AuditEntry.subject_id.in_([str(sid) for sid in session_ids]),
+        )
+        .group_by(AuditEntry.subject_id, AuditEntry.action)
+    )
+    latest: dict[str, dict[str, int]] = {}
+    for subject_id, action, last_id in rows:
+        latest.setdefault(subject_id, {})[action] = last_id
+    return {
+        int(subject_id)
+        for subject_id, by_action in latest.items()
+        if by_action.get(SETTLED, 0) > by_action.get(UNSETTLED, 0)
+    }
+
+
+async def resettle_session(
+    db: Database,
+    session_id: int,
+    actor: int,
+    reason: str,
+    now: datetime,
+    *,
+    policy: CreditPolicy | None = None,
+) -> Report:
+    """After an audited time correction of a settled session: reverse its standing live and HLS entries
+    (reversal entries with audit rows, never updates), record `credit.session_unsettled`, and settle it
+    again under the policy in force, now bounded by the corrected window. A session not settled yet is
+    left to the normal round (which will use the correction)."""
+    async with db.sessions.begin() as s:
+        if not await settled_sessions(s, [session_id]):
+            return Report()
+        entries = list(
+            await s.scalars(
+                select(CreditEntry).where(CreditEntry.session_id == session_id).order_by(CreditEntry.id)
+            )
+        )
+    to_reverse = [e.id for e in ledger.standing(entries) if e.kind in (ledger.LIVE, ledger.HLS)]
+    for entry_id in to_reverse:
+        with contextlib.suppress(Conflict):  # reversed concurrently: the same end state
+            await ledger.reverse(db, entry_id, actor, f"课次时间更正后重新结算：{reason}", now)
+    async with db.sessions.begin() as s:
+        s.add(
+            AuditEntry(
+                actor_person_id=actor,
+                action=UNSETTLED,
+                subject_type="session",
+                subject_id=str(session_id),
+                detail={"reversed_entries": to_reverse, "reason": reason},
+                at=now,
+            )
+        )
+    log.info("credit unsettled session=%s reversed=%d (time correction)", session_id, len(to_reverse))
+    return await settle_session(db, session_id, now, policy=policy)
 
 
 def _devices(p: store.PersonLive, period_s: float) -> list[list[Span]]:
@@ -298,8 +348,8 @@ async def _settle_person_live(
 
     # R24: one credit per person, session and year; this settlement is the live/HLS claim.
     of_session = [e for e in entries if e.session_id == ev.session_id]
-    if any(e.kind in (ledger.LIVE, ledger.HLS) for e in of_session):
-        return 0, 0
+    if any(e.kind in (ledger.LIVE, ledger.HLS) for e in ledger.standing(of_session)):
+        return 0, 0  # settled before (a reversed one, after a time correction, does not count)
     prior = [(e.session_id or 0, e.credit_year, e.xueshi) for e in entries]
     credited_before = engine.already_credited(prior, ev.session_id, year, policy)
     evidence: dict[str, Any] = {

@@ -116,6 +116,48 @@ async def test_a_session_time_correction_bounds_credit_and_is_named(world: World
     assert entry.evidence["correction_id"] == correction_id
 
 
+async def test_a_correction_after_settlement_reverses_and_settles_again_on_the_corrected_window(
+    world: World,
+) -> None:
+    """The server's times said 90 minutes; the provider corrects the lecture to 50 (it ended early and the
+    room stayed open). The first credit is reversed by new entries, never edited, and the session is
+    settled again on the corrected window; both acts are audited."""
+    from catalog.credit import corrections
+    from catalog.domain import Caller, Role
+
+    db = world.db
+    sid = await ended_session(world, world.course_id, T0, 90)
+    me = pid(world, "learner")
+    await live(db, sid, me, at(0), at(90))
+    await settle.settle_due(db, AFTER)
+    (first,) = await entries(db, session_id=sid)
+    assert (first.minutes, first.xueshi) == (90.0, Decimal("2.00"))
+
+    admin = Caller(pid(world, "admin"), None, frozenset({(Role.ADMIN, None)}))
+    view = await corrections.create(db, admin, sid, at(0), at(50), "讲座提前结束，直播间未关闭", AFTER)
+    assert view["resettled"] is True
+    after = await entries(db, session_id=sid)
+    assert [(e.kind, e.xueshi, e.reversal_of_id) for e in after] == [
+        ("live", Decimal("2.00"), None),
+        ("reversal", Decimal("-2.00"), first.id),
+        ("live", Decimal("1.00"), None),
+    ]
+    assert after[0].minutes == first.minutes  # the original row is unchanged
+    assert after[2].evidence["correction_id"] == view["id"]
+    assert sum(e.xueshi for e in after) == Decimal("1.00")
+    async with db.sessions.begin() as s:
+        actions = list(
+            await s.scalars(
+                select(AuditEntry.action).where(AuditEntry.subject_id.in_([str(sid), str(first.id)]))
+            )
+        )
+    assert actions.count(settle.SETTLED) == 2
+    assert settle.UNSETTLED in actions
+    assert "credit.reversed" in actions
+    # Settling again changes nothing: the corrected settlement stands.
+    assert (await settle.settle_due(db, AFTER)).entries == 0
+
+
 async def test_the_course_cap_and_the_beijing_day_cap_hold_across_sessions(world: World) -> None:
     db = world.db
     me = pid(world, "learner")
