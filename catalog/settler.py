@@ -9,23 +9,44 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from catalog import consumer
 from catalog.credit import settle
-from catalog.db import Database
 from catalog.keys import DATABASE
-from infra.appkeys import SETTINGS
+from infra import events
+from infra.appkeys import BUS, OUTBOX, SETTINGS
+from infra.bus import EventBus
+from infra.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 
-async def run(db: Database, every_s: float) -> None:
+async def evidence_through(bus: EventBus, outbox: Outbox | None, now: datetime) -> datetime:
+    """Until when the catalog has stored every evidence event: the publish time of the oldest event its
+    consumer group has not acknowledged on the evidence topics (event ids start with their publish time
+    in ms), and of the oldest event still waiting in this process's outbox; `now` when nothing waits."""
+    through = now
+    for topic in events.KEPT_UNTIL_CONSUMED:
+        oldest = await bus.oldest_unacked(topic, consumer.GROUP)
+        if oldest is not None:
+            ms, _seq = events.parse_event_id(oldest)
+            through = min(through, datetime.fromtimestamp(ms / 1000, UTC))
+    if outbox is not None and outbox.depth > 0:
+        through = min(through, now - timedelta(seconds=outbox.oldest_age_s))
+    return through
+
+
+async def run(app: web.Application, every_s: float) -> None:
     """Settle what is due, then wait `every_s`, until cancelled."""
+    db = app[DATABASE]
     while True:
         try:
-            report = await settle.settle_due(db, datetime.now(UTC))
+            now = datetime.now(UTC)
+            through = await evidence_through(app[BUS], app.get(OUTBOX), now)
+            report = await settle.settle_due(db, now, evidence_through=through)
             if report.entries or report.flags or report.sessions:
                 log.info(
                     "credit settlement sessions=%d replays=%d entries=%d flags=%d",
@@ -45,7 +66,7 @@ async def settlement_context(app: web.Application) -> AsyncIterator[None]:
     if every_s <= 0:
         yield
         return
-    task = asyncio.create_task(run(app[DATABASE], every_s), name="catalog-credit-settlement")
+    task = asyncio.create_task(run(app, every_s), name="catalog-credit-settlement")
     try:
         yield
     finally:

@@ -68,6 +68,11 @@ class EventBus(EventSink, Protocol):
     async def length(self, topic: str) -> int:
         """How many events the topic retains."""
 
+    async def oldest_unacked(self, topic: str, group: str) -> str | None:
+        """Id of the oldest retained event this group has not acknowledged (pending, or not delivered
+        yet), or None when it has acknowledged everything the topic holds. Every event with a smaller
+        id has been processed by the group: what the credit settlement waits for."""
+
     async def check(self) -> None:
         """Raise BusUnavailable if the bus cannot be reached (used by /readyz)."""
 

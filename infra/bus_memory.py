@@ -245,6 +245,23 @@ class MemoryBus:
         t = self._topics.get(topic)
         return 0 if t is None else len(t.entries)
 
+    async def oldest_unacked(self, topic: str, group: str) -> str | None:
+        self._require_open()
+        t = self._topics.get(topic)
+        if t is None:
+            return None
+        g = t.groups.get(group)
+        candidates: list[EventId] = []
+        if g is not None and g.pending:
+            candidates.append(parse_event_id(next(iter(g.pending))))  # dict order is id order
+        start = t.first_index if g is None else max(g.next_index, t.first_index)
+        if start < t.appended:
+            candidates.append(t.entry_at(start).key)
+        if not candidates:
+            return None
+        ms, seq = min(candidates)
+        return f"{ms}-{seq}"
+
     async def check(self) -> None:
         self._require_open()
 

@@ -161,13 +161,24 @@ async def _lock_people(s: AsyncSession, people: Iterable[int]) -> None:
         await s.execute(select(Person.id).where(Person.id.in_(ids)).order_by(Person.id).with_for_update())
 
 
-async def settle_due(db: Database, now: datetime, *, policy: CreditPolicy | None = None) -> Report:
+async def settle_due(
+    db: Database,
+    now: datetime,
+    *,
+    policy: CreditPolicy | None = None,
+    evidence_through: datetime | None = None,
+) -> Report:
     """Settle every session that ended at least 2 × heartbeat period before `now` and was not settled yet,
-    then sweep recently played replays. What the background task calls; tests call it directly."""
+    then sweep recently played replays. What the background task calls; tests call it directly.
+
+    `evidence_through`: the time up to which the catalog has stored every evidence event (the task asks
+    the bus for the consumer's oldest unacknowledged event): a session is settled only once its end plus
+    2 × period lies before it, so that a consumer running behind never costs a learner credit."""
     report = Report()
+    through = now if evidence_through is None else min(now, evidence_through)
     async with db.sessions.begin() as s:
         pol = policy or await current_policy(s)
-        due = await store.ended_sessions(s, now - timedelta(seconds=2 * pol.heartbeat_period_s))
+        due = await store.ended_sessions(s, through - timedelta(seconds=2 * pol.heartbeat_period_s))
         done = await settled_sessions(s, due)
     for session_id in due:
         if session_id not in done:

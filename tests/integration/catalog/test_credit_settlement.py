@@ -158,6 +158,38 @@ async def test_a_correction_after_settlement_reverses_and_settles_again_on_the_c
     assert (await settle.settle_due(db, AFTER)).entries == 0
 
 
+async def test_a_session_waits_for_the_consumer_to_store_its_evidence(world: World) -> None:
+    """A consumer running behind must not cost a learner credit: the settler asks the bus for the oldest
+    evidence event the catalog has not acknowledged, and settles only sessions that ended (plus 2 ×
+    period) before it was published."""
+    from catalog import consumer, settler
+    from infra.bus_memory import MemoryBus
+
+    db = world.db
+    sid = await ended_session(world, world.course_id, T0, 90)
+    me = pid(world, "learner")
+    await live(db, sid, me, at(0), at(90))
+    # Evidence published at 90:10 that the consumer has not stored yet: nothing is due.
+    assert (await settle.settle_due(db, AFTER, evidence_through=at(90) + timedelta(seconds=10))).sessions == 0
+    assert await entries(db, session_id=sid) == []
+    assert (await settle.settle_due(db, AFTER, evidence_through=at(91) + timedelta(seconds=1))).sessions == 1
+
+    # What the task computes: the publish time of the oldest unacknowledged evidence event.
+    clock_ms = [int(at(95).timestamp() * 1000)]
+    bus = MemoryBus(retention=100, wall_clock_ms=lambda: clock_ms[0], protected_group=consumer.GROUP)
+    assert await settler.evidence_through(bus, None, AFTER) == AFTER  # nothing waits
+    left = events.ViewerLeft(session_id=sid, person_id=me, peer_id="p-late", at=at(90))
+    await events.publish(bus, left)
+    clock_ms[0] += 60_000
+    await events.publish(bus, left)
+    assert await settler.evidence_through(bus, None, AFTER) == at(95)
+    (first, _second) = await bus.consume(events.ATTENDANCE, consumer.GROUP, "c", count=2)
+    await bus.ack(events.ATTENDANCE, consumer.GROUP, [first.id])
+    assert await settler.evidence_through(bus, None, AFTER) == at(96)
+    await bus.ack(events.ATTENDANCE, consumer.GROUP, [_second.id])
+    assert await settler.evidence_through(bus, None, AFTER) == AFTER
+
+
 async def test_the_course_cap_and_the_beijing_day_cap_hold_across_sessions(world: World) -> None:
     db = world.db
     me = pid(world, "learner")
