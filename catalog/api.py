@@ -18,6 +18,7 @@ from catalog import (
     forms,
     media,
     orgs,
+    playback_routes,
     replays,
     schemas,
     search,
@@ -327,15 +328,6 @@ async def get_replay(request: web.Request) -> web.Response:
     return await _with_media_cookie(json_ok(view), request, caller, view["session_id"])
 
 
-async def put_replay_progress(request: web.Request) -> web.Response:
-    caller = await current_person(request)
-    report = forms.progress_report(await read_json(request))
-    recording_id = request.match_info["recording_id"]
-    stored = await replays.report_progress(database(request), caller, recording_id, report, now())
-    # The page reports every few seconds while it plays: each report renews the media cookie.
-    return await _with_media_cookie(json_ok(stored), request, caller, stored["session_id"])
-
-
 async def hls_access(request: web.Request) -> web.Response:
     caller = await current_person(request)
     session_id = _id(request, "session_id")
@@ -376,6 +368,8 @@ ORG = r"{org_id:\d+}"
 # Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
 RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
 FLAG = r"{flag_id:\d+}"
+PLAYBACK_CLIENT = r"{client_id:[0-9a-f]{32}}"
+CHECK = r"{check_id:[0-9a-f]{32}\.[0-9]{1,6}}"
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -682,14 +676,46 @@ ROUTES: tuple[Route, ...] = (
         "replays",
     ),
     Route(
-        "PUT",
-        f"/api/replays/{RECORDING}/progress",
-        put_replay_progress,
-        "Report playback progress (kept as the latest progress and appended as a raw report)",
+        "POST",
+        f"/api/replays/{RECORDING}/playback",
+        playback_routes.open_replay_playback,
+        "Open a playback (a learning client) of a replay: its token, heartbeat period, check window, resume"
+        " point; the caller's other learning clients are superseded (one active client per person)",
         "learners enrolled in the course, the provider's staff, the session's experts, bureau, admin",
         "replays",
-        body=schemas.PROGRESS,
-        responses={200: "Stored", 429: "Reported less than 5 s ago (Retry-After)"},
+        responses={201: "Opened"},
+    ),
+    Route(
+        "POST",
+        f"/api/playback/{PLAYBACK_CLIENT}/heartbeats",
+        playback_routes.playback_heartbeat,
+        "A playback heartbeat (position, rate, visibility, seq), recorded as evidence; answers with the"
+        " presence check to show, if one is due",
+        "the login that opened the playback, with its token",
+        "replays",
+        body=schemas.PLAYBACK_HEARTBEAT,
+        responses={
+            200: "Accepted",
+            401: "No login, or a forged, malformed or expired token",
+            403: "The token is another playback's, or was opened by another login",
+            409: "superseded: a newer learning client of the person took over",
+            429: "Too many heartbeats in one period (Retry-After)",
+        },
+    ),
+    Route(
+        "POST",
+        f"/api/playback/{PLAYBACK_CLIENT}/checks/{CHECK}",
+        playback_routes.answer_replay_check,
+        "Answer a replay presence check with its nonce (latency measured by the server)",
+        "the login that opened the playback, with its token",
+        "replays",
+        body=schemas.CHECK_ANSWER,
+        responses={
+            200: "Answered",
+            401: "No login, or a forged, malformed or expired token",
+            403: "Wrong nonce, another playback's token, or another login",
+            409: "check_not_issued, check_expired, check_answered or superseded",
+        },
     ),
     # --- credit (catalog.credit.handlers) ---
     Route(

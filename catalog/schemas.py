@@ -88,21 +88,38 @@ EMPLOYER_ENROLL = _obj(
     {"course_id": ID, "person_ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": 500}},
     ("course_id", "person_ids"),
 )
-PROGRESS = _obj(
+PLAYBACK_TOKEN = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 2048,
+    "description": "the token POST /api/replays/{recording_id}/playback returned for this client",
+}
+PLAYBACK_HEARTBEAT = _obj(
     {
+        "token": PLAYBACK_TOKEN,
+        "seq": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10**9,
+            "description": "increases by one with each heartbeat of this client",
+        },
         "position_s": {
             "type": "number",
             "minimum": 0,
-            "description": "seconds on the recording's timeline, at most its duration_s",
+            "description": "seconds on the recording's timeline, at most its duration_s (+1 s)",
         },
-        "rate": {"type": "number", "minimum": 0.25, "maximum": 4},
+        "rate": {"type": "number", "minimum": 0.25, "maximum": 4, "description": "the player's rate"},
         "visible": {
             "type": "boolean",
             "description": "whether the page is visible (document.visibilityState)",
         },
         "angle": {"type": "string", "description": "the angle being watched, e.g. camera or screen"},
     },
-    ("position_s", "rate", "visible", "angle"),
+    ("token", "seq", "position_s", "rate", "visible", "angle"),
+)
+CHECK_ANSWER = _obj(
+    {"token": PLAYBACK_TOKEN, "nonce": {"type": "string", "description": "the nonce the check came with"}},
+    ("token", "nonce"),
 )
 MEDIA_TOKEN = _obj({"purpose": _enum(MediaPurpose)}, ("purpose",))
 _NUMBER_OR_DECIMAL = {"type": ["number", "string"], "description": 'a decimal, e.g. "0.5"'}

@@ -10,7 +10,8 @@ from aiohttp import web
 from catalog import api
 from catalog.consumer import consumer_context
 from catalog.db import Database
-from catalog.keys import DATABASE
+from catalog.keys import DATABASE, PLAYBACKS
+from catalog.playback import Playbacks
 from catalog.settler import settlement_context
 from infra.appkeys import READINESS, SETTINGS
 
@@ -30,4 +31,5 @@ def setup(app: web.Application) -> None:
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
     app.cleanup_ctx.extend([_database, consumer_context, settlement_context])
+    app[PLAYBACKS] = Playbacks()
     api.add_routes(app)

@@ -6,6 +6,8 @@ declare who may call them.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from catalog.domain import CourseStatus, Role
+from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
+from tests.integration.catalog.conftest import SECRET
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -128,10 +132,46 @@ async def _replay(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/replays/{await w.recording(w.session_id)}", None
 
 
-async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
-    recording_id = await w.recording(w.session_id)
-    body = {"position_s": 12.5, "rate": 1.25, "visible": True, "angle": "camera"}
-    return f"/api/replays/{recording_id}/progress", body
+async def _replay_playback(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/replays/{await w.recording(w.session_id)}/playback", None
+
+
+def _learners_grant(w: World) -> tuple[str, str]:
+    """A playback the learner's login opened (client id, token), signed as POST .../playback signs it."""
+    client_id = uuid.uuid4().hex
+    learner = w.actors["learner"].headers
+    binding = login_binding(
+        SECRET, learner["Cookie"].removeprefix("lectern_session="), learner["X-CSRF-Token"]
+    )
+    grant = Grant(
+        client_id,
+        w.actors["learner"].person_id,
+        "rec-x",
+        120.0,
+        ("camera",),
+        "seed",
+        3,
+        60,
+        30,
+        binding,
+        time.time() + 3600,
+    )
+    return client_id, sign_grant(SECRET, grant)
+
+
+async def _playback_heartbeat(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    client_id, token = _learners_grant(w)
+    body = {"token": token, "seq": 0, "position_s": 1.0, "rate": 1.0, "visible": True, "angle": "camera"}
+    return f"/api/playback/{client_id}/heartbeats", body
+
+
+async def _check_answer(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    client_id, token = _learners_grant(w)
+    check = check_id(client_id, 0)
+    return f"/api/playback/{client_id}/checks/{check}", {
+        "token": token,
+        "nonce": check_nonce(SECRET, client_id, check),
+    }
 
 
 async def _time_correction(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
@@ -252,16 +292,20 @@ MATRIX: dict[str, Case] = {
     "GET /api/replays/{recording_id}": case(
         403, _replay, anonymous=401, learner=200, expert=200, provider_admin=200, bureau=200, admin=200
     ),
-    "PUT /api/replays/{recording_id}/progress": case(
+    "POST /api/replays/{recording_id}/playback": case(
         403,
-        _replay_progress,
+        _replay_playback,
         anonymous=401,
-        learner=200,
-        expert=200,
-        provider_admin=200,
-        bureau=200,
-        admin=200,
+        learner=201,
+        expert=201,
+        provider_admin=201,
+        bureau=201,
+        admin=201,
     ),
+    # Playback heartbeats and check answers: only the login that opened the playback, with its token
+    # (an answer to a check never issued is 409 check_not_issued).
+    "POST /api/playback/{client_id}/heartbeats": case(403, _playback_heartbeat, anonymous=401, learner=200),
+    "POST /api/playback/{client_id}/checks/{check_id}": case(403, _check_answer, anonymous=401, learner=409),
     # Credit: the policy is read by everyone logged in, its history by supervisors, changed by admins.
     "GET /api/credit-policy": case(200, fixed("/api/credit-policy"), anonymous=401),
     "GET /api/credit-policy/versions": case(
