@@ -28,7 +28,8 @@ def parse(body: Any) -> tuple[datetime, datetime, str]:
     fields.reject_unknown(body, {"actual_start", "actual_end", "reason"})
     start = fields.instant(body, "actual_start")
     end = fields.instant(body, "actual_end")
-    assert start is not None and end is not None  # required and not nullable
+    assert start is not None  # required and not nullable
+    assert end is not None
     if end <= start:
         raise Invalid("actual_end must be after the start", field="actual_end")
     reason = body.get("reason")
