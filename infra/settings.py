@@ -47,9 +47,6 @@ class Settings:
     room_seat_limit: int = field(default=50, metadata={"env": "LECTERN_ROOM_SEAT_LIMIT"})
     publisher_grace_s: float = field(default=30.0, metadata={"env": "LECTERN_PUBLISHER_GRACE_S"})
     segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
-    # How often live pages send heartbeats (the credit policy's heartbeat_period_s; R16: a gap of more
-    # than twice this closes attendance).
-    heartbeat_period_s: float = field(default=30.0, metadata={"env": "LECTERN_HEARTBEAT_PERIOD_S"})
     # How often ended sessions and completed replays are settled into the credit ledger (0: never).
     credit_settle_every_s: float = field(default=30.0, metadata={"env": "LECTERN_CREDIT_SETTLE_EVERY_S"})
 
@@ -151,8 +148,6 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
     if settings.publisher_grace_s < 0:
         raise SettingsError("LECTERN_PUBLISHER_GRACE_S must not be negative")
-    if not settings.heartbeat_period_s > 0:
-        raise SettingsError("LECTERN_HEARTBEAT_PERIOD_S must be positive")
     return settings
 
 

@@ -95,6 +95,9 @@ def use_catalog(app: web.Application) -> None:
         )
         await catalog.check_media_grant(app[catalog.DATABASE], grant)
 
+    async def heartbeat_period() -> float:
+        return await catalog.heartbeat_period_s(app[catalog.DATABASE])
+
     async def withdrawn(person_id: int, session_ids: Sequence[int]) -> None:
         # In this process: with one live node (today) that is every live room. Connections elsewhere
         # would be refused at their next connect by the admission check.
@@ -114,6 +117,7 @@ def use_catalog(app: web.Application) -> None:
 
     app[ADMISSION] = admission
     app[HLS_ADMISSION] = hls_admission
+    app[channel.HEARTBEAT_PERIOD] = heartbeat_period
     app[catalog.ON_WITHDRAWN] = withdrawn
 
 

@@ -127,3 +127,9 @@ async def _store(
             at=now,
         )
     return view(policy, row)
+
+
+async def heartbeat_period_s(db: Database) -> float:
+    """The heartbeat period of the policy in force: what live pages are told when their room opens."""
+    async with db.sessions.begin() as s:
+        return float((await current(s)).heartbeat_period_s)

@@ -8,12 +8,17 @@ visibilitychange event fires."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
+from catalog.db import Database
+from catalog.models import CreditPolicyVersion
 from tests.browser.test_catalog_pages import seed_demo
 from tests.browser.test_watch_journeys import (  # noqa: F401  (people: a fixture)
     LEARNERS,
@@ -39,14 +44,26 @@ SET_VISIBILITY = """state => {
 def lectern_server(tmp_path: Path, lectern_server_env: dict[str, str]) -> Iterator[LecternServer]:
     data_dir = tmp_path / "var"
     seed_demo(data_dir)
-    env = {
-        **lectern_server_env,
-        "LECTERN_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "LECTERN_SEGMENT_DURATION_S": "1",
-        "LECTERN_HEARTBEAT_PERIOD_S": "2",
-    }
+    store_policy(data_dir, heartbeat_period_s=2)  # what an administrator stores: pages beat every 2 s
+    env = {**lectern_server_env, "LECTERN_ICE_HOST_ADDRESSES": "127.0.0.1", "LECTERN_SEGMENT_DURATION_S": "1"}
     with running_server(data_dir, env) as server:
         yield server
+
+
+def store_policy(data_dir: Path, **params: Any) -> None:
+    """A credit policy version stored in the seeded database before the server starts."""
+
+    async def store() -> None:
+        db = Database(f"sqlite+aiosqlite:///{(data_dir / 'lectern.db').resolve()}")
+        try:
+            async with db.sessions.begin() as s:
+                s.add(
+                    CreditPolicyVersion(version=1, params=params, created_at=datetime.now(UTC), note="test")
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(store())
 
 
 async def set_visibility(page: Page, state: str) -> None:
