@@ -387,6 +387,8 @@ class HlsClient:
     async def fetch_new_segments(self, playlist_url: str) -> int:
         """Fetch the playlist and the segments not fetched yet; how many were new."""
         async with self.http.get(self.lectern.client.make_url(playlist_url)) as resp:
+            if resp.status == 404:
+                return 0  # the recorder has not written the first segment yet: a player retries
             assert resp.status == 200, await resp.text()
             text = await resp.text()
         base = playlist_url.rsplit("/", 1)[0]

@@ -351,7 +351,18 @@ async def test_live_over_webrtc_hidden_tab_auto_confirm_and_two_devices(
         *(lectern.watch(peers, a, session_id) for a in (honest, hider, script, both))
     )
     viewers.append(await lectern.watch(peers, both, session_id))  # the second device
-    await wait_until(lambda: all(v.count() >= 10 for v in viewers), timeout_s=20, message="media delivered")
+
+    async def delivery_confirmed() -> bool:
+        """The catalog's view: every learner's video is acknowledged by their receiver reports."""
+        resp = await lectern.client.get(
+            f"/api/sessions/{session_id}/attendance", headers=lectern.provider_admin.headers
+        )
+        live = {row["person_id"]: row for row in (await resp.json())["live"]}
+        watching = [a.person_id in live and live[a.person_id]["watching_now"] for a in learners]
+        return all(watching) and live[both.person_id]["connections"] == 2
+
+    learners = (honest, hider, script, both)
+    await wait_until(delivery_confirmed, timeout_s=20, interval_s=0.2, message="delivery confirmed")
 
     # A presence check, asked by the expert on the channel; every learner is prompted with their nonce.
     studio = await ChannelClient.join(lectern, expert, session_id)
@@ -359,7 +370,9 @@ async def test_live_over_webrtc_hidden_tab_auto_confirm_and_two_devices(
     prompted = [pages[a.phone] for a in (honest, hider, script, both)]
     await wait_until(lambda: all(p.answers for p in prompted), timeout_s=15, message="every answer acked")
     assert all(p.answers[0]["type"] == "presence_ack" for p in prompted), [p.answers for p in prompted]
-    await pages[hider.phone].report_visibility(False)  # another tab, until the end
+    # Half-way through (10 s of video delivered), the hider switches to another tab until the end.
+    await wait_until(lambda: viewers[0].count() >= LECTURE_FRAMES // 2, timeout_s=30, message="10 s in")
+    await pages[hider.phone].report_visibility(False)
 
     await wait_until(lambda: viewers[0].count() >= LECTURE_FRAMES, timeout_s=60, message="a 20 s lecture")
     await lectern.end(robot, whip, session_id)
@@ -377,7 +390,9 @@ async def test_live_over_webrtc_hidden_tab_auto_confirm_and_two_devices(
 
     hidden = await lectern.settled_entry(hider, session_id)
     assert hidden["ratio"] < 0.6, hidden  # the hidden time is not counted ...
-    assert hidden["minutes"] == pytest.approx(hidden["present_s"] / 60, abs=0.01)  # ... only what was seen
+    assert hidden["present_s"] > 0, hidden
+    # ... only what was seen (pro rata below the threshold; the API shows minutes to 0.1)
+    assert hidden["minutes"] == pytest.approx(round(hidden["present_s"] / 60, 1))
     assert xs(hidden) < xs(entry)
     assert await lectern.codes(hider) == set()  # hiding a tab is no fraud: it just earns nothing
 
@@ -386,7 +401,8 @@ async def test_live_over_webrtc_hidden_tab_auto_confirm_and_two_devices(
     assert xs(scripted) == 0
     flag = await lectern.flag(script, "auto_confirm")
     assert flag["severity"] == "high"
-    assert all(latency < 800 for _check, latency in flag["evidence"]["too_fast"]), flag
+    assert len(flag["evidence"]["check_ids"]) == 1, flag
+    assert all(latency < 800 for latency in flag["evidence"]["latency_ms"]), flag
 
     twice = await lectern.settled_entry(both, session_id)
     assert twice["minutes"] <= window_min + 1e-6  # counted once, not per device
@@ -469,7 +485,7 @@ async def test_overflow_hls_after_the_end_and_heartbeats_without_media(
 
     latecomer = await lectern.settled_entry(late, session_id)
     assert latecomer["present_s"] <= entry["window_s"] * 0.6, latecomer  # only the time inside the window
-    assert latecomer["minutes"] == pytest.approx(latecomer["present_s"] / 60, abs=0.01)
+    assert latecomer["minutes"] == pytest.approx(round(latecomer["present_s"] / 60, 1))
     assert xs(latecomer) < xs(entry)
 
     scripted = await lectern.settled_entry(script, session_id)
