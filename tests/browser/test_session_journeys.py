@@ -335,8 +335,8 @@ async def test_a_screen_only_lecture_is_live_then_ended_with_its_replay_and_cann
                 opened = await r.json()
             beat = {"token": opened["token"], "seq": 0, "position_s": half, "rate": 1.0, "visible": True}
             beat["angle"] = "screen"
-            url = f"/api/playback/{opened['client_id']}/heartbeats"
-            async with http.post(url, json=beat, headers=csrf) as r:
+            beat_url = f"/api/playback/{opened['client_id']}/heartbeats"
+            async with http.post(beat_url, json=beat, headers=csrf) as r:
                 assert r.status == 200, await r.text()
 
             async def kept() -> bool:
