@@ -330,7 +330,7 @@ async def _settle_person_live(
             credit = engine.hls_credit(p.hls_clients, p.segment_times, win, checks, policy)
     else:
         credit = engine.live_credit(delivery, attention, win, checks, policy)
-    kind = ledger.LIVE if p.has_live else ledger.HLS
+    kind = ledger.HLS if p.hls_clients and not p.has_live else ledger.LIVE
     year = engine.credit_year(win[0])
     entries = await ledger.person_entries(s, person_id, year)
 
