@@ -5,9 +5,9 @@ period has passed, everyone with evidence in it is settled once, in one transact
 audit row `credit.session_settled` (what makes settlement idempotent). A person with both WebRTC and
 overflow-HLS evidence is credited once, for (delivery ∩ attention) ∪ corroborated HLS spans.
 
-Replays: a (person, recording) is settled when its coverage is complete (checked after each consumed
-heartbeat batch for the pairs that reached the end, and by the periodic sweep); an incomplete replay
-gets no entry and may complete later.
+Replays: a (person, recording) is settled when its player reached the end of the media (checked after each
+consumed heartbeat batch, and by the periodic sweep), or stopped past the completion point and stayed idle
+for REPLAY_IDLE (the sweep); an incomplete replay gets no entry and may complete later.
 
 Rules applied here around the engine's figures: R24 (once per person, session and credit year: a later
 claim on another path is recorded as "already credited" with 0 学时, and flagged `double_claim` only when
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 SETTLED = "credit.session_settled"
 UNSETTLED = "credit.session_unsettled"  # a time correction reversed the session's entries
 REPLAY_SWEEP_HORIZON = timedelta(days=2)  # the sweep looks at replays played this recently
+# A replay past the completion point but short of the end is settled once its player has been idle this
+# long: a learner still watching would lose the rest of the media (the entry is written once).
+REPLAY_IDLE = timedelta(minutes=10)
 
 
 # -- the policy in force ---------------------------------------------------------------------------------
@@ -615,9 +618,11 @@ async def _replay_entry_exists(s: AsyncSession, person_id: int, recording_id: st
 
 
 async def _near_end(
-    s: AsyncSession, pairs: Iterable[tuple[int, str, float]], policy: CreditPolicy
+    s: AsyncSession, pairs: Iterable[tuple[int, str, float, bool]], policy: CreditPolicy
 ) -> list[tuple[int, str]]:
-    """Of (person, recording, furthest position), those that reached the completion point."""
+    """Of (person, recording, furthest position, idle), those due: the player reached the end of the media
+    (a learner crossing the completion point is still watching: settling then would leave the rest of
+    the media uncredited), or an idle player stopped past the completion point."""
     listed = list(pairs)
     if not listed:
         return []
@@ -625,17 +630,18 @@ async def _near_end(
         (
             await s.execute(
                 select(Recording.id, Recording.duration_s).where(
-                    Recording.id.in_({r for _p, r, _x in listed})
+                    Recording.id.in_({r for _p, r, _x, _idle in listed})
                 )
             )
         ).all()
     )
     reach = policy.replay_completion_threshold
+    slack = policy.seek_tolerance_s
     return sorted(
         {
             (p, r)
-            for p, r, x in listed
-            if r in durations and x >= reach * durations[r] - policy.seek_tolerance_s
+            for p, r, x, idle in listed
+            if r in durations and (x >= durations[r] - slack or (idle and x >= reach * durations[r] - slack))
         }
     )
 
@@ -646,7 +652,7 @@ def replay_progress_hook(db: Database) -> Callable[[dict[tuple[int, str], float]
     async def hook(positions: dict[tuple[int, str], float]) -> None:
         async with db.sessions.begin() as s:
             pol = await current_policy(s)
-            due = await _near_end(s, ((p, r, x) for (p, r), x in positions.items()), pol)
+            due = await _near_end(s, ((p, r, x, False) for (p, r), x in positions.items()), pol)
         for person_id, recording_id in due:
             await settle_replay(db, person_id, recording_id, datetime.now(UTC), policy=pol)
 
@@ -654,19 +660,22 @@ def replay_progress_hook(db: Database) -> Callable[[dict[tuple[int, str], float]
 
 
 async def sweep_replays(db: Database, now: datetime, *, policy: CreditPolicy | None = None) -> Report:
-    """Settle recently played replays that reached the completion point (what the after-batch check may
-    have missed: a failure, a restart)."""
+    """Settle recently played replays that reached the end (what the after-batch check may have missed: a
+    failure, a restart), or stopped past the completion point REPLAY_IDLE ago."""
     report = Report()
     async with db.sessions.begin() as s:
         pol = policy or await current_policy(s)
         rows = (
             await s.execute(
                 select(
-                    ReplayProgress.person_id, ReplayProgress.recording_id, ReplayProgress.position_s
+                    ReplayProgress.person_id,
+                    ReplayProgress.recording_id,
+                    ReplayProgress.position_s,
+                    ReplayProgress.updated_at <= now - REPLAY_IDLE,
                 ).where(ReplayProgress.updated_at >= now - REPLAY_SWEEP_HORIZON)
             )
         ).all()
-        due = await _near_end(s, ((p, r, x) for p, r, x in rows), pol)
+        due = await _near_end(s, ((p, r, x, bool(idle)) for p, r, x, idle in rows), pol)
     for person_id, recording_id in due:
         report.add(await settle_replay(db, person_id, recording_id, now, policy=pol))
     return report
