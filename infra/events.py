@@ -92,10 +92,10 @@ class Event:
     type: ClassVar[str]
 
     def __post_init__(self) -> None:
-        hints = _type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _check_field(type(self).type, f.name, hints[f.name], getattr(self, f.name))
-            object.__setattr__(self, f.name, value)
+        event_type = type(self).type
+        for name, annotation in _fields(type(self)):
+            value = _check_field(event_type, name, annotation, getattr(self, name))
+            object.__setattr__(self, name, value)
         self._check()
 
     def _check(self) -> None:
@@ -103,7 +103,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The event data as published: JSON types only."""
-        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _to_json(getattr(self, name)) for name, _annotation in _fields(type(self))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -119,13 +119,12 @@ class Value:
     """A structured field value inside an event (e.g. one angle of a recording); same field rules."""
 
     def __post_init__(self) -> None:
-        hints = _type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _check_field(type(self).__name__, f.name, hints[f.name], getattr(self, f.name))
-            object.__setattr__(self, f.name, value)
+        for name, annotation in _fields(type(self)):
+            value = _check_field(type(self).__name__, name, annotation, getattr(self, name))
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _to_json(getattr(self, name)) for name, _annotation in _fields(type(self))}
 
 
 def _kwargs(what: str, cls: type[Any], hints: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,7 +135,7 @@ def _kwargs(what: str, cls: type[Any], hints: Mapping[str, Any], data: Mapping[s
                 continue  # added after the first version of the event: older producers omit it
             raise Invalid(f"{what}: missing field {f.name}", field=f.name)
         value = data[f.name]
-        if _base_type(hints[f.name]) is datetime and isinstance(value, str):
+        if _shape(hints[f.name])[1] is datetime and isinstance(value, str):
             value = _parse_datetime(what, f.name, value)
         kwargs[f.name] = value
     return kwargs
@@ -413,11 +412,27 @@ def _type_hints(cls: type[Any]) -> Mapping[str, Any]:
     return hints
 
 
+_FIELDS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}  # a memo, filled once per class
+
+
+def _fields(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    """(name, resolved annotation) of each dataclass field of an event or value class, once per class:
+    `dataclasses.fields` builds its tuple on every call, and events are built on every heartbeat."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        hints = _type_hints(cls)
+        fields = _FIELDS[cls] = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+    return fields
+
+
 @functools.cache
-def _shape(annotation: Any) -> tuple[bool, Any]:
-    """(may be null, base type) of a field annotation, worked out once per annotation."""
+def _shape(annotation: Any) -> tuple[bool, Any, Any]:
+    """(may be null, base type, item type of a `tuple[V, ...]` or None) of a field annotation, worked
+    out once per annotation."""
     optional = isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
-    return optional, _base_type(annotation)
+    kind = _base_type(annotation)
+    item_type = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else None
+    return optional, kind, item_type
 
 
 def _base_type(annotation: Any) -> Any:
@@ -432,13 +447,13 @@ def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any
     def bad(why: str) -> Invalid:
         return Invalid(f"{event_type}: {name} {why} (got {value!r})", field=name)
 
-    optional, kind = _shape(annotation)
+    optional, kind, item_type = _shape(annotation)
     if value is None:
         if optional:
             return None
         raise bad("is required")
-    if typing.get_origin(kind) is tuple:
-        return _check_values(event_type, name, typing.get_args(kind)[0], value)
+    if item_type is not None:
+        return _check_values(event_type, name, item_type, value)
     if kind is bool:
         if not isinstance(value, bool):
             raise bad("must be true or false")
