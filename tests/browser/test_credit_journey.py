@@ -298,8 +298,8 @@ async def test_learners_earn_pending_credit_live_over_hls_half_hidden_and_from_t
         text = await entry.inner_text()
         coverage = re.search(r"回放覆盖 (\d+)%", text)
         assert coverage, text
-        assert int(coverage.group(1)) >= 95, text
-        assert xueshi(lecture_s / 60) - Decimal("0.3") <= xueshi_of(text) <= xueshi(lecture_s / 60), text
+        assert int(coverage.group(1)) >= 98, text  # played to the end: all of it counts, not just 95 %
+        assert xueshi(lecture_s / 60) - Decimal("0.2") <= xueshi_of(text) <= xueshi(lecture_s / 60), text
         await expect(page.locator('[data-total="professional"] .pending')).to_have_text(
             f"待审核 {xueshi_of(text)} 学时"
         )
