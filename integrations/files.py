@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from enum import StrEnum
 from typing import IO
 
 from infra.errors import Invalid
+from integrations.identity import sha256_phone
 from integrations.records import ExternalRecord, Platform, Trust, make_row_key
 from integrations.xlsx import CellValue, SheetInfo, Workbook, XlsxError
 
@@ -61,113 +61,33 @@ class Field(StrEnum):
     WATCHED = "watched"
 
 
-_ALIASES: dict[Field, tuple[str, ...]] = {
-    Field.NAME: (
-        "用户昵称",
-        "入会昵称",
-        "昵称",
-        "参会者",
-        "参会人",
-        "参会人员",
-        "参会成员",
-        "成员",
-        "成员昵称",
-        "成员名称",
-        "姓名",
-        "用户名",
-        "用户名称",
-        "名称",
-        "观看者",
-        "观众",
-        "观看人",
-        "学员",
-        "学员姓名",
-        "user_name",
-        "usernick",
-        "nick",
-        "name",
-    ),  # fmt: skip
-    Field.USER_ID: ("用户id", "userid", "user_id", "用户账号", "企业用户id", "成员id", "用户标识", "账号"),
-    Field.UNION_ID: ("unionid", "union_id"),
-    Field.JOB_NUMBER: ("工号", "员工工号", "jobnumber"),
-    Field.PHONE: (
-        "手机号",
-        "手机号码",
-        "手机",
-        "电话",
-        "电话号码",
-        "联系电话",
-        "联系方式",
-        "phone",
-        "mobile",
-    ),
-    Field.JOIN: (
-        "入会时间",
-        "加入时间",
-        "加入会议时间",
-        "进入会议时间",
-        "进入时间",
-        "开始时间",
-        "jointime",
-        "join_time",
-    ),  # fmt: skip
-    Field.LEAVE: (
-        "离会时间",
-        "退会时间",
-        "离开时间",
-        "离开会议时间",
-        "退出时间",
-        "退出会议时间",
-        "结束时间",
-        "leavetime",
-        "left_time",
-        "leave_time",
-    ),  # fmt: skip
-    Field.FIRST_JOIN: (
-        "首次入会时间",
-        "首次加入时间",
-        "首次进入时间",
-        "首次观看时间",
-        "开始观看时间",
-        "第一次入会时间",
-        "firstwatchtime",
-    ),  # fmt: skip
-    Field.LAST_LEAVE: ("最后退会时间", "最后离会时间", "最后离开时间", "最后退出时间", "最晚离会时间"),
-    Field.DURATION: ("参会时长", "单次参会时长", "在会时长", "本次参会时长", "时长", "duration"),
-    Field.TOTAL: (
-        "累计参会时长",
-        "累计时长",
-        "累计在会时长",
-        "总时长",
-        "总参会时长",
-        "观看时长",
-        "观看直播时长",
-        "直播观看时长",
-        "累计观看时长",
-        "watchlivetime",
-    ),  # fmt: skip
-    Field.PLAYBACK: ("观看回放时长", "回放观看时长", "回放时长", "watchplaybacktime"),
-    Field.DEVICE: (
-        "设备类型",
-        "入会设备",
-        "设备",
-        "终端类型",
-        "终端",
-        "房间类型",
-        "入会方式",
-        "参会方式",
-        "加入方式",
-        "设备名称",
-        "devicetype",
-        "instanceid",
-    ),  # fmt: skip
-    Field.DEPARTMENT: ("部门", "所在部门", "部门名称", "deptname"),
-    Field.ROLE: ("身份", "角色", "用户角色", "参会角色", "是否主持人"),
-    Field.JOIN_COUNT: ("入会次数", "参会次数", "加入次数"),
-    Field.EXTERNAL_MEMBER: ("是否外部成员", "外部成员"),
-    Field.WATCHED: ("是否观看",),
+# Header spellings seen in exports (compared after `normalize_header`), one line per field.
+_ALIASES: dict[Field, str] = {
+    Field.NAME: "用户昵称 入会昵称 昵称 参会者 参会人 参会人员 参会成员 成员 成员昵称 成员名称 姓名 用户名 "
+    "用户名称 名称 观看者 观众 观看人 学员 学员姓名 user_name usernick nick name",
+    Field.USER_ID: "用户id userid user_id 用户账号 企业用户id 成员id 用户标识 账号",
+    Field.UNION_ID: "unionid union_id",
+    Field.JOB_NUMBER: "工号 员工工号 jobnumber",
+    Field.PHONE: "手机号 手机号码 手机 电话 电话号码 联系电话 联系方式 phone mobile",
+    Field.JOIN: "入会时间 加入时间 加入会议时间 进入会议时间 进入时间 开始时间 jointime join_time",
+    Field.LEAVE: "离会时间 退会时间 离开时间 离开会议时间 退出时间 退出会议时间 结束时间 leavetime left_time "
+    "leave_time",
+    Field.FIRST_JOIN: "首次入会时间 首次加入时间 首次进入时间 首次观看时间 开始观看时间 第一次入会时间 "
+    "firstwatchtime",
+    Field.LAST_LEAVE: "最后退会时间 最后离会时间 最后离开时间 最后退出时间 最晚离会时间",
+    Field.DURATION: "参会时长 单次参会时长 在会时长 本次参会时长 时长 duration",
+    Field.TOTAL: "累计参会时长 累计时长 累计在会时长 总时长 总参会时长 观看时长 观看直播时长 直播观看时长 "
+    "累计观看时长 watchlivetime",
+    Field.PLAYBACK: "观看回放时长 回放观看时长 回放时长 watchplaybacktime",
+    Field.DEVICE: "设备类型 入会设备 设备 终端类型 终端 房间类型 入会方式 参会方式 加入方式 设备名称 "
+    "devicetype instanceid",
+    Field.DEPARTMENT: "部门 所在部门 部门名称 deptname",
+    Field.ROLE: "身份 角色 用户角色 参会角色 是否主持人",
+    Field.JOIN_COUNT: "入会次数 参会次数 加入次数",
+    Field.EXTERNAL_MEMBER: "是否外部成员 外部成员",
+    Field.WATCHED: "是否观看",
 }
-ALIASES: dict[str, Field] = {alias: f for f, names in _ALIASES.items() for alias in names}
+ALIASES: dict[str, Field] = {alias: f for f, names in _ALIASES.items() for alias in names.split()}
 
 # Header unit (in parentheses) -> seconds per unit.
 UNITS: dict[str, float] = {
@@ -301,6 +221,8 @@ def parse_time(value: CellValue) -> datetime | None:
             except ValueError:
                 raise ValueError(f"{text!r} is not a date and time") from None
             return (parsed.replace(tzinfo=BEIJING) if parsed.tzinfo is None else parsed).astimezone(UTC)
+    if value is None:
+        return None
     number = float(value)
     if 20_000 < number < 100_000:  # an Excel serial date (1900 system) that lost its cell format
         naive = datetime(1899, 12, 30) + timedelta(seconds=round(number * 86400))  # noqa: DTZ001
@@ -318,7 +240,7 @@ def parse_duration_s(value: CellValue, unit: str) -> float | None:
     guessing minutes or seconds would be wrong by 60× one way or the other."""
     if _is_empty(value):
         return None
-    if isinstance(value, bool) or isinstance(value, datetime):
+    if isinstance(value, bool | datetime):
         raise ValueError(f"{_text(value)} is not a duration")
     if isinstance(value, timedelta):
         return value.total_seconds()
@@ -335,6 +257,8 @@ def parse_duration_s(value: CellValue, unit: str) -> float | None:
                 return h2 * 3600 + m2 * 60 + s2
             raise ValueError(f"{text!r} is not a duration")
         value = float(text)
+    if value is None:
+        return None
     number = float(value)
     if number < 0:
         raise ValueError(f"negative duration {_text(value)}")
@@ -354,11 +278,6 @@ def normalize_phone(value: CellValue) -> str | None:
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
     return digits if re.fullmatch(r"1\d{10}", digits) else None
-
-
-def phone_sha256(phone: str) -> str:
-    """How a plain phone from a file is compared and stored: never the digits themselves."""
-    return hashlib.sha256(phone.encode()).hexdigest()
 
 
 # -- header and layout ---------------------------------------------------------------------------------
@@ -513,7 +432,7 @@ class _RowReader:
             if watched_s is None:
                 return FileRow(ref, None, Skip.NO_TIME, name=name)
             trust = Trust.LOW
-        who = f"id:{user_id}" if user_id else f"phone:{phone_sha256(phone)}" if phone else f"name:{name}"
+        who = f"id:{user_id}" if user_id else f"phone:{sha256_phone(phone)}" if phone else f"name:{name}"
         record = ExternalRecord(
             platform=self.platform,
             external_meeting_ref=self.meeting_ref,

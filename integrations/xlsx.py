@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO
@@ -235,7 +235,7 @@ class Workbook:
             return raw
         return self._convert(number, int(el.get("s", "0") or 0))
 
-    def rows(self, sheet: SheetInfo) -> Iterator[tuple[int, list[CellValue]]]:
+    def rows(self, sheet: SheetInfo) -> Generator[tuple[int, list[CellValue]], None, None]:
         """(1-based row number, values by column) for every row the sheet stores, in order; columns
         without a cell are None. Rows the sheet does not store (blank) are not yielded."""
         self._shared_strings()  # before the sheet stream opens: one member read at a time
