@@ -638,6 +638,7 @@ class ExternalRecordRow(Base):
     leave_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     watched_s: Mapped[float | None] = mapped_column(Float)
     instance: Mapped[str | None] = mapped_column(String(32))
+    connection_id: Mapped[str | None] = mapped_column(String(128))  # Tencent ms_open_id: closes a join
     is_pstn: Mapped[bool] = mapped_column(Boolean, default=False)
     trust: Mapped[str] = mapped_column(String(8))
     person_id: Mapped[int | None] = mapped_column(IdType)

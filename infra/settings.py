@@ -5,6 +5,7 @@ Every field is documented in docs/operations.md; tests/unit/test_docs.py keeps t
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -50,6 +51,15 @@ class Settings:
     # How often live pages send heartbeats (the credit policy's heartbeat_period_s; R16: a gap of more
     # than twice this closes attendance).
     heartbeat_period_s: float = field(default=30.0, metadata={"env": "LECTERN_HEARTBEAT_PERIOD_S"})
+    # Encrypts Tencent Meeting / DingTalk credentials at rest: 32 bytes, Base64. Unset in embedded mode:
+    # derived from the secret key (fine for a single-machine trial, not for production).
+    credentials_key: str = field(default="", metadata={"env": "LECTERN_CREDENTIALS_KEY", "secret": True})
+    tencent_api_url: str = field(
+        default="https://api.meeting.qq.com", metadata={"env": "LECTERN_TENCENT_API_URL"}
+    )
+    dingtalk_api_url: str = field(
+        default="https://api.dingtalk.com", metadata={"env": "LECTERN_DINGTALK_API_URL"}
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -151,7 +161,16 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError("LECTERN_PUBLISHER_GRACE_S must not be negative")
     if not settings.heartbeat_period_s > 0:
         raise SettingsError("LECTERN_HEARTBEAT_PERIOD_S must be positive")
+    if settings.credentials_key and not _is_key(settings.credentials_key):
+        raise SettingsError("LECTERN_CREDENTIALS_KEY must be 32 bytes in Base64 (openssl rand -base64 32)")
     return settings
+
+
+def _is_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except ValueError:
+        return False
 
 
 def with_secret_key(settings: Settings) -> Settings:

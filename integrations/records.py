@@ -64,6 +64,7 @@ class ExternalRecord:
     join_at: datetime | None
     leave_at: datetime | None
     instance: str | None = None  # Tencent instanceid ("0" PSTN, "1" PC, ...), DingTalk deviceType
+    connection_id: str | None = None  # the platform's id of this one connection (Tencent ms_open_id)
     is_pstn: bool = False  # dialled in by phone: review, never automatic credit (R20)
     phone: str | None = None  # plain digits, or Tencent's SHA256(phone + "/" + SecretId) when phone_hashed
     phone_hashed: bool = False

@@ -152,6 +152,7 @@ def participant_record(item: Mapping[str, Any], ref: str, where: str) -> Externa
         join_at=join_at,
         leave_at=seconds(item.get("left_time")),
         instance=instance,
+        connection_id=ms_open_id or None,
         is_pstn=instance == PSTN_INSTANCE,
         phone=phone,
         phone_hashed=phone is not None,

@@ -159,6 +159,7 @@ def participant_events(plaintext: str, trace: str = "") -> list[ParticipantEvent
             join_at=at if event == JOINED else None,
             leave_at=at if event == LEFT else None,
             instance=instance,
+            connection_id=ms_open_id or None,
             is_pstn=is_pstn,
             trust=Trust.HIGH,
             raw_ref=f"webhook {trace} #{i + 1}".strip(),

@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("leave_at", AT, nullable=True),
         sa.Column("watched_s", sa.Float(), nullable=True),
         sa.Column("instance", sa.String(length=32), nullable=True),
+        sa.Column("connection_id", sa.String(length=128), nullable=True),
         sa.Column("is_pstn", sa.Boolean(), nullable=False),
         sa.Column("trust", sa.String(length=8), nullable=False),
         sa.Column("person_id", ID, nullable=True),
