@@ -114,6 +114,14 @@ PROGRESS = _obj(
 )
 MEDIA_TOKEN = _obj({"purpose": _enum(MediaPurpose)}, ("purpose",))
 
+EXTERNAL_MATCH = _obj(
+    {"person_id": {"anyOf": [ID, {"type": "null"}], "description": "an enrolled learner; null: nobody"}},
+    ("person_id",),
+)
+EXTERNAL_ACCOUNT = _obj(
+    {"external_user_id": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"}}, ("external_user_id",)
+)
+
 QUERY: dict[str, dict[str, Any]] = {
     "type": {**_enum(OrgType), "description": "organization type"},
     "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
@@ -126,6 +134,11 @@ QUERY: dict[str, dict[str, Any]] = {
     "to": {**DATE_OR_INSTANT, "description": "sessions starting at or before (date or date-time)"},
     "q": {"type": "string", "maxLength": 100, "description": "text in title, description or industry"},
     "sort": {"type": "string", "enum": ["title", "-created_at", "credit_hours", "next_session"]},
+    "platform": {
+        "type": "string",
+        "enum": ["tencent", "dingtalk_conf", "dingtalk_live"],
+        "description": "the file's platform when the session is not linked to one (else guessed)",
+    },
     "status": {
         "type": "string",
         "enum": ["published", "draft", "archived", "all"],
