@@ -15,6 +15,7 @@ from catalog import (
     courses,
     enrollments,
     experts,
+    external_api,
     external_imports,
     forms,
     media,
@@ -413,6 +414,7 @@ class Route:
 COURSE = r"{course_id:\d+}"
 SESSION = r"{session_id:\d+}"
 ORG = r"{org_id:\d+}"
+PLATFORM = r"{platform:tencent|dingtalk}"
 # Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
 RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
 
@@ -729,6 +731,73 @@ ROUTES: tuple[Route, ...] = (
         "replays",
         body=schemas.PROGRESS,
         responses={200: "Stored", 429: "Reported less than 5 s ago (Retry-After)"},
+    ),
+    Route(
+        "GET",
+        f"/api/organizations/{ORG}/integrations/{PLATFORM}",
+        external_api.get_credentials,
+        "Whether the organization's Tencent Meeting / DingTalk credentials are set (never the values)",
+        "provider_admin of the organization, admin",
+        "external",
+    ),
+    Route(
+        "PUT",
+        f"/api/organizations/{ORG}/integrations/{PLATFORM}",
+        external_api.put_credentials,
+        "Set or replace the organization's platform credentials (stored encrypted, never shown again)",
+        "provider_admin of the organization, admin",
+        "external",
+        body=schemas.CREDENTIALS,
+        responses={200: "Stored", 503: "No credentials key configured"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/external",
+        external_api.get_link,
+        "The session's link to a Tencent meeting or DingTalk conference / live, and its import batches",
+        "provider_admin of the course's provider, admin",
+        "external",
+    ),
+    Route(
+        "PUT",
+        f"/api/sessions/{SESSION}/external",
+        external_api.put_link,
+        "Link an external session to a Tencent meeting (id or 9-digit code) or a DingTalk conference / live",
+        "provider_admin of the course's provider, admin",
+        "external",
+        body=schemas.EXTERNAL_LINK,
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/external/pull",
+        external_api.pull,
+        "Fetch the linked meeting's attendance from the platform and store it (idempotent)",
+        "provider_admin of the course's provider, admin",
+        "external",
+        responses={
+            201: "A batch was stored (counts say what was new)",
+            503: "The platform did not answer after retries",
+        },
+    ),
+    Route(
+        "GET",
+        f"/api/integrations/tencent/webhook/{ORG}",
+        external_api.tencent_webhook_check,
+        "Tencent Meeting's URL verification: answers check_str's plaintext (text/plain) if signed",
+        "Tencent Meeting (signature with the organization's webhook token)",
+        "external",
+        query=("check_str",),
+        login=False,
+    ),
+    Route(
+        "POST",
+        f"/api/integrations/tencent/webhook/{ORG}",
+        external_api.tencent_webhook,
+        "Tencent Meeting participant joined/left events (signed; a replayed timestamp+nonce is refused)",
+        "Tencent Meeting (signature with the organization's webhook token)",
+        "external",
+        body=schemas.TENCENT_WEBHOOK,
+        login=False,
     ),
     Route(
         "POST",

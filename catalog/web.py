@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from catalog import api
 from catalog.consumer import consumer_context
 from catalog.db import Database
-from catalog.keys import DATABASE
+from catalog.external import PullContext
+from catalog.keys import DATABASE, EXTERNAL
 from infra.appkeys import READINESS, SETTINGS
+from integrations.secrets import sealer_for
 
 __all__ = ["DATABASE", "setup"]
 
@@ -24,9 +27,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
+async def _external(app: web.Application) -> AsyncIterator[None]:
+    """One HTTP client for Tencent Meeting / DingTalk calls, and the credentials key."""
+    async with aiohttp.ClientSession() as http:
+        app[EXTERNAL] = PullContext(http, app[SETTINGS], sealer_for(app[SETTINGS]))
+        yield
+
+
 def setup(app: web.Application) -> None:
     """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS, and
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
-    app.cleanup_ctx.extend([_database, consumer_context])
+    app.cleanup_ctx.extend([_database, _external, consumer_context])
     api.add_routes(app)

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from catalog.domain import CourseStatus, Role
+from catalog.models import Session
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -134,6 +135,36 @@ async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | 
     return f"/api/replays/{recording_id}/progress", body
 
 
+async def _external_session(w: World, _role: str) -> int:
+    start = datetime.now(UTC) + timedelta(days=2)
+    async with w.db.sessions.begin() as s:
+        ss = Session(
+            course_id=w.course_id,
+            title="腾讯会议讲座",
+            kind="external",
+            scheduled_start=start,
+            scheduled_end=start + timedelta(hours=2),
+            external_platform="tencent",
+            external_ids={},
+        )
+        s.add(ss)
+        await s.flush()
+        return ss.id
+
+
+async def _link(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    session = await _external_session(w, role)
+    return f"/api/sessions/{session}/external", {"platform": "tencent", "meeting_code": "445999969"}
+
+
+async def _pull(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    # Linked, but the organization has no credentials: the provider's administrators get 409.
+    session = await _external_session(w, role)
+    return f"/api/sessions/{session}/external/pull", None
+
+
+TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
+
 MANAGERS = {"provider_admin": 200, "admin": 200}
 
 MATRIX: dict[str, Case] = {
@@ -229,10 +260,34 @@ MATRIX: dict[str, Case] = {
         bureau=200,
         admin=200,
     ),
+    # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
+    "GET /api/organizations/{org_id}/integrations/{platform}": case(
+        403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS
+    ),
+    "PUT /api/organizations/{org_id}/integrations/{platform}": case(
+        403, fixed("/api/organizations/{p}/integrations/tencent", TENCENT_KEYS), anonymous=401, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/external": case(
+        403, fixed("/api/sessions/{s}/external"), anonymous=401, **MANAGERS
+    ),
+    "PUT /api/sessions/{session_id}/external": case(403, _link, anonymous=401, **MANAGERS),
+    "POST /api/sessions/{session_id}/external/pull": case(
+        403, _pull, anonymous=401, provider_admin=409, admin=409
+    ),
+    "GET /api/integrations/tencent/webhook/{org_id}": case(
+        400, fixed("/api/integrations/tencent/webhook/{p}?check_str=YWJj")
+    ),
+    "POST /api/integrations/tencent/webhook/{org_id}": case(
+        400, fixed("/api/integrations/tencent/webhook/{p}", {"data": "YWJj"})
+    ),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
-ANONYMOUS_WRITES_ALLOWED = {"POST /api/auth/register", "POST /api/auth/login"}
+ANONYMOUS_WRITES_ALLOWED = {
+    "POST /api/auth/register",
+    "POST /api/auth/login",
+    "POST /api/integrations/tencent/webhook/{org_id}",  # signed by Tencent, no session
+}
 
 
 def registered_api_routes(app: web.Application) -> set[str]:
