@@ -65,7 +65,7 @@ def _delivery(request: web.Request, data: str) -> external.Delivery:
 
 async def tencent_webhook_check(request: web.Request) -> web.Response:
     check_str = request.query.get("check_str", "")
-    if not check_str or len(check_str) > 4096:
+    if not check_str or len(check_str) > 512:
         raise Invalid("check_str is required", field="check_str")
     ctx = request.app[EXTERNAL]
     answer = await external.webhook_check(

@@ -166,7 +166,7 @@ QUERY: dict[str, dict[str, Any]] = {
     "to": {**DATE_OR_INSTANT, "description": "sessions starting at or before (date or date-time)"},
     "q": {"type": "string", "maxLength": 100, "description": "text in title, description or industry"},
     "sort": {"type": "string", "enum": ["title", "-created_at", "credit_hours", "next_session"]},
-    "check_str": {"type": "string", "maxLength": 4096, "description": "Tencent's Base64 verification"},
+    "check_str": {"type": "string", "maxLength": 512, "description": "Tencent's Base64 verification"},
     "platform": {
         "type": "string",
         "enum": ["tencent", "dingtalk_conf", "dingtalk_live"],
