@@ -296,6 +296,7 @@ async def session_attendance(request: web.Request) -> web.Response:
 async def import_attendance(request: web.Request) -> web.Response:
     caller = await current_person(request)
     platform = forms.optional_platform(request.query)
+    await external_imports.check_import_access(database(request), caller, _id(request, "session_id"))
     upload, file_name = await read_upload(request, "file", external_imports.MAX_FILE_BYTES)
     with upload:
         report = await external_imports.import_file(

@@ -110,6 +110,13 @@ async def _session_for_import(
     return session, course
 
 
+async def check_import_access(db: Database, caller: Caller, session_id: int) -> None:
+    """NotFound / Forbidden before an upload is read: who may not import learns it without sending a file."""
+    async with db.sessions.begin() as s:
+        session = await queries.session_or_404(s, session_id)
+        _require_provider(session.course, caller)
+
+
 def _require_provider(course: Course, caller: Caller | None) -> None:
     """Provider administrators of the course (and platform admins); None is the operator's CLI."""
     if caller is None or caller.manages_provider(course.provider_org_id):

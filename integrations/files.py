@@ -375,7 +375,10 @@ class _RowReader:
         leading = [unicodedata.normalize("NFKC", _text(c)).replace(" ", "") for c in non_empty[:2]]
         if any(t.startswith(_SUMMARY_WORDS) for t in leading if isinstance(t, str)):
             return FileRow(ref, None, Skip.SUMMARY, name=name)
-        if sum(1 for c in non_empty if normalize_header(_text(c))[0] in self.header_keys) >= 2:
+        first_key = normalize_header(_text(non_empty[0]))[0]  # cheap test first: most rows are not headers
+        if first_key in self.header_keys and (
+            sum(1 for c in non_empty if normalize_header(_text(c))[0] in self.header_keys) >= 2
+        ):
             return FileRow(ref, None, Skip.HEADER)
         if len(non_empty) == 1 and (not name or name.startswith(_NOTE_PREFIXES)):
             # A title or note line: one cell, not a person's name.

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from catalog.domain import CourseStatus, Role
-from catalog.models import Session
+from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -163,6 +163,30 @@ async def _pull(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/sessions/{session}/external/pull", None
 
 
+async def _record(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    """An imported record waiting for review, matched to the enrolled learner."""
+    now = datetime.now(UTC)
+    async with w.db.sessions.begin() as s:
+        batch = ExternalImportBatch(
+            session_id=w.session_id, platform="tencent", source="file", fetched_at=now,
+            payload_hash=f"h-{role}", status="done", counts={}, report={}, error="",
+        )  # fmt: skip
+        s.add(batch)
+        await s.flush()
+        record = ExternalRecordRow(
+            batch_id=batch.id, session_id=w.session_id, platform="tencent", row_key=f"k-{role}",
+            external_meeting_ref="m", display_name="昵称", join_at=now, is_pstn=False, trust="high",
+            match="unmatched", row_ref="row 2", created_at=now, updated_at=now,
+        )  # fmt: skip
+        s.add(record)
+        await s.flush()
+        return f"/api/external-records/{record.id}/match", {"person_id": w.actors["learner"].person_id}
+
+
+async def _my_account(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return "/api/me/external-accounts/tencent", {"external_user_id": f"user-{role}"}
+
+
 TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
 
 MANAGERS = {"provider_admin": 200, "admin": 200}
@@ -280,6 +304,16 @@ MATRIX: dict[str, Case] = {
     "POST /api/integrations/tencent/webhook/{org_id}": case(
         400, fixed("/api/integrations/tencent/webhook/{p}", {"data": "YWJj"})
     ),
+    # A JSON body is not a file: the managers get 400 once their access is checked.
+    "POST /api/sessions/{session_id}/external/import": case(
+        403, fixed("/api/sessions/{s}/external/import"), anonymous=401, provider_admin=400, admin=400
+    ),
+    "GET /api/sessions/{session_id}/external/review": case(
+        403, fixed("/api/sessions/{s}/external/review"), anonymous=401, **MANAGERS
+    ),
+    "POST /api/external-records/{record_id}/match": case(403, _record, anonymous=401, **MANAGERS),
+    "GET /api/me/external-accounts": case(200, fixed("/api/me/external-accounts"), anonymous=401),
+    "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
