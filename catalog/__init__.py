@@ -1,5 +1,6 @@
 """The system of record: people, organizations, courses, sessions, attendance, credit (学时)."""
 
+from catalog.credit.policies import heartbeat_period_s
 from catalog.db import Database, migrate, migrate_async
 from catalog.domain import MediaPurpose
 from catalog.keys import ON_WITHDRAWN, WithdrawalHook
@@ -16,6 +17,7 @@ __all__ = [
     "WithdrawalHook",
     "check_grant",
     "check_media_grant",
+    "heartbeat_period_s",
     "migrate",
     "migrate_async",
     "setup",

@@ -20,6 +20,7 @@ from catalog import (
     forms,
     media,
     orgs,
+    playback_routes,
     replays,
     schemas,
     search,
@@ -39,6 +40,7 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
 from infra import media_access
@@ -361,6 +363,16 @@ async def _with_media_cookie(
         samesite="Lax",
         secure=settings(request).secure_cookies,
     )
+    # The same grant for the overflow-HLS heartbeats (streaming/hls_evidence.py), scoped to their URL.
+    response.set_cookie(
+        media_access.BEAT_COOKIE,
+        grant.value,
+        max_age=grant.max_age_s,
+        path=media_access.heartbeat_path(session_id),
+        httponly=True,
+        samesite="Strict",
+        secure=settings(request).secure_cookies,
+    )
     return response
 
 
@@ -368,15 +380,6 @@ async def get_replay(request: web.Request) -> web.Response:
     caller = await current_person(request)
     view = await replays.playback(database(request), caller, request.match_info["recording_id"])
     return await _with_media_cookie(json_ok(view), request, caller, view["session_id"])
-
-
-async def put_replay_progress(request: web.Request) -> web.Response:
-    caller = await current_person(request)
-    report = forms.progress_report(await read_json(request))
-    recording_id = request.match_info["recording_id"]
-    stored = await replays.report_progress(database(request), caller, recording_id, report, now())
-    # The page reports every few seconds while it plays: each report renews the media cookie.
-    return await _with_media_cookie(json_ok(stored), request, caller, stored["session_id"])
 
 
 async def hls_access(request: web.Request) -> web.Response:
@@ -410,6 +413,7 @@ class Route:
     query: tuple[str, ...] = ()  # names of query parameters (described in schemas.QUERY)
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     login: bool = True  # False: callable anonymously
+    content_type: str = "application/json"  # of a 2xx answer (downloads answer CSV or XLSX)
 
 
 COURSE = r"{course_id:\d+}"
@@ -418,6 +422,9 @@ ORG = r"{org_id:\d+}"
 PLATFORM = r"{platform:tencent|dingtalk}"
 # Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
 RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
+FLAG = r"{flag_id:\d+}"
+PLAYBACK_CLIENT = r"{client_id:[0-9a-f]{32}}"
+CHECK = r"{check_id:[0-9a-f]{32}\.[0-9]{1,6}}"
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -724,14 +731,149 @@ ROUTES: tuple[Route, ...] = (
         "replays",
     ),
     Route(
-        "PUT",
-        f"/api/replays/{RECORDING}/progress",
-        put_replay_progress,
-        "Report playback progress (kept as the latest progress and appended as a raw report)",
+        "POST",
+        f"/api/replays/{RECORDING}/playback",
+        playback_routes.open_replay_playback,
+        "Open a playback (a learning client) of a replay: its token, heartbeat period, check window, resume"
+        " point; the caller's other learning clients are superseded (one active client per person)",
         "learners enrolled in the course, the provider's staff, the session's experts, bureau, admin",
         "replays",
-        body=schemas.PROGRESS,
-        responses={200: "Stored", 429: "Reported less than 5 s ago (Retry-After)"},
+        responses={201: "Opened"},
+    ),
+    Route(
+        "POST",
+        f"/api/playback/{PLAYBACK_CLIENT}/heartbeats",
+        playback_routes.playback_heartbeat,
+        "A playback heartbeat (position, rate, visibility, seq), recorded as evidence; answers with the"
+        " presence check to show, if one is due",
+        "the login that opened the playback, with its token",
+        "replays",
+        body=schemas.PLAYBACK_HEARTBEAT,
+        responses={
+            200: "Accepted",
+            401: "No login, or a forged, malformed or expired token",
+            403: "The token is another playback's, or was opened by another login",
+            409: "superseded: a newer learning client of the person took over",
+            429: "Too many heartbeats in one period (Retry-After)",
+        },
+    ),
+    Route(
+        "POST",
+        f"/api/playback/{PLAYBACK_CLIENT}/checks/{CHECK}",
+        playback_routes.answer_replay_check,
+        "Answer a replay presence check with its nonce (latency measured by the server)",
+        "the login that opened the playback, with its token",
+        "replays",
+        body=schemas.CHECK_ANSWER,
+        responses={
+            200: "Answered",
+            401: "No login, or a forged, malformed or expired token",
+            403: "Wrong nonce, another playback's token, or another login",
+            409: "check_not_issued, check_expired, check_answered or superseded",
+        },
+    ),
+    # --- credit (catalog.credit.handlers) ---
+    Route(
+        "GET",
+        "/api/credit-policy",
+        credit.get_policy,
+        "The credit policy in force (its version and parameters; version 0 is the built-in default)",
+        "logged in",
+        "credit",
+    ),
+    Route(
+        "GET",
+        "/api/credit-policy/versions",
+        credit.policy_versions,
+        "Every version of the credit policy, newest first, with who made it, when and why",
+        "admin, bureau",
+        "credit",
+    ),
+    Route(
+        "POST",
+        "/api/credit-policy",
+        credit.create_policy,
+        "A new version of the credit policy (full parameters; missing ones take the built-in default)."
+        " Credit already computed keeps the version it names",
+        "admin",
+        "credit",
+        body=schemas.CREDIT_POLICY,
+        responses={201: "Created", 409: "Another version was saved at the same time"},
+    ),
+    Route(
+        "GET",
+        "/api/me/credits",
+        credit.my_credits,
+        "The caller's credit year: 学时 by 公需/专业 against the requirement (registered and pending apart),"
+        " entries per course with their evidence, sessions attended without credit yet and why",
+        "logged in",
+        "credit",
+        query=("year",),
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/credits",
+        credit.session_credits,
+        "Per learner of a session: live and overflow-HLS present time, replay clients, checks answered of"
+        " those issued, credited minutes and 学时 with status and policy version, flags",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance.csv",
+        credit.attendance_csv,
+        "The session's credit table as CSV (UTF-8 with BOM; phone numbers masked)",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+        content_type="text/csv",
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/attendance.xlsx",
+        credit.attendance_xlsx,
+        "The session's credit table as an XLSX workbook (phone numbers masked)",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/time-corrections",
+        credit.create_correction,
+        "Correct a session's actual times (audited; the server's own times stay; credit uses the latest"
+        " correction and names it)",
+        "provider_admin of the course's provider, admin",
+        "attendance",
+        body=schemas.TIME_CORRECTION,
+        responses={201: "Recorded"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/time-corrections",
+        credit.list_corrections,
+        "A session's time corrections, newest first, with the server's own times",
+        "provider_admin of the course's provider, bureau, admin",
+        "attendance",
+    ),
+    Route(
+        "GET",
+        "/api/fraud-flags",
+        credit.list_flags,
+        "The review list: fraud and anomaly flags with their evidence, newest first",
+        "provider_admin (flags on their courses), bureau, admin (all)",
+        "review",
+        query=("status", "course_id", "page", "page_size"),
+    ),
+    Route(
+        "POST",
+        f"/api/fraud-flags/{FLAG}/resolve",
+        credit.resolve_flag,
+        "Dismiss or confirm an open flag, saying what was found (audited)",
+        "provider_admin of the flag's course, admin",
+        "review",
+        body=schemas.FLAG_RESOLVE,
+        responses={200: "Resolved", 409: "Already resolved"},
     ),
     Route(
         "GET",

@@ -102,6 +102,7 @@ async def record_left(db: Database, event: ViewerLeft) -> bool:
             return False
         if latest is not None and (latest.left_at is None or event.at < latest.left_at):
             latest.left_at = event.at
+            latest.reason = event.reason
             return True
         # Out of order: this left belongs to an interval whose joined event has not been stored yet.
         orphan = await s.scalar(
@@ -118,6 +119,7 @@ async def record_left(db: Database, event: ViewerLeft) -> bool:
                 peer_id=event.peer_id,
                 joined_at=None,
                 left_at=event.at,
+                reason=event.reason,
             )
         )
     log.info(

@@ -1,6 +1,13 @@
-"""The catalog's event consumer: reads `sessions`, `recordings` and `attendance` through the consumer group
-"catalog" and turns events into rows (actual start/end of sessions, replays, learners' live intervals),
+"""The catalog's event consumer: reads `sessions`, `recordings`, `attendance`, `presence` and `evidence`
+through the consumer group "catalog" and turns events into rows (actual start/end of sessions, replays,
+learners' live intervals and attention, presence checks and answers, heartbeats and segment fetches),
 acknowledging each after its commit.
+
+The `evidence` topic (heartbeats: the high-volume one) is stored in batches of up to `evidence_batch`
+events: one multi-row INSERT … ON CONFLICT DO NOTHING per table in one transaction (catalog/evidence.py),
+acknowledged after that commit. If the batch fails, its events are stored one by one, so one event that
+cannot be stored does not hold the others back. After each batch, `on_replay_progress` (the app sets it
+to the credit settlement's completion check) is told which (person, recording) pairs advanced.
 
 Delivery is at least once, so every handler is idempotent (first start wins, latest end wins, a recording
 is registered once by its id, a live interval once per session, peer and join time). What is never
@@ -32,6 +39,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from catalog import attendance, courses, replays
+from catalog import evidence as evidence_store
+from catalog.credit.settle import replay_progress_hook
 from catalog.db import Database
 from catalog.keys import DATABASE
 from infra import events
@@ -42,9 +51,11 @@ from infra.errors import Invalid, NotFound
 log = logging.getLogger(__name__)
 
 GROUP = "catalog"
-TOPICS = (events.SESSIONS, events.RECORDINGS, events.ATTENDANCE)
+TOPICS = (events.SESSIONS, events.RECORDINGS, events.ATTENDANCE, events.PRESENCE, events.EVIDENCE)
 
 Handler = Callable[[Database, events.Event], Awaitable[bool]]
+# Told, after a committed evidence batch, the furthest position each (person, recording) pair reached.
+ReplayProgressHook = Callable[[dict[tuple[int, str], float]], Awaitable[None]]
 
 
 async def _session_started(db: Database, event: events.Event) -> bool:
@@ -72,6 +83,26 @@ async def _viewer_left(db: Database, event: events.Event) -> bool:
     return await attendance.record_left(db, event)
 
 
+async def _attention_changed(db: Database, event: events.Event) -> bool:
+    assert isinstance(event, events.AttentionChanged)
+    return await evidence_store.record_attention(db, event)
+
+
+async def _check_issued(db: Database, event: events.Event) -> bool:
+    assert isinstance(event, events.PresenceCheckIssued)
+    return await evidence_store.record_live_check(db, event)
+
+
+async def _check_answered(db: Database, event: events.Event) -> bool:
+    assert isinstance(event, events.PresenceCheckAnswered)
+    return await evidence_store.record_live_answer(db, event)
+
+
+async def _evidence_one(db: Database, event: events.Event) -> bool:
+    """One `evidence` event on its own (the batch path's fallback)."""
+    return (await evidence_store.store_batch(db, [event])).total > 0
+
+
 # Event types on our topics that the catalog has nothing to do with are acknowledged without a handler.
 HANDLERS: dict[type[events.Event], Handler] = {
     events.SessionStarted: _session_started,
@@ -79,6 +110,10 @@ HANDLERS: dict[type[events.Event], Handler] = {
     events.RecordingFinalized: _recording_finalized,
     events.ViewerJoined: _viewer_joined,
     events.ViewerLeft: _viewer_left,
+    events.AttentionChanged: _attention_changed,
+    events.PresenceCheckIssued: _check_issued,
+    events.PresenceCheckAnswered: _check_answered,
+    **dict.fromkeys(evidence_store.BATCHED, _evidence_one),
 }
 
 
@@ -94,12 +129,17 @@ class EventConsumer:
     name: str
     block_s: float = 1.0
     batch: int = 100
+    evidence_batch: int = 500  # the evidence topic: one multi-row insert per table per batch
     claim_every_s: float = 60.0
     claim_min_idle_s: float = 120.0  # several times the longest handler (a few SQL statements)
     max_attempts: int = 5
     retry_max_s: float = 30.0
     drain_timeout_s: float = 15.0
+    on_replay_progress: ReplayProgressHook | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def _count(self, topic: str) -> int:
+        return self.evidence_batch if topic == events.EVIDENCE else self.batch
 
     def stop(self) -> None:
         """Finish: handle what the bus holds for the group, then return from `run()`."""
@@ -120,7 +160,7 @@ class EventConsumer:
             try:
                 if loop.time() >= next_claim_at:
                     claimed = await self.bus.claim_stale(
-                        topic, GROUP, self.name, self.claim_min_idle_s, count=self.batch
+                        topic, GROUP, self.name, self.claim_min_idle_s, count=self._count(topic)
                     )
                     next_claim_at = loop.time() + self.claim_every_s
                     if claimed:
@@ -129,7 +169,7 @@ class EventConsumer:
                         )
                         await self.handle(claimed)
                 deliveries = await self.bus.consume(
-                    topic, GROUP, self.name, count=self.batch, block_s=self.block_s
+                    topic, GROUP, self.name, count=self._count(topic), block_s=self.block_s
                 )
                 await self.handle(deliveries)
                 backoff_s = 0.5
@@ -152,7 +192,9 @@ class EventConsumer:
         handled = 0
         while True:
             try:
-                deliveries = await self.bus.consume(topic, GROUP, self.name, count=self.batch, block_s=0)
+                deliveries = await self.bus.consume(
+                    topic, GROUP, self.name, count=self._count(topic), block_s=0
+                )
             except BusUnavailable as exc:
                 log.warning(
                     "consumer=%s topic=%s stopping with the bus unavailable: %s", self.name, topic, exc
@@ -166,10 +208,62 @@ class EventConsumer:
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """Process deliveries in order, then acknowledge those that are done (handled, or never to be
-        retried); each handler has committed its own transaction before this ack."""
-        done = [d.id for d in deliveries if await self._process(d)]
+        retried); each handler has committed its own transaction before this ack. The evidence topic
+        goes through `_store_evidence` (one transaction per batch)."""
+        if deliveries and deliveries[0].topic == events.EVIDENCE:
+            done = await self._store_evidence(deliveries)
+        else:
+            done = [d.id for d in deliveries if await self._process(d)]
         if done:
             await self.bus.ack(deliveries[0].topic, GROUP, done)
+
+    async def _store_evidence(self, deliveries: list[Delivery]) -> list[str]:
+        """Store a batch of evidence in one transaction; the ids to acknowledge. Malformed events are
+        dropped (acknowledged, logged); if the batch fails, each event goes the one-by-one way."""
+        done: list[str] = []
+        batch: list[tuple[Delivery, events.Event]] = []
+        for delivery in deliveries:
+            try:
+                event = events.decode(delivery)
+            except Invalid as exc:
+                log.error(
+                    "consumer=%s topic=%s event=%s type=%s malformed, dropped: %s (field=%s)",
+                    self.name,
+                    delivery.topic,
+                    delivery.id,
+                    delivery.type,
+                    exc.message,
+                    exc.field,
+                )
+                done.append(delivery.id)
+                continue
+            if isinstance(event, evidence_store.BATCHED):
+                batch.append((delivery, event))
+            else:
+                done.append(delivery.id)  # nothing for the catalog to do
+        if not batch:
+            return done
+        try:
+            stored = await evidence_store.store_batch(self.db, [e for _d, e in batch])
+        except Exception:
+            log.exception(
+                "consumer=%s evidence batch of %d failed; storing one by one", self.name, len(batch)
+            )
+            return done + [d.id for d, _e in batch if await self._process(d)]
+        log.info(
+            "consumer=%s topic=%s stored batch events=%d inserted=%s",
+            self.name,
+            events.EVIDENCE,
+            len(batch),
+            stored.inserted,
+        )
+        done += [d.id for d, _e in batch]
+        if stored.replay_positions and self.on_replay_progress is not None:
+            try:
+                await self.on_replay_progress(stored.replay_positions)
+            except Exception:  # the evidence is committed; the periodic sweep settles what this missed
+                log.exception("consumer=%s replay completion check failed", self.name)
+        return done
 
     async def _process(self, delivery: Delivery) -> bool:
         """True when the delivery should be acknowledged."""
@@ -207,7 +301,9 @@ def _report_death(task: asyncio.Task[None]) -> None:
 
 async def consumer_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the consumer runs while the app does; cancelled and awaited on the way out."""
-    consumer = EventConsumer(app[BUS], app[DATABASE], consumer_name())
+    consumer = EventConsumer(
+        app[BUS], app[DATABASE], consumer_name(), on_replay_progress=replay_progress_hook(app[DATABASE])
+    )
     task = asyncio.create_task(consumer.run(), name="catalog-consumer")
     task.add_done_callback(_report_death)
     app[CONSUMER] = consumer

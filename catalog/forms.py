@@ -222,6 +222,15 @@ def session_changes(body: Mapping[str, Any], now: datetime, *, creating: bool = 
     past (before `now` - PAST_GRACE): rescheduling into the past is a typo, and what really happened is
     recorded in actual_start/actual_end instead."""
     if not creating:
+        for name in ("actual_start", "actual_end"):
+            if name in body:
+                # The server's own times bound credit (fraud 17): a correction is an audited act.
+                raise Invalid(
+                    f"{name} is not editable: the server records it; correct it with "
+                    "POST /api/sessions/{session_id}/time-corrections",
+                    field=name,
+                    details={"reason": "field_not_editable"},
+                )
         f.reject_unknown(body, _SESSION_FIELDS)
         if not body:
             raise Invalid("nothing to change")
@@ -281,25 +290,59 @@ def employer_enrollment(body: Mapping[str, Any]) -> tuple[int, list[int]]:
 
 
 @dataclass(frozen=True)
-class ProgressReport:
-    """What a replay page reports: where it is (on the recording's timeline), how fast, whether seen."""
+class PlaybackBeat:
+    """A replay page's heartbeat, as sent: the token comes back with every one, checked by the handler."""
 
+    token: str
+    seq: int
     position_s: float
     rate: float
     visible: bool
     angle: str
 
 
-def progress_report(body: Mapping[str, Any]) -> ProgressReport:
-    """Checks what needs no recording; the service checks position_s against the duration and the angle."""
-    f.reject_unknown(body, {"position_s", "rate", "visible", "angle"})
-    return ProgressReport(
-        # 1e7 s is far beyond any lecture; the recording's own duration is checked by the service.
-        position_s=f.number(body, "position_s", minimum=0.0, maximum=1e7),
+TOKEN_MAX = 2048
+SEQ_MAX = 10**9
+
+
+def _token(body: Mapping[str, Any]) -> str:
+    # Not normalised text: a token is opaque ASCII, verified by its signature.
+    value = body.get("token")
+    if value is None:
+        raise Invalid("token is required", field="token")
+    if not isinstance(value, str) or not value or len(value) > TOKEN_MAX:
+        raise Invalid(f"token must be a string of 1 to {TOKEN_MAX} characters", field="token")
+    return value
+
+
+def playback_beat(body: Mapping[str, Any], max_position_s: float = 1e7) -> PlaybackBeat:
+    """Checks each field as reported (the credit engine, not this form, decides what is credited): the
+    position within the media (`max_position_s`), a rate a player can have."""
+    f.reject_unknown(body, {"token", "seq", "position_s", "rate", "visible", "angle"})
+    seq = f.integer(body, "seq", minimum=0, maximum=SEQ_MAX)
+    assert seq is not None
+    return PlaybackBeat(
+        token=_token(body),
+        seq=seq,
+        position_s=f.number(body, "position_s", minimum=0.0, maximum=max_position_s),
         rate=f.number(body, "rate", minimum=PLAYBACK_RATE_MIN, maximum=PLAYBACK_RATE_MAX),
         visible=f.boolean(body, "visible"),
         angle=f.required_text(body, "angle", max_len=32),
     )
+
+
+def playback_token(body: Mapping[str, Any]) -> str:
+    """The token of a playback request, read first (the other fields are checked against its grant)."""
+    return _token(body)
+
+
+def check_answer(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(token, nonce) of an answer to a replay presence check."""
+    f.reject_unknown(body, {"token", "nonce"})
+    nonce = body.get("nonce")
+    if not isinstance(nonce, str) or not nonce or len(nonce) > 64:
+        raise Invalid("nonce must be the string the check came with", field="nonce")
+    return _token(body), nonce
 
 
 def media_purpose(body: Mapping[str, Any]) -> MediaPurpose:

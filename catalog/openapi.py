@@ -71,15 +71,27 @@ def _operation(route: RouteLike) -> dict[str, Any]:
         for name, pattern in _TYPED_PARAM.findall(route.path)
     ]
     params += [
-        {"name": name, "in": "query", "required": False, "schema": QUERY[name]} for name in route.query
+        # A tag may give a parameter its own meaning (e.g. "review.status" for fraud flags).
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": QUERY.get(f"{route.tag}.{name}", QUERY[name]),
+        }
+        for name in route.query
     ]
+    # Downloads (CSV, XLSX) answer their own content type; everything else answers JSON.
+    ctype = getattr(route, "content_type", "application/json")
+    ok_schema: dict[str, Any] = {"type": "object"} if ctype == "application/json" else {"type": "string"}
     responses: dict[str, Any] = {
         str(status): (
             {"description": text}
             if status == 204
             else {
                 "description": text,
-                "content": {"application/json": {"schema": ERROR if status >= 400 else {"type": "object"}}},
+                "content": {ctype: {"schema": ok_schema}}
+                if status < 400
+                else {"application/json": {"schema": ERROR}},
             }
         )
         for status, text in route.responses.items()

@@ -1,10 +1,10 @@
-"""Replays: finalized recordings registered from `recording.finalized`, who may watch them, and the
-playback progress their pages report (the latest per person, and every report for attendance checks)."""
+"""Replays: finalized recordings registered from `recording.finalized`, who may watch them, and what
+their page needs to play them (with the resume point the catalog keeps from playback heartbeats:
+catalog.playback for the evidence itself)."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,21 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import forms, queries
+from catalog import queries
 from catalog.db import Database
 from catalog.domain import Caller, RecordingState
-from catalog.models import Course, PlaybackReport, Recording, ReplayProgress, Session
+from catalog.models import Course, Recording, ReplayProgress, Session
 from infra import media_access
-from infra.errors import Forbidden, Invalid, NotFound, TooMany
+from infra.errors import Forbidden, NotFound
 from infra.events import RecordingFinalized
 
 log = logging.getLogger(__name__)
 
-# One accepted report per person and recording per this many seconds; pages report every REPORT_EVERY_S.
-REPORT_MIN_INTERVAL_S = 5.0
-REPORT_EVERY_S = 10.0
-# Players round; a report a little past the end (the last frame's duration) is not an error.
-POSITION_SLACK_S = 1.0
 HLS_PREFIX = "hls/"
 ANGLE_ORDER = ("camera", "screen")
 
@@ -188,7 +183,7 @@ def experts_of(session: Session) -> set[int]:
     return {e.person_id for e in session.experts}
 
 
-async def _watchable(s: AsyncSession, caller: Caller, recording_id: str) -> tuple[Recording, Session]:
+async def watchable(s: AsyncSession, caller: Caller, recording_id: str) -> tuple[Recording, Session]:
     """The recording and its session, when `caller` may watch it (watcher_role). Forbidden otherwise."""
     recording = await s.get(Recording, recording_id)
     if recording is None or recording.state != RecordingState.FINALIZED:
@@ -238,7 +233,7 @@ async def grant_media(
 async def playback(db: Database, caller: Caller, recording_id: str) -> dict[str, Any]:
     """What the replay page needs: the angles' HLS and MP4 URLs, the duration, the caller's progress."""
     async with db.sessions.begin() as s:
-        recording, session = await _watchable(s, caller, recording_id)
+        recording, session = await watchable(s, caller, recording_id)
         progress = await s.get(ReplayProgress, (caller.person_id, recording.id))
         course_title = session.course.title
     angles = []
@@ -268,67 +263,4 @@ async def playback(db: Database, caller: Caller, recording_id: str) -> dict[str,
         "master_url": hls_url(recording.master_key),
         "angles": angles,
         "progress": _progress_view(progress),
-        "report_every_s": REPORT_EVERY_S,
-        "report_min_interval_s": REPORT_MIN_INTERVAL_S,
-    }
-
-
-async def report_progress(
-    db: Database, caller: Caller, recording_id: str, report: forms.ProgressReport, now: datetime
-) -> dict[str, Any]:
-    """Keep the latest progress and append the raw report; TooMany (with retry_after_s) when this person
-    reported on this recording less than REPORT_MIN_INTERVAL_S ago."""
-    async with db.sessions.begin() as s:
-        recording, session = await _watchable(s, caller, recording_id)
-        if report.position_s > recording.duration_s + POSITION_SLACK_S:
-            raise Invalid(
-                f"position_s must be at most the duration ({recording.duration_s:.1f} s)", field="position_s"
-            )
-        if report.angle not in recording.angles:
-            raise Invalid(
-                f"angle must be one of: {', '.join(ordered_angles(recording.angles))}", field="angle"
-            )
-        position_s = min(report.position_s, recording.duration_s)
-        accepted = await queries.upsert_progress(
-            s,
-            person_id=caller.person_id,
-            recording_id=recording.id,
-            values={
-                "position_s": position_s,
-                "rate": report.rate,
-                "visible": report.visible,
-                "angle": report.angle,
-            },
-            now=now,
-            not_since=now - timedelta(seconds=REPORT_MIN_INTERVAL_S),
-        )
-        if not accepted:
-            last = await s.scalar(
-                select(ReplayProgress.updated_at).where(
-                    ReplayProgress.person_id == caller.person_id, ReplayProgress.recording_id == recording.id
-                )
-            )
-            wait_s = REPORT_MIN_INTERVAL_S - ((now - last).total_seconds() if last else 0.0)
-            raise TooMany(
-                f"at most one progress report per {REPORT_MIN_INTERVAL_S:g} s",
-                details={"retry_after_s": max(1, math.ceil(wait_s))},
-            )
-        s.add(
-            PlaybackReport(
-                person_id=caller.person_id,
-                recording_id=recording.id,
-                position_s=position_s,
-                rate=report.rate,
-                visible=report.visible,
-                angle=report.angle,
-                reported_at=now,
-            )
-        )
-    return {
-        "session_id": session.id,
-        "position_s": position_s,
-        "rate": report.rate,
-        "visible": report.visible,
-        "angle": report.angle,
-        "updated_at": now.isoformat(),
     }

@@ -81,38 +81,88 @@ _SESSION_PROPS: dict[str, Any] = {
     "external_ids": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
 }
 SESSION_CREATE = _obj(_SESSION_PROPS, ("title", "kind", "scheduled_start", "scheduled_end"))
-SESSION_PATCH = {
-    **_obj(
-        {
-            **_SESSION_PROPS,
-            "actual_start": {**INSTANT, "type": ["string", "null"]},
-            "actual_end": {**INSTANT, "type": ["string", "null"]},
-        }
-    ),
-    "minProperties": 1,
-}
+# actual_start/actual_end are the server's own times: a correction is POST .../time-corrections (fraud 17).
+SESSION_PATCH = {**_obj(_SESSION_PROPS), "minProperties": 1}
 EXPERTS = _obj({"person_ids": {"type": "array", "items": ID, "maxItems": 20}}, ("person_ids",))
 EMPLOYER_ENROLL = _obj(
     {"course_id": ID, "person_ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": 500}},
     ("course_id", "person_ids"),
 )
-PROGRESS = _obj(
+PLAYBACK_TOKEN = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 2048,
+    "description": "the token POST /api/replays/{recording_id}/playback returned for this client",
+}
+PLAYBACK_HEARTBEAT = _obj(
     {
+        "token": PLAYBACK_TOKEN,
+        "seq": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10**9,
+            "description": "increases by one with each heartbeat of this client",
+        },
         "position_s": {
             "type": "number",
             "minimum": 0,
-            "description": "seconds on the recording's timeline, at most its duration_s",
+            "description": "seconds on the recording's timeline, at most its duration_s (+1 s)",
         },
-        "rate": {"type": "number", "minimum": 0.25, "maximum": 4},
+        "rate": {"type": "number", "minimum": 0.25, "maximum": 4, "description": "the player's rate"},
         "visible": {
             "type": "boolean",
             "description": "whether the page is visible (document.visibilityState)",
         },
         "angle": {"type": "string", "description": "the angle being watched, e.g. camera or screen"},
     },
-    ("position_s", "rate", "visible", "angle"),
+    ("token", "seq", "position_s", "rate", "visible", "angle"),
+)
+CHECK_ANSWER = _obj(
+    {"token": PLAYBACK_TOKEN, "nonce": {"type": "string", "description": "the nonce the check came with"}},
+    ("token", "nonce"),
 )
 MEDIA_TOKEN = _obj({"purpose": _enum(MediaPurpose)}, ("purpose",))
+_NUMBER_OR_DECIMAL = {"type": ["number", "string"], "description": 'a decimal, e.g. "0.5"'}
+_FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+CREDIT_POLICY = _obj(
+    {
+        "note": {"type": "string", "minLength": 1, "maxLength": 500, "description": "why the rules change"},
+        "minutes_per_xueshi": {"type": "integer", "minimum": 1, "maximum": 240},
+        "rounding_unit": {"enum": ["0.1", "0.25", "0.5", "1", 0.1, 0.25, 0.5, 1]},
+        "daily_cap_xueshi": _NUMBER_OR_DECIMAL,
+        "live_presence_threshold": _FRACTION,
+        "live_below_threshold": {"type": "string", "enum": ["none", "pro_rata"]},
+        "check_full_ratio": _FRACTION,
+        "check_half_ratio": _FRACTION,
+        "checks_per_45_min": {"type": "integer", "minimum": 0, "maximum": 20},
+        "check_window_s": {"type": "integer", "minimum": 10, "maximum": 600},
+        "min_answer_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "replay_completion_threshold": _FRACTION,
+        "max_playback_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 4},
+        "seek_tolerance_s": {"type": "number", "minimum": 0, "maximum": 60},
+        "heartbeat_period_s": {"type": "integer", "minimum": 1, "maximum": 600},
+        "once_per_session_per_year": {"type": "boolean"},
+        "annual_total_xueshi": _NUMBER_OR_DECIMAL,
+        "annual_public_min_xueshi": _NUMBER_OR_DECIMAL,
+        "annual_professional_min_xueshi": _NUMBER_OR_DECIMAL,
+    },
+    ("note",),
+)
+FLAG_RESOLVE = _obj(
+    {
+        "status": {"type": "string", "enum": ["dismissed", "confirmed"]},
+        "resolution": {"type": "string", "minLength": 1, "maxLength": 1000},
+    },
+    ("status", "resolution"),
+)
+TIME_CORRECTION = _obj(
+    {
+        "actual_start": INSTANT,
+        "actual_end": INSTANT,
+        "reason": {"type": "string", "minLength": 1, "maxLength": 1000},
+    },
+    ("actual_start", "actual_end", "reason"),
+)
 
 EXTERNAL_MATCH = _obj(
     {"person_id": {"anyOf": [ID, {"type": "null"}], "description": "an enrolled learner; null: nobody"}},
@@ -172,6 +222,9 @@ QUERY: dict[str, dict[str, Any]] = {
         "enum": ["tencent", "dingtalk_conf", "dingtalk_live"],
         "description": "the file's platform when the session is not linked to one (else guessed)",
     },
+    "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "description": "credit year (Beijing)"},
+    "course_id": ID,
+    "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},
     "status": {
         "type": "string",
         "enum": ["published", "draft", "archived", "all"],

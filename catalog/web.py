@@ -12,7 +12,9 @@ from catalog import api
 from catalog.consumer import consumer_context
 from catalog.db import Database
 from catalog.external import PullContext
-from catalog.keys import DATABASE, EXTERNAL
+from catalog.keys import DATABASE, EXTERNAL, PLAYBACKS
+from catalog.playback import Playbacks
+from catalog.settler import settlement_context
 from infra.appkeys import READINESS, SETTINGS
 from integrations.secrets import sealer_for
 
@@ -38,5 +40,6 @@ def setup(app: web.Application) -> None:
     """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS, and
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
-    app.cleanup_ctx.extend([_database, _external, consumer_context])
+    app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context])
+    app[PLAYBACKS] = Playbacks()
     api.add_routes(app)

@@ -20,7 +20,9 @@ from infra.errors import Unavailable
 
 
 class BusUnavailable(Unavailable):
-    pass
+    # Raised by `publish_many`: how many of its first events the bus is known to have taken before it
+    # failed (0 when unknown: publishing them again is at least once).
+    published: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class EventBus(EventSink, Protocol):
 
     async def length(self, topic: str) -> int:
         """How many events the topic retains."""
+
+    async def oldest_unacked(self, topic: str, group: str) -> str | None:
+        """Id of the oldest retained event this group has not acknowledged (pending, or not delivered
+        yet), or None when it has acknowledged everything the topic holds. Every event with a smaller
+        id has been processed by the group: what the credit settlement waits for."""
 
     async def check(self) -> None:
         """Raise BusUnavailable if the bus cannot be reached (used by /readyz)."""

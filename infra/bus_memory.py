@@ -150,7 +150,14 @@ class MemoryBus:
     async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
         # One by one through `publish` (a subclass that overrides it sees every event); in memory a
         # batch saves nothing.
-        return [await self.publish(topic, type, data) for topic, type, data in items]
+        ids: list[str] = []
+        try:
+            for topic, type, data in items:
+                ids.append(await self.publish(topic, type, data))
+        except BusUnavailable as exc:
+            exc.published = len(ids)
+            raise
+        return ids
 
     async def ensure_group(self, topic: str, group: str) -> None:
         self._require_open()
@@ -237,6 +244,23 @@ class MemoryBus:
         self._require_open()
         t = self._topics.get(topic)
         return 0 if t is None else len(t.entries)
+
+    async def oldest_unacked(self, topic: str, group: str) -> str | None:
+        self._require_open()
+        t = self._topics.get(topic)
+        if t is None:
+            return None
+        g = t.groups.get(group)
+        candidates: list[EventId] = []
+        if g is not None and g.pending:
+            candidates.append(parse_event_id(next(iter(g.pending))))  # dict order is id order
+        start = t.first_index if g is None else max(g.next_index, t.first_index)
+        if start < t.appended:
+            candidates.append(t.entry_at(start).key)
+        if not candidates:
+            return None
+        ms, seq = min(candidates)
+        return f"{ms}-{seq}"
 
     async def check(self) -> None:
         self._require_open()

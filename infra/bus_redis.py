@@ -215,21 +215,23 @@ class RedisBus:
                         approximate=True,
                     )
             replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
+        for taken, reply in enumerate(replies):
             if isinstance(reply, Exception):
-                self._raise_add_error(reply)
+                self._raise_add_error(reply, published=taken)
         return [str(r) for r in replies]
 
     def _kept_args(self, type: str, data_json: str) -> list[Any]:
         return [self._protected, self._retention, self._kept_cap, type, data_json]
 
-    def _raise_add_error(self, exc: Exception) -> NoReturn:
+    def _raise_add_error(self, exc: Exception, published: int = 0) -> NoReturn:
         if "LECTERN_KEPT_FULL" in str(exc):
             log.error("event bus: refusing an event: %s", exc)
-            raise BusUnavailable(
+            refused = BusUnavailable(
                 f"a topic kept until consumed is full: the {self._protected!r} group has not "
                 f"acknowledged {self._kept_cap} events"
-            ) from exc
+            )
+            refused.published = published
+            raise refused from exc
         raise exc
 
     async def ensure_group(self, topic: str, group: str) -> None:
@@ -334,6 +336,26 @@ class RedisBus:
         async with self._call("length"):
             return int(await self._redis.xlen(self.key(topic)))
 
+    async def oldest_unacked(self, topic: str, group: str) -> str | None:
+        key = self.key(topic)
+        async with self._call("oldest_unacked"):
+            groups = await self._redis.xinfo_groups(key) if await self._redis.exists(key) else []
+            info = next((g for g in groups if _text(g.get("name")) == group), None)
+            candidates: list[str] = []
+            if info is None:
+                after = "-"  # no group yet: it would start at the oldest event
+            else:
+                after = "(" + _text(info.get("last-delivered-id"))
+                summary = await self._redis.xpending(key, group)
+                if int(summary["pending"]) > 0:
+                    candidates.append(_text(summary["min"]))
+            first = await self._redis.xrange(key, min=after, max="+", count=1)
+            if first:
+                candidates.append(_text(first[0][0]))
+        if not candidates:
+            return None
+        return min(candidates, key=parse_event_id)
+
     async def check(self) -> None:
         async with self._call("check", timeout_s=self._check_timeout_s):
             await self._redis.ping()
@@ -384,3 +406,8 @@ def _delivery(topic: str, event_id: str, fields: dict[str, str], attempts: int) 
         # Written by something other than RedisBus; surfacing it beats silently dropping it.
         raise Invalid(f"event {event_id} is not a bus event: {exc}", field="data") from exc
     return Delivery(topic, event_id, event_type, data, attempts)
+
+
+def _text(value: Any) -> str:
+    """A Redis reply field as text (the client may hand bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -6,6 +6,7 @@ keeps the two in step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -91,7 +92,7 @@ class Event:
     type: ClassVar[str]
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _check_field(type(self).type, f.name, hints[f.name], getattr(self, f.name))
             object.__setattr__(self, f.name, value)
@@ -109,7 +110,7 @@ class Event:
         """Validate received data; Invalid names the first missing or malformed field."""
         if not isinstance(data, Mapping):
             raise Invalid(f"{cls.type}: event data must be an object", field="data")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         return cls(**_kwargs(cls.type, cls, hints, data))
 
 
@@ -118,7 +119,7 @@ class Value:
     """A structured field value inside an event (e.g. one angle of a recording); same field rules."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _check_field(type(self).__name__, f.name, hints[f.name], getattr(self, f.name))
             object.__setattr__(self, f.name, value)
@@ -384,6 +385,25 @@ async def publish(bus: EventSink, event: Event) -> str:
 # -- field checks ------------------------------------------------------------------------------------
 
 
+_HINTS: dict[type[Any], Mapping[str, Any]] = {}  # a memo, filled once per class
+
+
+def _type_hints(cls: type[Any]) -> Mapping[str, Any]:
+    """`typing.get_type_hints` of an event or value class, resolved once per class: it evaluates the
+    string annotations every time, and events are built on every heartbeat."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = MappingProxyType(typing.get_type_hints(cls))
+    return hints
+
+
+@functools.cache
+def _shape(annotation: Any) -> tuple[bool, Any]:
+    """(may be null, base type) of a field annotation, worked out once per annotation."""
+    optional = isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
+    return optional, _base_type(annotation)
+
+
 def _base_type(annotation: Any) -> Any:
     """`X | None` → X; anything else unchanged."""
     if isinstance(annotation, types.UnionType):
@@ -396,12 +416,11 @@ def _check_field(event_type: str, name: str, annotation: Any, value: Any) -> Any
     def bad(why: str) -> Invalid:
         return Invalid(f"{event_type}: {name} {why} (got {value!r})", field=name)
 
-    optional = isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
+    optional, kind = _shape(annotation)
     if value is None:
         if optional:
             return None
         raise bad("is required")
-    kind = _base_type(annotation)
     if typing.get_origin(kind) is tuple:
         return _check_values(event_type, name, typing.get_args(kind)[0], value)
     if kind is bool:
@@ -445,9 +464,7 @@ def _check_values(event_type: str, name: str, item_type: Any, value: Any) -> tup
         if not isinstance(item, Mapping):
             raise Invalid(f"{event_type}: {name}[{i}] must be an object (got {item!r})", field=name)
         try:
-            items.append(
-                item_type(**_kwargs(item_type.__name__, item_type, typing.get_type_hints(item_type), item))
-            )
+            items.append(item_type(**_kwargs(item_type.__name__, item_type, _type_hints(item_type), item)))
         except Invalid as exc:
             raise Invalid(f"{event_type}: {name}[{i}]: {exc.message}", field=name) from None
     return tuple(items)

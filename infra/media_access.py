@@ -18,6 +18,10 @@ from infra import tokens
 from infra.errors import Forbidden, Unauthenticated
 
 COOKIE: Final = "lectern_media"
+# The same grant, sent only to the session's overflow-HLS heartbeat endpoint (a cookie's Path scopes it,
+# and `lectern_media` is scoped to /hls/N/): the overflow viewer's heartbeats name the person without a
+# database read.
+BEAT_COOKIE: Final = "lectern_media_beat"
 PURPOSE: Final = "media"
 # A grant outlives a lecture's gap between page loads, not a withdrawal for long: pages renew it while
 # they play (the replay page with each progress report, the watch page's HLS fallback on a timer).
@@ -40,6 +44,11 @@ class MediaGrant:
 
 def cookie_path(session_id: int) -> str:
     return f"/hls/{session_id}/"
+
+
+def heartbeat_path(session_id: int) -> str:
+    """Where an overflow (HLS) viewer posts its heartbeats; BEAT_COOKIE is scoped to it."""
+    return f"/api/sessions/{session_id}/hls-heartbeats"
 
 
 def session_of_path(path: str) -> int | None:
@@ -80,3 +89,9 @@ def check(secret_key: str, cookie: str | None, path: str, now: float) -> MediaGr
     return MediaGrant(
         person_id=claims.person_id, session_id=session_id, role=claims.role, issued_at=issued_at
     )
+
+
+def check_session(secret_key: str, cookie: str | None, session_id: int, now: float) -> MediaGrant:
+    """The grant behind `cookie` (BEAT_COOKIE) if it is for `session_id`: Unauthenticated for none, a
+    forged or an expired one; Forbidden for another session's."""
+    return check(secret_key, cookie, f"{cookie_path(session_id)}heartbeat", now)

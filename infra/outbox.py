@@ -5,7 +5,9 @@ delivery was noted, is published again; consumers are idempotent).
 
 The journal (`journal.jsonl` in the outbox directory) is append-only JSON lines: `{"seq", "topic", "type",
 "data", "at"}` for an event, `{"done": seq}` once the bus has taken every event up to `seq`. Events are
-fsynced before `publish` returns; delivery marks are not (losing one only means a redelivery). A torn last
+fsynced before `publish` returns; concurrent publishes share one write and one fsync (group commit: one
+task writes whatever was handed over while the previous write ran). Delivery marks are not fsynced
+(losing one only means a redelivery). The drain hands the bus up to `drain_batch` events per call. A torn last
 line (a crash mid-write) is dropped when the journal is read. The journal is truncated whenever it has
 been delivered in full, and rewritten with only the waiting events when it grows past `compact_bytes`.
 """
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +51,8 @@ class OutboxConfig:
     # /readyz reports the outbox as degraded once its oldest event has waited this long.
     degraded_after_s: float = 5.0
     compact_bytes: int = 4 * 1024 * 1024
+    # Events handed to the bus in one `publish_many` (one Redis round trip) and marked done together.
+    drain_batch: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,11 @@ class Outbox:
         self._closed = False
         self._flushing = False
         self._write_lock = asyncio.Lock()
+        # Group commit: events accepted since the last journal write began, written and fsynced together
+        # by one task; each publisher waits for its batch's fsync.
+        self._batch: list[_Entry] = []
+        self._batch_synced: asyncio.Future[None] | None = None
+        self._committer: asyncio.Task[None] | None = None
         self._has_pending = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
@@ -156,13 +166,51 @@ class Outbox:
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> str:
         """Keep an event until the bus takes it; returns its outbox id ("outbox-<seq>"), once it is on
         disk. Invalid for data that is not JSON; OutboxFull (a BusUnavailable) when the outbox is full."""
-        require_name(topic, "topic")
-        require_name(type, "type")
-        data_json = encode_data(data)
-        # Shielded: a caller cancelled while the line is being written must not leave an event on disk
-        # that this process never delivers (nor the write lock released with a write under way).
-        entry = await self._shielded(self._keep(topic, type, data_json))
-        return f"outbox-{entry.seq}"
+        [outbox_id] = await self.publish_many([(topic, type, data)])
+        return outbox_id
+
+    async def publish_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        """`publish` for several events at once (all kept, in order, or none)."""
+        encoded = []
+        for topic, type, data in items:
+            require_name(topic, "topic")
+            require_name(type, "type")
+            encoded.append((topic, type, encode_data(data)))
+        if not encoded:
+            return []
+        if self._closed:
+            raise BusUnavailable("the outbox is closed")
+        waiting = len(self._pending) + len(self._batch)
+        if waiting + len(encoded) > self.config.max_events:
+            self.dropped += len(encoded)
+            log.error(
+                "outbox full (%d events waiting for the bus): %d events (%s on %s…) not kept",
+                waiting,
+                len(encoded),
+                encoded[0][1],
+                encoded[0][0],
+            )
+            raise OutboxFull(f"the outbox holds {waiting} undelivered events")
+        now = self._clock()
+        first = self._next_seq
+        self._next_seq += len(encoded)
+        self._batch.extend(
+            _Entry(first + i, topic, type, data_json, now)
+            for i, (topic, type, data_json) in enumerate(encoded)
+        )
+        if self._batch_synced is None:
+            self._batch_synced = asyncio.get_running_loop().create_future()
+            # A publisher cancelled while waiting must not leave an error unretrieved.
+            self._batch_synced.add_done_callback(lambda f: f.cancelled() or f.exception())
+        synced = self._batch_synced
+        if self._committer is None:
+            # Runs to its end even if every publisher is cancelled (close() waits for it): a line on
+            # disk must not be left to the next start only.
+            self._committer = asyncio.create_task(self._commit(), name="outbox-commit")
+            self._journal_work.add(self._committer)
+            self._committer.add_done_callback(self._journal_work.discard)
+        await asyncio.shield(synced)
+        return [f"outbox-{first + i}" for i in range(len(encoded))]
 
     async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` to its end even if the caller is cancelled (close() waits for it)."""
@@ -171,28 +219,29 @@ class Outbox:
         task.add_done_callback(self._journal_work.discard)
         return await asyncio.shield(task)
 
-    async def _keep(self, topic: str, type: str, data_json: str) -> _Entry:
-        async with self._write_lock:
-            if self._closed:
-                raise BusUnavailable("the outbox is closed")
-            if len(self._pending) >= self.config.max_events:
-                self.dropped += 1
-                log.error(
-                    "outbox full (%d events waiting for the bus): %s on %s not kept",
-                    len(self._pending),
-                    type,
-                    topic,
-                )
-                raise OutboxFull(f"the outbox holds {len(self._pending)} undelivered events")
-            entry = _Entry(self._next_seq, topic, type, data_json, self._clock())
-            line = entry.line()
-            await asyncio.to_thread(self._append, line, True)
-            self._next_seq += 1
-            self._pending.append(entry)
-            self._pending_bytes += len(line)
-        self._empty.clear()
-        self._has_pending.set()
-        return entry
+    async def _commit(self) -> None:
+        """Write and fsync what publishers handed over, one batch per write, until none waits."""
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                synced, self._batch_synced = self._batch_synced, None
+                assert synced is not None
+                lines = b"".join(e.line() for e in batch)
+                try:
+                    async with self._write_lock:
+                        if self._fd is None:
+                            raise BusUnavailable("the outbox is closed")
+                        await asyncio.to_thread(self._append, lines, True)
+                        self._pending.extend(batch)
+                        self._pending_bytes += len(lines)
+                except Exception as exc:
+                    synced.set_exception(exc)
+                    continue
+                self._empty.clear()
+                self._has_pending.set()
+                synced.set_result(None)
+        finally:
+            self._committer = None
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -233,13 +282,16 @@ class Outbox:
         delay_s = self.config.retry_initial_s
         while True:
             await self._has_pending.wait()
-            entry = self._pending[0]
+            batch = list(itertools.islice(self._pending, self.config.drain_batch))
             try:
-                await self._bus.publish(entry.topic, entry.type, json.loads(entry.data_json))
+                await self._bus.publish_many([(e.topic, e.type, json.loads(e.data_json)) for e in batch])
             except Exception as exc:
                 # BusUnavailable is the expected case; anything else is logged in full, and retried
                 # too: dropping the event would lose the record of a lecture.
-                self._note_failure(entry, exc)
+                taken = exc.published if isinstance(exc, BusUnavailable) else 0
+                if taken:
+                    await self._shielded(self._delivered(batch[:taken]))
+                self._note_failure(batch[taken], exc)
                 # Shutting down: retry at the shortest interval until close() gives up.
                 wait_s = self.config.retry_initial_s if self._flushing else delay_s
                 with contextlib.suppress(TimeoutError):
@@ -251,20 +303,21 @@ class Outbox:
             if self._outage_since is not None:
                 log.warning(
                     "outbox: the bus took %s again after %.1f s; %d events still to deliver",
-                    entry.type,
+                    batch[0].type,
                     time.monotonic() - self._outage_since,
-                    len(self._pending) - 1,
+                    len(self._pending) - len(batch),
                 )
                 self._outage_since = None
             # Shielded: close() cancels this task, but never while the journal is being written.
-            await self._shielded(self._delivered(entry))
+            await self._shielded(self._delivered(batch))
 
-    async def _delivered(self, entry: _Entry) -> None:
+    async def _delivered(self, batch: list[_Entry]) -> None:
         async with self._write_lock:
-            self._pending.popleft()
-            self._pending_bytes -= len(entry.line())
-            self.delivered += 1
-            await asyncio.to_thread(self._mark_done, entry.seq, not self._pending)
+            for entry in batch:
+                self._pending.popleft()
+                self._pending_bytes -= len(entry.line())
+            self.delivered += len(batch)
+            await asyncio.to_thread(self._mark_done, batch[-1].seq, not self._pending)
             if not self._pending:
                 self._has_pending.clear()
                 self._empty.set()
@@ -330,7 +383,7 @@ class Outbox:
             return
         if all_done:
             self._truncate()
-        elif self._journal_bytes > max(self.config.compact_bytes, 2 * self._pending_bytes):
+        elif self._journal_bytes >= max(self.config.compact_bytes, 2 * self._pending_bytes):
             # Rewriting costs the waiting events' bytes: only once at least as much is delivered.
             self._rewrite()
         else:

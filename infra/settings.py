@@ -48,9 +48,8 @@ class Settings:
     room_seat_limit: int = field(default=50, metadata={"env": "LECTERN_ROOM_SEAT_LIMIT"})
     publisher_grace_s: float = field(default=30.0, metadata={"env": "LECTERN_PUBLISHER_GRACE_S"})
     segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
-    # How often live pages send heartbeats (the credit policy's heartbeat_period_s; R16: a gap of more
-    # than twice this closes attendance).
-    heartbeat_period_s: float = field(default=30.0, metadata={"env": "LECTERN_HEARTBEAT_PERIOD_S"})
+    # How often ended sessions and completed replays are settled into the credit ledger (0: never).
+    credit_settle_every_s: float = field(default=30.0, metadata={"env": "LECTERN_CREDIT_SETTLE_EVERY_S"})
     # Encrypts Tencent Meeting / DingTalk credentials at rest: 32 bytes, Base64. Unset in embedded mode:
     # derived from the secret key (fine for a single-machine trial, not for production).
     credentials_key: str = field(default="", metadata={"env": "LECTERN_CREDENTIALS_KEY", "secret": True})
@@ -159,8 +158,6 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
     if settings.publisher_grace_s < 0:
         raise SettingsError("LECTERN_PUBLISHER_GRACE_S must not be negative")
-    if not settings.heartbeat_period_s > 0:
-        raise SettingsError("LECTERN_HEARTBEAT_PERIOD_S must be positive")
     if settings.credentials_key and not _is_key(settings.credentials_key):
         raise SettingsError("LECTERN_CREDENTIALS_KEY must be 32 bytes in Base64 (openssl rand -base64 32)")
     return settings

@@ -19,7 +19,18 @@ from infra.http import Handler, error_middleware, input_boundary_middleware
 from infra.outbox import Outbox, OutboxConfig
 from infra.settings import Settings
 from infra.text import for_log
-from streaming import channel, health, hls_routes, live, metrics, objects_routes, pages, reconcile, recording
+from streaming import (
+    channel,
+    health,
+    hls_evidence,
+    hls_routes,
+    live,
+    metrics,
+    objects_routes,
+    pages,
+    reconcile,
+    recording,
+)
 
 # How long shutdown waits for the outbox to hand its events to the bus (the rest waits on disk).
 OUTBOX_FLUSH_S = 10.0
@@ -109,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     pages.add_routes(app)
     objects_routes.add_routes(app)
     hls_routes.add_routes(app)
+    hls_evidence.add_routes(app)
     channel.setup(app)
     recording.setup(app)  # before live: the rooms end (and recordings finalize) before it closes
     reconcile.setup(app)

@@ -12,6 +12,7 @@ The live-room code and the channel talk one way each: the channel asks through t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -68,6 +69,10 @@ MediaHook = Callable[[int], MediaState]
 # Optional: what the session's live room publishes now, asked when a room's first connection arrives
 # (changes later come through announce_media). Without it a room starts as "waiting".
 MEDIA_STATE: web.AppKey[MediaHook] = web.AppKey("channel_media_state")
+# Optional: the heartbeat period live pages use and whose double closes attention (R16), asked when a
+# room opens; the composition root sets it to the catalog's credit policy. Without it: Limits' default.
+HeartbeatPeriodHook = Callable[[], Awaitable[float]]
+HEARTBEAT_PERIOD: web.AppKey[HeartbeatPeriodHook] = web.AppKey("channel_heartbeat_period")
 
 CLOSE_TIMEOUT_S = 5.0  # how long a closing socket waits for the peer's close frame
 HEARTBEAT_S = 30.0  # pings find dead peers (and peers that stopped reading)
@@ -199,7 +204,13 @@ class Channels:
         if room is None:
             media_of = self._app.get(MEDIA_STATE)
             media = media_of(session_id) if media_of is not None else None
-            room = self._rooms[session_id] = _Room(RoomState(session_id, self.limits, media=media), {}, {})
+            limits = self.limits
+            period_of = self._app.get(HEARTBEAT_PERIOD)
+            if period_of is not None:  # the credit policy in force when the room opens (R16)
+                limits = dataclasses.replace(limits, heartbeat_period_s=await period_of())
+            room = self._rooms.get(session_id)  # another socket may have opened it meanwhile
+            if room is None:
+                room = self._rooms[session_id] = _Room(RoomState(session_id, limits, media=media), {}, {})
         log.info("session=%s conn=%s person=%s role=%s joined", session_id, conn.id, who.person_id, who.role)
         for old in room.state.surplus(who.person_id):
             # The newest socket is the one the person is looking at; the oldest is a forgotten tab.
@@ -469,8 +480,7 @@ def setup(
     app: web.Application, *, clock: Callable[[], float] = time.time, limits: Limits | None = None
 ) -> None:
     """Add the room channel route, its registry (a cleanup context) and closing sockets on shutdown."""
-    # The heartbeat period is the credit policy's (LECTERN_HEARTBEAT_PERIOD_S, docs/operations.md).
-    chosen = limits or Limits(heartbeat_period_s=app[SETTINGS].heartbeat_period_s)
+    chosen = limits or Limits()
 
     async def channels(app: web.Application) -> AsyncIterator[None]:
         registry = Channels(app, clock, chosen)

@@ -4,7 +4,8 @@ with HLS content types, single Range requests and caching fit for playlists and 
 Only for people the catalog granted the session's media (infra.media_access: the `lectern_media` cookie
 on `/hls/{session}/`); everyone else gets 401 or 403. In the compose stack nginx serves /hls/ from its
 cache and fills the cache from this route; `GET /hls-auth` answers nginx's `auth_request` with the same
-check, so a cached segment is only handed to a viewer whose cookie this app accepted.
+check, so a cached segment is only handed to a viewer whose cookie this app accepted. Both report the
+live segments learners fetch (streaming.hls_evidence).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from infra.appkeys import OBJECTS, SETTINGS
 from infra.errors import NotFound
 from infra.objects import ObjectNotFound
 from infra.objects_local import check_key
-from streaming import admission
+from streaming import admission, hls_evidence
 from streaming.objects_routes import client_went_away, plan_range, range_headers
 
 PREFIX: Final = "hls/"
@@ -68,17 +69,20 @@ async def authorize(request: web.Request) -> web.Response:
     sent it, escapes and all: only a canonical path passes), else 401/403 in the JSON error shape."""
     path = urlsplit(request.headers.get("X-Original-URI", "")).path
     grant = await _grant(request, path)
+    await hls_evidence.segment_fetched(request.app, grant, path.removeprefix("/"))
     return web.Response(status=200, headers={"X-Lectern-Person": str(grant.person_id)})
 
 
 async def get_hls(request: web.Request) -> web.StreamResponse:
     key = object_key(request.match_info["key"])
-    await _grant(request, "/" + key)
+    grant = await _grant(request, "/" + key)
     store = request.app[OBJECTS]
     try:
         info = await store.stat(key)
     except ObjectNotFound:
         raise NotFound(f"no object {key!r}", field="key") from None
+    if request.method == "GET":  # a live segment handed to a learner: evidence (streaming.hls_evidence)
+        await hls_evidence.segment_fetched(request.app, grant, key)
     etag = f'"{info.etag}"'
     headers = {
         "Cache-Control": _cache_control(key),

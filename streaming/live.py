@@ -43,11 +43,13 @@ def setup(
     grace_s: float | None = None,
     keyframe_interval_s: float = 0.5,
     stall_s: float = RoomConfig.stall_s,
+    delivery_stall_s: float = RoomConfig.delivery_stall_s,
 ) -> None:
     """Add the WHIP/WHEP routes and a cleanup context that owns the rooms (ended on shutdown).
     `grace_s` overrides the setting LECTERN_PUBLISHER_GRACE_S; `stall_s` is how long the expert's media
-    may stop before learners are told the expert is lost (tests shorten both)."""
-    app.cleanup_ctx.append(_rooms_context(grace_s, keyframe_interval_s, stall_s))
+    may stop before learners are told the expert is lost, `delivery_stall_s` how long a learner's viewer
+    may stop acknowledging media before its delivery interval closes (tests shorten them)."""
+    app.cleanup_ctx.append(_rooms_context(grace_s, keyframe_interval_s, stall_s, delivery_stall_s))
     signaling.add_routes(app)
 
     async def end_requested(session_id: int) -> None:
@@ -93,6 +95,9 @@ def use_catalog(app: web.Application) -> None:
         )
         await catalog.check_media_grant(app[catalog.DATABASE], grant)
 
+    async def heartbeat_period() -> float:
+        return await catalog.heartbeat_period_s(app[catalog.DATABASE])
+
     async def withdrawn(person_id: int, session_ids: Sequence[int]) -> None:
         # In this process: with one live node (today) that is every live room. Connections elsewhere
         # would be refused at their next connect by the admission check.
@@ -112,6 +117,7 @@ def use_catalog(app: web.Application) -> None:
 
     app[ADMISSION] = admission
     app[HLS_ADMISSION] = hls_admission
+    app[channel.HEARTBEAT_PERIOD] = heartbeat_period
     app[catalog.ON_WITHDRAWN] = withdrawn
 
 
@@ -141,7 +147,7 @@ class _LiveHooks:
 
 
 def _rooms_context(
-    grace_s: float | None, keyframe_interval_s: float, stall_s: float
+    grace_s: float | None, keyframe_interval_s: float, stall_s: float, delivery_stall_s: float
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def rooms(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -154,6 +160,7 @@ def _rooms_context(
             grace_s=settings.publisher_grace_s if grace_s is None else grace_s,
             keyframe_interval_s=keyframe_interval_s,
             stall_s=stall_s,
+            delivery_stall_s=delivery_stall_s,
         )
         recordings = app.get(recording.RECORDINGS)
         registry = Rooms(config, event_sink(app), hooks=_LiveHooks(app, recordings))

@@ -129,6 +129,10 @@ class RoomConfig:
     # The expert counts as lost when none of their publications has sent media this long: a browser
     # that vanished sends nothing, but ICE takes ~30 s to notice (their audio alone sends 50 frames/s).
     stall_s: float = 5.0
+    # A learner's delivery interval closes ("stalled") when media went out to their viewer and no RTCP
+    # receiver report has acknowledged new packets for this long (browsers report every 1–5 s); it opens
+    # again at the next acknowledgement.
+    delivery_stall_s: float = 10.0
 
 
 @dataclass(eq=False)
@@ -155,8 +159,15 @@ class Viewer:
     pc: rtc_adapter.PeerConnection | None = None
     queues: dict[str, FrameQueue] = field(default_factory=dict)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-    # Publishing viewer.joined (learners only), awaited before viewer.left so that the two stay in order.
-    joined: asyncio.Task[None] | None = None
+    # Delivery (learners only): viewer.joined once connected and media is acknowledged by the viewer's
+    # receiver reports, viewer.left when it stops (stalled, dropped); it may open again.
+    delivery: rtc_adapter.DeliveryProbe | None = None
+    delivering: bool = False  # an interval is open (viewer.joined published, no viewer.left since)
+    delivered_at: datetime | None = None  # wall time of the last acknowledgement
+    opened_at: datetime | None = None  # of the open interval (its viewer.joined)
+    # The last viewer.* publication: each waits for the one before, so that they stay in order.
+    last_emit: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -597,8 +608,8 @@ class Rooms:
         self, session_id: int, person_id: int, offer_sdp: str, role: str = "learner"
     ) -> tuple[ResourceId, str]:
         """Accept a WHEP offer; returns the resource id and the SDP answer (SessionOver once the session
-        ended here). A learner's viewer is announced as viewer.joined once connected and viewer.left
-        when it goes."""
+        ended here). A learner's viewer is announced as viewer.joined once connected and its receiver
+        reports acknowledge media, and viewer.left when that stops (stalled, gone, ended)."""
         sid = SessionId(session_id)
         room = self._rooms.get(sid)
         if room is None and sid in self._ended:
@@ -666,8 +677,17 @@ class Rooms:
             tracks.append(rtc_adapter.PacketTrack(slot.kind, queue))
             hooks.append(slot.request_keyframe)
         viewer.pc = rtc_adapter.make_peer_connection(self._ice_servers())
+        if viewer.role == "learner":
+            viewer.delivery = rtc_adapter.DeliveryProbe(functools.partial(self._on_delivered, room, viewer))
         answer, codecs = await rtc_adapter.answer_viewer(
-            viewer.pc, offered, offer_sdp, cfg.ice_host_addresses, video_codecs or [[H264]], tracks, hooks
+            viewer.pc,
+            offered,
+            offer_sdp,
+            cfg.ice_host_addresses,
+            video_codecs or [[H264]],
+            tracks,
+            hooks,
+            viewer.delivery,
         )
         for label, codec in zip(labels, codecs, strict=True):
             viewer.queues[label].mime_type = codec
@@ -680,14 +700,9 @@ class Rooms:
             viewer.connected.set()
             for label, queue in viewer.queues.items():
                 room.slots[label].subscribe(queue)
-            if viewer.role == "learner":
-                joined = events.ViewerJoined(
-                    session_id=viewer.session_id,
-                    person_id=viewer.person_id,
-                    peer_id=viewer.rid,
-                    at=self._wall_clock(),
-                )
-                viewer.joined = self._tasks.spawn(self._emit(joined))
+            if viewer.delivery is not None:
+                viewer.watchdog = self._tasks.spawn(self._watch_delivery(viewer, viewer.delivery))
+                self._open_delivery(room, viewer)
         elif state in ("failed", "closed") and viewer.rid in self._resources:
             # No WHEP DELETE came first: the browser stopped answering (a frozen or suspended tab, a lost
             # network: ICE consent expires after about 30 s) or dropped the connection. Worth a line.
@@ -698,7 +713,79 @@ class Rooms:
                 viewer.person_id,
                 state,
             )
-            self._tasks.spawn(self._drop_viewer(viewer, reason=f"connection {state}"), name=_DROP)
+            self._tasks.spawn(
+                self._drop_viewer(viewer, reason=f"connection {state}", left="disconnected"), name=_DROP
+            )
+
+    # ------------------------------------------------------------------ delivery (learners)
+
+    def _on_delivered(self, room: Room, viewer: Viewer) -> None:
+        """The viewer's receiver report acknowledged new packets."""
+        viewer.delivered_at = self._wall_clock()
+        self._open_delivery(room, viewer)
+
+    def _open_delivery(self, room: Room, viewer: Viewer) -> None:
+        """Open a delivery interval (viewer.joined) once the viewer is connected and acknowledges media."""
+        delivery = viewer.delivery
+        if (
+            delivery is None
+            or viewer.delivering
+            or not viewer.connected.is_set()
+            or viewer.rid not in room.viewers
+            or delivery.acked_at is None
+            or delivery.stalled(time.monotonic(), self.config.delivery_stall_s)
+        ):
+            return
+        viewer.delivering = True
+        viewer.opened_at = self._wall_clock()
+        joined = events.ViewerJoined(
+            session_id=viewer.session_id, person_id=viewer.person_id, peer_id=viewer.rid, at=viewer.opened_at
+        )
+        log.info(
+            "session=%s viewer=%s person=%s delivery confirmed",
+            viewer.session_id,
+            viewer.rid,
+            viewer.person_id,
+        )
+        self._emit_in_order(viewer, joined)
+
+    def _close_delivery(self, viewer: Viewer, at: datetime, reason: str) -> None:
+        if not viewer.delivering:
+            return
+        viewer.delivering = False
+        if viewer.opened_at is not None:
+            at = max(at, viewer.opened_at)  # an interval never ends before it began
+        left = events.ViewerLeft(
+            session_id=viewer.session_id, person_id=viewer.person_id, peer_id=viewer.rid, at=at, reason=reason
+        )
+        self._emit_in_order(viewer, left)
+
+    def _emit_in_order(self, viewer: Viewer, event: events.ViewerJoined | events.ViewerLeft) -> None:
+        previous = viewer.last_emit
+
+        async def emit() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            await self._emit(event)
+
+        viewer.last_emit = self._tasks.spawn(emit())
+
+    async def _watch_delivery(self, viewer: Viewer, delivery: rtc_adapter.DeliveryProbe) -> None:
+        """Close the viewer's interval ("stalled") when media goes out and the viewer stops acknowledging
+        it: a frozen tab, a player that stopped reading, a network that drops everything. It ends at the
+        last acknowledgement; the next one opens a new interval."""
+        stall_s = self.config.delivery_stall_s
+        while viewer.rid in self._resources:
+            await asyncio.sleep(min(1.0, stall_s / 2))
+            if viewer.delivering and delivery.stalled(time.monotonic(), stall_s):
+                log.info(
+                    "session=%s viewer=%s person=%s delivery stalled: no receiver report for %.1f s",
+                    viewer.session_id,
+                    viewer.rid,
+                    viewer.person_id,
+                    stall_s,
+                )
+                self._close_delivery(viewer, viewer.delivered_at or self._wall_clock(), "stalled")
 
     def _ice_servers(self) -> list[IceServer]:
         """STUN/TURN for one of the server's own peer connections (TURN credentials made now)."""
@@ -717,9 +804,11 @@ class Rooms:
             raise NotFound("no such WHEP resource")
         if viewer.person_id != person_id:
             raise Forbidden("this WHEP resource belongs to someone else")
-        await self._drop_viewer(viewer, reason="deleted")
+        await self._drop_viewer(viewer, reason="deleted", left="deleted")
 
-    async def _drop_viewer(self, viewer: Viewer, *, reason: str) -> None:
+    async def _drop_viewer(self, viewer: Viewer, *, reason: str, left: str = "disconnected") -> None:
+        """End a viewer (`reason` for the log); an open delivery interval closes with `left`
+        (docs/events.md: deleted, disconnected, ended)."""
         if self._resources.pop(viewer.rid, None) is None:
             return
         room = self._rooms.get(viewer.session_id)
@@ -729,16 +818,14 @@ class Rooms:
                 room.slots[label].unsubscribe(queue)
         for queue in viewer.queues.values():
             queue.close()
-        left_at = self._wall_clock()
+        if viewer.watchdog is not None and viewer.watchdog is not asyncio.current_task():
+            viewer.watchdog.cancel()
+        self._close_delivery(viewer, self._wall_clock(), left)
         if viewer.pc is not None:
             await viewer.pc.close()
         log.info("session=%s viewer=%s gone: %s", viewer.session_id, viewer.rid, reason)
-        if viewer.joined is not None:
-            await asyncio.wait({viewer.joined})  # joined is on the bus (or was refused) before left
-            left = events.ViewerLeft(
-                session_id=viewer.session_id, person_id=viewer.person_id, peer_id=viewer.rid, at=left_at
-            )
-            await self._emit(left)
+        if viewer.last_emit is not None:
+            await asyncio.wait({viewer.last_emit})  # on the bus (or refused) when the drop is done
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -767,7 +854,10 @@ class Rooms:
             slot.close()
         await asyncio.gather(
             *(self._drop_publisher(p, reason="session ended") for p in list(room.publishers.values())),
-            *(self._drop_viewer(v, reason="session ended") for v in list(room.viewers.values())),
+            *(
+                self._drop_viewer(v, reason="session ended", left="ended")
+                for v in list(room.viewers.values())
+            ),
         )
         log.info("session=%s room ended: %s", session_id, reason)
         self._media_changed(room.session_id)

@@ -55,6 +55,8 @@ RECEIVER_STARTED = "_RTCRtpReceiver__started"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
 RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"  # {RTX SSRC: the media SSRC it repairs}, from the offer
 SENDER_KEYFRAME_HOOK = "_send_keyframe"
+# Where a sender gets the RTCP its viewer sends (receiver reports among it): DeliveryProbe wraps it.
+SENDER_HANDLE_RTCP = "_handle_rtcp_packet"
 # The forwarding sender replaces these two methods of each viewer's RTCRtpSender...
 SENDER_RUN_RTP = "_run_rtp"
 SENDER_RETRANSMIT = "_retransmit"
@@ -661,6 +663,61 @@ def forward_packets(sender: RTCRtpSender, track: PacketTrack) -> ForwardingSende
     return loop
 
 
+class DeliveryProbe:
+    """Whether the media sent to one viewer is delivered: its senders' packets, and the RTCP receiver
+    reports the viewer sends back. A report block for a sender's SSRC whose extended highest sequence
+    number moved on acknowledges packets the viewer received (a receiver reports only sources it heard
+    from, and keeps repeating the same number when nothing new arrives). A peer connection can be
+    "connected" while nothing reaches the viewer's player: this tells the difference.
+
+    `on_ack` is called (on the event loop) for every acknowledgement. Times are time.monotonic()."""
+
+    def __init__(self, on_ack: Callable[[], None] = lambda: None) -> None:
+        self.on_ack = on_ack
+        self.senders: list[ForwardingSender] = []
+        self.acked_at: float | None = None  # the last acknowledgement
+        self.sent_at_ack = 0  # packets sent when it came
+        self.acks = 0
+        self._highest: dict[int, int] = {}  # SSRC → highest extended sequence number acknowledged
+
+    def watch(self, sender: RTCRtpSender, loop: ForwardingSender) -> None:
+        """Count `loop`'s packets and observe the receiver reports about `sender`'s SSRC."""
+        self.senders.append(loop)
+        handle = getattr(sender, SENDER_HANDLE_RTCP)
+
+        async def observed(packet: Any) -> None:
+            if isinstance(packet, rtp.RtcpRrPacket | rtp.RtcpSrPacket):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        self._report(report.ssrc, report.highest_sequence)
+            await handle(packet)
+
+        setattr(sender, SENDER_HANDLE_RTCP, observed)
+
+    @property
+    def sent(self) -> int:
+        """RTP packets sent to the viewer so far (retransmissions aside)."""
+        return sum(loop.packets for loop in self.senders)
+
+    def _report(self, ssrc: int, highest: int) -> None:
+        before = self._highest.get(ssrc)
+        if before is not None and highest <= before:
+            return  # nothing new received since the last report
+        self._highest[ssrc] = highest
+        self.acks += 1
+        self.acked_at = time.monotonic()
+        self.sent_at_ack = self.sent
+        try:
+            self.on_ack()
+        except Exception:  # a bug in the callback must not break RTCP handling for the peer
+            log.exception("delivery acknowledgement callback failed")
+
+    def stalled(self, now: float, stall_s: float) -> bool:
+        """Packets went out after the last acknowledgement and none has been acknowledged for `stall_s`
+        (false before any acknowledgement, and while nothing is being sent: a paused expert is no stall)."""
+        return self.acked_at is not None and now - self.acked_at > stall_s and self.sent > self.sent_at_ack
+
+
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Route a viewer's PLI/FIR (which aiortc turns into sender._send_keyframe()) to `callback`."""
     setattr(sender, SENDER_KEYFRAME_HOOK, callback)
@@ -702,8 +759,10 @@ async def answer_viewer(
     video_codecs: Sequence[Sequence[str]],
     tracks: Sequence[PacketTrack],
     on_keyframe_requests: Sequence[Callable[[], None]],
+    delivery: DeliveryProbe | None = None,
 ) -> tuple[str, list[str | None]]:
-    """Answer a WHEP offer: m-line i sends tracks[i]; the video m-lines use video_codecs in order.
+    """Answer a WHEP offer: m-line i sends tracks[i]; the video m-lines use video_codecs in order;
+    `delivery`, if given, watches every sender.
 
     Returns the answer and, per m-line, the codec the sender will use."""
     for media in offered:
@@ -712,7 +771,9 @@ async def answer_viewer(
     transceivers = _prepare_transceivers(pc, offered, "sendonly", video_codecs, tracks)
     for transceiver, hook, track in zip(transceivers, on_keyframe_requests, tracks, strict=True):
         on_keyframe_request(transceiver.sender, hook)
-        forward_packets(transceiver.sender, track)
+        loop = forward_packets(transceiver.sender, track)
+        if delivery is not None:
+            delivery.watch(transceiver.sender, loop)
     answer = await _answer(pc, offer_sdp, host_addresses)
     return answer, [answer_codec(pc, media.index) for media in offered]
 

@@ -220,7 +220,8 @@ def accepted_ranges(
     """The media ranges of one replay client the server accepts, pair of consecutive heartbeats by pair:
     both visible (R17), at most 2 × period apart (R16), rate ≤ max (R15), media advanced no more than wall
     time × max rate + tolerance (R15: a jump is a seek), and on a first viewing starting no further than
-    the furthest accepted point so far (R14, `furthest_before` carries it across earlier clients). Beats
+    the furthest accepted point so far plus tolerance and one heartbeat period (R14, `furthest_before`
+    carries it across earlier clients). Beats
     at or after supersession (R18) and duplicate or out-of-order sequence numbers (fraud 4) anchor
     nothing. Media is clamped to [0, duration_s]."""
     kept, rejections, _ = _screen(client.beats, client.superseded_at, None)
@@ -249,7 +250,9 @@ def accepted_ranges(
         media_to = min(max(beat.position_s, 0.0), duration_s)
         if media_to <= media_from:
             continue  # paused (or jitter within tolerance): nothing played, nothing wrong
-        if first_viewing and media_from > furthest + tolerance:
+        # The server knows the playhead only at heartbeats, so a client resuming where the previous one
+        # stopped may start up to one period past the furthest accepted point: that slack is allowed.
+        if first_viewing and media_from > furthest + tolerance + policy.heartbeat_period_s * max_rate:
             rejections.append(Rejection(beat.client_id, beat.seq, beat.at, FORWARD_SEEK))
             continue
         ranges.append(AcceptedRange(client.client_id, media_from, media_to, prev.at, beat.at))
@@ -377,7 +380,7 @@ def allocate_by_day(
     if leftover:
         largest = max(days, key=lambda d: (seconds_by_day[d], d))
         out[largest] += leftover
-    return out
+    return {d: x for d, x in out.items() if x > 0}
 
 
 def cap_daily(

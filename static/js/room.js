@@ -16,7 +16,7 @@
  */
 /** @typedef {ParticipantInfo & { raised_at: string }} RaisedHand */
 /**
- * @typedef {{ type: "presence_check", check_id: string, deadline_at: string, window_s: number }}
+ * @typedef {{ type: "presence_check", check_id: string, nonce: string, deadline_at: string, window_s: number }}
  *   PresenceCheckPrompt
  */
 /**
@@ -34,7 +34,7 @@
  * @typedef {{ type: "welcome", session_id: number, you: ParticipantInfo, participants: ParticipantInfo[],
  *             viewer_count: number, chat: ChatMessage[], questions: Question[],
  *             stage: ParticipantInfo[], media?: MediaState, hand_raised?: boolean, hands?: RaisedHand[],
- *             checks?: PresenceTally[] }} Welcome
+ *             checks?: PresenceTally[], heartbeat_period_s?: number }} Welcome
  */
 /**
  * @typedef {{ type: "error", code: string, message: string, field: string | null,
@@ -224,9 +224,23 @@ export class RoomChannel {
     return this.send(message);
   }
 
-  /** @param {string} checkId */
-  answerPresence(checkId) {
-    return this.send({ type: "presence_answer", check_id: checkId });
+  /**
+   * Learner only: answer a presence check, echoing the nonce of the prompt this person was shown.
+   * @param {string} checkId
+   * @param {string} nonce
+   */
+  answerPresence(checkId, nonce) {
+    return this.send({ type: "presence_answer", check_id: checkId, nonce });
+  }
+
+  /** Learner's live page: still here (every `heartbeat_period_s` of the welcome). */
+  heartbeat() {
+    return this.send({ type: "heartbeat" });
+  }
+
+  /** Learner's live page: the page became visible or hidden. @param {boolean} visible */
+  visibility(visible) {
+    return this.send({ type: "visibility", visible });
   }
 
   /** Expert only: ask the server to end the session. */

@@ -312,9 +312,12 @@ function renderNav(me) {
   const links = [h("a", { href: "/courses" }, ["课程目录"])];
   // Anonymous visitors see 我的学习 (it asks them to log in); logged-in people see the homes they have.
   if (!me || hasRole(me, "learner")) links.push(h("a", { href: "/me" }, ["我的学习"]));
+  if (me && hasRole(me, "learner")) links.push(h("a", { href: "/me/credits" }, ["我的学时"]));
   if (me) {
     if (hasRole(me, "expert")) links.push(h("a", { href: "/teach" }, ["我的授课"]));
     if (hasRole(me, "provider_admin")) links.push(h("a", { href: "/provider" }, ["机构后台"]));
+    if (["provider_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/review" }, ["待核查"]));
+    if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {
       ev.preventDefault();

@@ -22,6 +22,7 @@ from streaming.recording import finalized_event
 from tests.browser.conftest import snap
 from tests.browser.test_replay_page import _record as record_lecture
 from tests.browser.test_replay_page import _seed, log_in, video_state
+from tests.helpers import wait_until
 from tests.server import LecternServer, running_server
 
 pytestmark = pytest.mark.browser
@@ -172,12 +173,30 @@ async def test_a_fresh_learner_starts_at_zero_on_the_camera_and_the_screen_follo
 
 
 async def save_progress(context: BrowserContext, world: TimelineWorld, position_s: float, angle: str) -> None:
-    resp = await context.request.put(
-        f"{world.server.url}/api/replays/{RECORDING_ID}/progress",
-        data={"position_s": position_s, "rate": 1, "visible": True, "angle": angle},
-        headers={"X-CSRF-Token": await csrf(context)},
+    """Watch to `position_s` as a replay page does (a playback and its heartbeat), until the catalog keeps
+    it as the resume point."""
+    base, headers = world.server.url, {"X-CSRF-Token": await csrf(context)}
+    resp = await context.request.post(f"{base}/api/replays/{RECORDING_ID}/playback", headers=headers)
+    assert resp.status == 201, await resp.text()
+    opened = await resp.json()
+    beat = {
+        "token": opened["token"],
+        "seq": 0,
+        "position_s": position_s,
+        "rate": 1,
+        "visible": True,
+        "angle": angle,
+    }
+    resp = await context.request.post(
+        f"{base}/api/playback/{opened['client_id']}/heartbeats", data=beat, headers=headers
     )
     assert resp.status == 200, await resp.text()
+
+    async def kept() -> bool:
+        replay = await (await context.request.get(f"{base}/api/replays/{RECORDING_ID}")).json()
+        return bool(replay["progress"]) and replay["progress"]["position_s"] == position_s
+
+    await wait_until(kept, timeout_s=10, message="the resume point kept from the heartbeat")
 
 
 async def csrf(context: BrowserContext) -> str:

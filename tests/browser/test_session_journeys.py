@@ -326,13 +326,25 @@ async def test_a_screen_only_lecture_is_live_then_ended_with_its_replay_and_cann
             assert r.status == 409
             assert (await r.json())["error"]["code"] == "session_ended"
 
-        # The phone learner got halfway through the replay (as the replay page reports it).
+        # The phone learner got halfway through the replay (as the replay page's heartbeats report it).
         half = round(recording["duration_s"] / 2, 1)
         http, csrf = await api_as(lectern_server, LEARNER)
         async with http:
-            progress = {"position_s": half, "rate": 1.0, "visible": True, "angle": "screen"}
-            async with http.put(f"/api/replays/{recording['id']}/progress", json=progress, headers=csrf) as r:
+            async with http.post(f"/api/replays/{recording['id']}/playback", headers=csrf) as r:
+                assert r.status == 201, await r.text()
+                opened = await r.json()
+            beat = {"token": opened["token"], "seq": 0, "position_s": half, "rate": 1.0, "visible": True}
+            beat["angle"] = "screen"
+            url = f"/api/playback/{opened['client_id']}/heartbeats"
+            async with http.post(url, json=beat, headers=csrf) as r:
                 assert r.status == 200, await r.text()
+
+            async def kept() -> bool:
+                async with http.get(f"/api/replays/{recording['id']}") as r:
+                    progress = (await r.json())["progress"]
+                return bool(progress) and progress["position_s"] == half
+
+            await wait_until(kept, timeout_s=10, message="the replay position kept from the heartbeat")
         for size, ctx in learners.items():
             page = ctx.pages[0]
             await page.reload()

@@ -304,6 +304,27 @@ async def test_pending_count_follows_deliveries_and_acks(harness: Harness) -> No
     assert await bus.pending_count(TOPIC, GROUP) == 0
 
 
+async def test_oldest_unacked_is_the_first_event_the_group_has_not_processed(harness: Harness) -> None:
+    """What credit settlement waits on: every event older than this id is acknowledged by the group."""
+    bus = harness.bus
+    assert await bus.oldest_unacked(TOPIC, GROUP) is None  # no topic at all
+    published = await publish_n(bus, 5)
+    assert await bus.oldest_unacked(TOPIC, GROUP) == published[0]  # no group yet: it starts at the oldest
+    await bus.ensure_group(TOPIC, GROUP)
+    assert await bus.oldest_unacked(TOPIC, GROUP) == published[0]  # nothing delivered
+    await bus.consume(TOPIC, GROUP, "a", count=3)
+    assert await bus.oldest_unacked(TOPIC, GROUP) == published[0]  # delivered is not processed
+    await bus.ack(TOPIC, GROUP, [published[0], published[2]])
+    assert await bus.oldest_unacked(TOPIC, GROUP) == published[1]  # the oldest still pending
+    await bus.ack(TOPIC, GROUP, [published[1]])
+    assert await bus.oldest_unacked(TOPIC, GROUP) == published[3]  # the next not delivered
+    await bus.consume(TOPIC, GROUP, "a", count=10)
+    await bus.ack(TOPIC, GROUP, published[3:])
+    assert await bus.oldest_unacked(TOPIC, GROUP) is None
+    later = await bus.publish(TOPIC, "t", {"n": 99})
+    assert await bus.oldest_unacked(TOPIC, GROUP) == later
+
+
 async def test_claim_stale_redelivers_unacknowledged_events_with_attempts_counted(harness: Harness) -> None:
     bus = harness.bus
     await bus.ensure_group(TOPIC, GROUP)

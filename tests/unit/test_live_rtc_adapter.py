@@ -4,6 +4,7 @@ renames or re-signs any of them fails here, loudly, instead of silently decoding
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import inspect
 import queue
@@ -28,6 +29,7 @@ from aiortc import (
 )
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from streaming import rtc_adapter
@@ -80,6 +82,17 @@ def test_the_sender_turns_pli_and_fir_into_send_keyframe() -> None:
     assert "RTCP_PSFB_FIR" in source
     assert "RTCP_PSFB_PLI" in source
     assert "self._send_keyframe()" in source
+
+
+def test_receiver_reports_reach_the_sender_through_a_replaceable_method() -> None:
+    # DeliveryProbe.watch() wraps the sender's RTCP handler on the instance: the DTLS transport looks
+    # it up on each packet, and routes receiver reports to the sender named by each report block.
+    assert _params(getattr(RTCRtpSender, rtc_adapter.SENDER_HANDLE_RTCP)) == ["self", "packet"]
+    dtls = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "await recipient._handle_rtcp_packet(packet)" in dtls
+    route = inspect.getsource(RtpRouter.route_rtcp)
+    assert "add_recipient(self.senders.get(report.ssrc))" in route
+    assert {f.name for f in dataclasses.fields(rtp.RtcpReceiverInfo)} >= {"ssrc", "highest_sequence"}
 
 
 def test_the_sender_runs_its_rtp_loop_and_retransmissions_through_replaceable_methods() -> None:

@@ -1,6 +1,7 @@
 // @ts-check
 /** Provider console: create courses and sessions, assign experts, publish, see enrollments; per session its
  * state, replay and attendance (who attended live and for how long, who watched the replay). */
+import { creditDetails } from "../credit-table.js";
 import { api, ApiError } from "../api.js";
 import {
   $, beijingInstant, busy, CATEGORY, DELIVERY, duration, errorText, h, KIND, requireLogin, say, sayError, SOURCE, STATUS, statusTag, when,
@@ -201,7 +202,7 @@ function attendanceOf(s, counts) {
       body.replaceChildren(h("tr", {}, [h("td", { colspan: "4" }, [errorText(err)])]));
     }
   });
-  return [h("div", { class: "meta session-facts" }, facts), ...(counts && started ? [detail] : [])];
+  return [h("div", { class: "meta session-facts" }, facts), ...(counts && started ? [detail, creditDetails(s.id)] : [])];
 }
 
 /**

@@ -2,10 +2,12 @@
 /** Replay page: one lecture timeline over the recording's angles (camera, screen), played with hls.js. The
  * scrubber and the time shown are lecture time whichever angle plays; where the chosen angle has no picture
  * (a screen share that started at 01:12) another angle plays, the page says so, and it switches back when
- * the chosen angle has a picture. Opens at 0:00 on the camera unless resuming; reports progress. */
+ * the chosen angle has a picture. Opens at 0:00 on the camera unless resuming. Opens a playback and sends its
+ * heartbeats (replay-heartbeats.js), says what is being counted, and shows the server's presence checks. */
 import { api, ApiError } from "../api.js";
 import { $, duration, h, say, sayError, whoami } from "../ui.js";
-import { AngleTimeline, ProgressReporter } from "../playback.js";
+import { AngleTimeline } from "../playback.js";
+import { ReplayHeartbeats } from "../replay-heartbeats.js";
 
 /** @typedef {{name: string, hls_url: string, mp4_url: string | null, start_s: number, duration_s: number}} Angle */
 
@@ -20,6 +22,8 @@ const muteBtn = /** @type {HTMLButtonElement} */ ($("#mute"));
 const rateSelect = /** @type {HTMLSelectElement} */ ($("#rate"));
 const timeText = $("#time");
 const note = $("#angle-note");
+const counting = $("#counting");
+const checkDialog = /** @type {HTMLDialogElement} */ ($("#check"));
 /** @type {Record<string, string>} */
 const ANGLE_LABEL = { camera: "讲师画面", screen: "屏幕共享" };
 /** @param {string} name */
@@ -40,6 +44,11 @@ let ready = false; // the shown angle's media is loaded and at its position
 let pendingAt = 0; // the lecture time being loaded while not ready
 let dragging = false; // the learner is moving the scrubber
 let finished = false; // the lecture played to its end
+/** @type {import("../replay-heartbeats.js").Check | null} the presence check on screen */
+let check = null;
+let resumeAfterCheck = false; // the check paused playback: play on once it is answered
+// The media cookie lasts an hour (docs/security.md): renewed while the page is open.
+const MEDIA_RENEW_MS = 30 * 60 * 1000;
 
 /** @param {number} s a position on the lecture, for the clock-like time line (a hair under a second,
  * such as a screen share's start at 3.9996 s, reads as that second) */
@@ -65,16 +74,100 @@ function position() {
   return clamp(video.currentTime + shown.start_s, 0, replay.duration_s);
 }
 
-const reporter = new ProgressReporter(recordingId, () =>
-  ready && shown
-    ? {
-        position_s: Math.round(position() * 10) / 10,
-        rate: clamp(video.playbackRate || 1, 0.25, 4),
-        visible: document.visibilityState === "visible",
-        angle: shown.name,
-      }
-    : null,
+const heartbeats = new ReplayHeartbeats(
+  recordingId,
+  () =>
+    ready && shown
+      ? {
+          position_s: Math.round(position() * 10) / 10,
+          rate: clamp(video.playbackRate || 1, 0.25, 4),
+          visible: document.visibilityState === "visible",
+          angle: shown.name,
+        }
+      : null,
+  { onCheck: showCheck, onSuperseded: superseded, onLost: () => void reopen() },
 );
+
+/** Say plainly what is being counted: 正在计时 only while the media plays on a page that is seen. */
+function showCounting() {
+  let text = "";
+  let state = "";
+  if (heartbeats.superseded) [text, state] = ["已在其他页面继续学习，本页已停止计时", "superseded"];
+  else if (!heartbeats.opened) [text, state] = ["未计时：请点击播放继续", "paused"];
+  else if (document.visibilityState !== "visible") [text, state] = ["已暂停：页面不可见", "hidden"];
+  else if (check) [text, state] = ["已暂停：请确认您仍在学习", "check"];
+  else if (video.paused || finished) [text, state] = ["已暂停", "paused"];
+  else [text, state] = ["正在计时", "counting"];
+  counting.textContent = text;
+  counting.dataset.state = state;
+  counting.hidden = !replay;
+}
+
+/** Show the server's presence check: playback waits for the learner's click. @param {import("../replay-heartbeats.js").Check} next */
+function showCheck(next) {
+  if (check && check.check_id === next.check_id) return;
+  check = next;
+  resumeAfterCheck = resumeAfterCheck || !video.paused;
+  if (!video.paused) video.pause();
+  $("#check-text").textContent = `请在 ${Math.max(1, Math.round(next.window_s))} 秒内点击下方按钮，确认您仍在学习。`;
+  if (!checkDialog.open) checkDialog.showModal();
+  showCounting();
+}
+
+async function answerCheck() {
+  const shownCheck = check;
+  if (!shownCheck) return;
+  const button = /** @type {HTMLButtonElement} */ ($("#check-answer"));
+  button.disabled = true;
+  const result = await heartbeats.answer(shownCheck);
+  button.disabled = false;
+  check = null;
+  checkDialog.close();
+  if (result === "expired") say("确认已超时：本次确认未计入，请继续学习。", "error");
+  else if (result === "failed" && !heartbeats.superseded) say("确认未能提交，请检查网络后继续学习。", "error");
+  else say("");
+  if (resumeAfterCheck && !heartbeats.superseded) video.play().catch(() => say("请点击播放按钮继续观看。"));
+  resumeAfterCheck = false;
+  showCounting();
+}
+
+/** Another page or device of this learner took over: stop here, say so; playing again takes it back. */
+function superseded() {
+  if (checkDialog.open) checkDialog.close();
+  check = null;
+  resumeAfterCheck = false;
+  if (!video.paused) video.pause();
+  say("已在其他页面继续学习：本页已停止计时。点击播放可在本页继续。");
+  showCounting();
+}
+
+/** The playback is no longer valid (its token expired after a long pause, or the login changed): open a new
+ * one and go on counting, or say why not. */
+async function reopen() {
+  showCounting();
+  try {
+    await heartbeats.open();
+    if (!video.paused) heartbeats.start();
+  } catch (err) {
+    if (!video.paused) video.pause();
+    sayError(err);
+  }
+  showCounting();
+}
+
+/** Play, opening a new playback first when this page's was superseded or lost. */
+async function play() {
+  if (heartbeats.superseded || !heartbeats.opened) {
+    try {
+      await heartbeats.open();
+      say("");
+    } catch (err) {
+      sayError(err);
+      return;
+    }
+  }
+  video.play().catch(() => say("请点击播放按钮继续观看。"));
+}
 
 /** @param {number} t lecture time */
 function showTime(t) {
@@ -255,12 +348,21 @@ async function main() {
   }
   timeline = new AngleTimeline(angles, replay.duration_s);
   scrubber.max = String(replay.duration_s);
-  reporter.everyS = replay.report_every_s || 10;
-  reporter.minIntervalMs = (replay.report_min_interval_s || 5) * 1000 + 250;
+  let opened;
+  try {
+    opened = await heartbeats.open();
+  } catch (err) {
+    sayError(err);
+    return;
+  }
+  limitRates(opened.max_playback_rate);
+  window.setInterval(() => {
+    api("POST", `/api/sessions/${replay.session_id}/hls-access`).catch(() => {});
+  }, MEDIA_RENEW_MS);
   // Resume where the learner left off (unless that was the very end, so a finished replay starts over), on
   // the angle they watched if it has a picture there; everyone else starts at 0:00 on the camera.
   // "The very end" is the last 3 s, or the last 5 % of a replay shorter than a minute.
-  const saved = replay.progress;
+  const saved = { position_s: opened.position_s, angle: replay.progress ? replay.progress.angle : "camera" };
   const endMarginS = Math.min(3, replay.duration_s * 0.05);
   const resuming = Boolean(saved) && saved.position_s >= 1 && saved.position_s < replay.duration_s - endMarginS;
   const at = resuming ? saved.position_s : 0;
@@ -272,17 +374,36 @@ async function main() {
   say(resuming ? `已为您从上次观看的位置（${clock(at)}）继续。` : "");
   const first = /** @type {Angle} */ (timeline.pick(preferred, at) || timeline.nextStart(at) || camera);
   load(first, Math.max(at, first.start_s), false);
+  showCounting();
+}
+
+/** Offer only the speeds that are counted (the credit policy's maximum rate). @param {number} max */
+function limitRates(max) {
+  for (const option of [...rateSelect.options]) {
+    if (Number(option.value) > max + 1e-9) option.remove();
+  }
+  if (Number(rateSelect.value) > max) rateSelect.value = "1";
+  rateSelect.hidden = rateSelect.options.length < 2;
+  rateSelect.dataset.max = String(max);
 }
 
 video.addEventListener("timeupdate", follow);
 video.addEventListener("play", () => {
   playBtn.textContent = "暂停";
-  reporter.start();
+  heartbeats.start();
+  showCounting();
 });
 video.addEventListener("pause", () => {
   playBtn.textContent = finished ? "重新播放" : "播放";
-  reporter.stop();
-  reporter.report();
+  heartbeats.stop();
+  heartbeats.beat();
+  showCounting();
+});
+video.addEventListener("seeked", () => heartbeats.beat());
+video.addEventListener("ratechange", () => {
+  // A player or an extension may change the rate: never faster than what is counted.
+  const max = Number(rateSelect.dataset.max || "4");
+  if (video.playbackRate > max) video.playbackRate = max;
 });
 video.addEventListener("ended", () => {
   if (!ready || !timeline || !shown) return;
@@ -295,13 +416,16 @@ video.addEventListener("ended", () => {
   finished = true;
   playBtn.textContent = "重新播放";
   showTime(replay.duration_s);
-  reporter.stop();
+  heartbeats.stop();
+  heartbeats.beat();
+  showCounting();
 });
 video.addEventListener("click", () => playBtn.click());
 playBtn.addEventListener("click", () => {
   if (!shown) return;
-  if (finished) seek(0, true);
-  else if (video.paused) video.play().catch(() => say("请点击播放按钮继续观看。"));
+  if (heartbeats.superseded || !heartbeats.opened) void play().then(() => finished && seek(0, true));
+  else if (finished) seek(0, true);
+  else if (video.paused) void play();
   else video.pause();
 });
 scrubber.addEventListener("input", () => {
@@ -328,7 +452,13 @@ $("#fullscreen").addEventListener("click", () => {
   else if (box.requestFullscreen) box.requestFullscreen().catch(() => {});
   else /** @type {any} */ (video).webkitEnterFullscreen?.(); // iPhone: only the video goes full screen
 });
-document.addEventListener("visibilitychange", () => reporter.report());
-window.addEventListener("pagehide", () => reporter.flush());
+document.addEventListener("visibilitychange", () => {
+  heartbeats.beat();
+  showCounting();
+});
+window.addEventListener("pagehide", () => heartbeats.flush());
+$("#check-answer").addEventListener("click", () => void answerCheck());
+// Escape would close the dialog without an answer: the check stays until it is answered or expires.
+checkDialog.addEventListener("cancel", (event) => event.preventDefault());
 
 main();

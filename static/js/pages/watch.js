@@ -11,6 +11,7 @@
  */
 import { api, ApiError } from "../api.js";
 import { addChat, mediaGrant, mediaToken, onSubmitText, renderQuestions, sessionIdFromPath, smallButton, StageTiles } from "../live-ui.js";
+import { AttendanceReporter } from "../attendance.js";
 import { CLOSE_REPLACED, CLOSE_REVOKED, RoomChannel } from "../room.js";
 import { $, requireLogin, say, sayError } from "../ui.js";
 import { MediaError, publish, watch } from "../whip.js";
@@ -32,6 +33,7 @@ const unmuteBtn = /** @type {HTMLButtonElement} */ ($("#unmute"));
 const replayLink = /** @type {HTMLAnchorElement} */ ($("#replay-link"));
 const courseLink = /** @type {HTMLAnchorElement} */ ($("#course-link"));
 const channel = new RoomChannel();
+const attendance = new AttendanceReporter(channel, sessionId, $("#counting"));
 const tiles = new StageTiles($("#stage-videos"));
 tiles.onBlocked = () => { unmuteBtn.hidden = false; };
 
@@ -63,6 +65,8 @@ let connecting = false;
 /** @type {{ destroy(): void } | null} */
 let hls = null;
 let hlsMode = false;
+/** The media sequence number of the HLS segment playing (hls.js FRAG_CHANGED), for the HLS heartbeats. */
+let hlsFragment = 0;
 /** @type {import("../whip.js").MediaResource | null} */
 let onStage = null;
 /** @type {MediaStream | null} */
@@ -165,6 +169,7 @@ function applyMedia(next) {
     if (!now) since[feed] = null;
   }
   media = next;
+  attendance.setReceiving(next.status === "live");
   if (next.status === "ended") {
     showEnded();
     return;
@@ -282,10 +287,18 @@ async function fallBackToHls(message, url) {
     const player = new Hls({ liveSyncDurationCount: 3 });
     player.loadSource(url);
     player.attachMedia(video);
+    player.on(Hls.Events.FRAG_CHANGED, (_event, data) => {
+      hlsFragment = Number(data.frag.sn) || 0;
+    });
     hls = player;
   } else {
     video.src = url;
   }
+  attendance.watchHls(() => ({
+    position_s: Number.isFinite(video.currentTime) ? video.currentTime : 0,
+    rate: video.playbackRate || 1,
+    media_sequence: hlsFragment,
+  }));
   video.muted = false;
   video.play().catch(() => {
     video.muted = true; // autoplay with sound refused: play muted, offer the sound on a tap
@@ -323,11 +336,13 @@ async function leaveStage() {
   await publication?.close();
 }
 
-/** @param {{check_id: string, deadline_at: string}} m */
+/** A presence check: a dialog whose button the person clicks; the answer echoes the prompt's nonce.
+ * @param {{check_id: string, nonce: string, deadline_at: string}} m */
 function showCheck(m) {
   const prompt = $("#check-prompt");
   prompt.hidden = false;
   prompt.dataset.check = m.check_id;
+  prompt.dataset.nonce = m.nonce;
   clearInterval(checkTimer);
   const tick = () => {
     const left = Math.max(0, Math.round((Date.parse(m.deadline_at) - Date.now()) / 1000));
@@ -346,6 +361,7 @@ function showCheck(m) {
 function showEnded() {
   if (ended) return;
   ended = true;
+  attendance.stop();
   clearTimeout(retryTimer);
   clearInterval(checkTimer);
   clearInterval(freshTimer);
@@ -418,6 +434,8 @@ function wireChannel() {
     handRaised = Boolean(m.hand_raised);
     handBtn.textContent = handRaised ? "放下手" : "举手发言";
     if (m.media) applyMedia(m.media);
+    // Learners' time is measured: heartbeats and visibility (staff and experts watching are not).
+    if (m.you.role === "learner") attendance.start(m.heartbeat_period_s ?? 30);
   });
   channel.on("joined", (m) => { people.set(m.participant.person_id, m.participant.name); });
   channel.on("viewer_count", (m) => { $("#viewers").textContent = String(m.count); });
@@ -511,8 +529,8 @@ unmuteBtn.addEventListener("click", () => {
   tiles.resume();
 });
 $("#check-answer").addEventListener("click", () => {
-  const id = $("#check-prompt").dataset.check;
-  if (id) channel.answerPresence(id);
+  const { check, nonce } = $("#check-prompt").dataset;
+  if (check && nonce) channel.answerPresence(check, nonce);
 });
 onSubmitText("#chat-form", (t) => channel.chat(t));
 onSubmitText("#ask-form", (t) => channel.ask(t));

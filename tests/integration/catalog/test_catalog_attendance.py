@@ -17,6 +17,7 @@ from catalog.consumer import GROUP, EventConsumer
 from catalog.models import LiveInterval, Session
 from infra import events
 from infra.bus import EventBus
+from tests.integration.catalog.playback_support import watched_to
 from tests.integration.test_event_bus_contract import MakeHarness, make_harness  # noqa: F401 (fixture)
 
 if TYPE_CHECKING:
@@ -175,12 +176,8 @@ async def test_replay_viewers_are_the_course_learners_with_progress_on_the_sessi
     client: Client, world: World
 ) -> None:
     recording_id = await world.recording(world.session_id)
-    progress = {"position_s": 42.0, "rate": 1.0, "visible": True, "angle": "camera"}
     for who in ("learner", "provider_admin"):  # the provider previewing its replay is not its audience
-        resp = await client.put(
-            f"/api/replays/{recording_id}/progress", headers=world.actors[who].headers, json=progress
-        )
-        assert resp.status == 200, await resp.text()
+        await watched_to(client, world.actors[who].headers, recording_id, 42.0)
     report = await session_attendance(client, world)
     assert report["replay_learners"] == 1
     (viewer,) = report["replay"]

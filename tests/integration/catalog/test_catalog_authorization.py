@@ -6,6 +6,8 @@ declare who may call them.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,8 @@ from aiohttp.test_utils import TestClient
 
 from catalog.domain import CourseStatus, Role
 from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
+from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
+from tests.integration.catalog.conftest import SECRET
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -129,10 +133,79 @@ async def _replay(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/replays/{await w.recording(w.session_id)}", None
 
 
-async def _replay_progress(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
-    recording_id = await w.recording(w.session_id)
-    body = {"position_s": 12.5, "rate": 1.25, "visible": True, "angle": "camera"}
-    return f"/api/replays/{recording_id}/progress", body
+async def _replay_playback(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/replays/{await w.recording(w.session_id)}/playback", None
+
+
+def _learners_grant(w: World) -> tuple[str, str]:
+    """A playback the learner's login opened (client id, token), signed as POST .../playback signs it."""
+    client_id = uuid.uuid4().hex
+    learner = w.actors["learner"].headers
+    binding = login_binding(
+        SECRET, learner["Cookie"].removeprefix("lectern_session="), learner["X-CSRF-Token"]
+    )
+    grant = Grant(
+        client_id,
+        w.actors["learner"].person_id,
+        "rec-x",
+        120.0,
+        ("camera",),
+        "seed",
+        3,
+        60,
+        30,
+        binding,
+        time.time() + 3600,
+    )
+    return client_id, sign_grant(SECRET, grant)
+
+
+async def _playback_heartbeat(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    client_id, token = _learners_grant(w)
+    body = {"token": token, "seq": 0, "position_s": 1.0, "rate": 1.0, "visible": True, "angle": "camera"}
+    return f"/api/playback/{client_id}/heartbeats", body
+
+
+async def _check_answer(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    client_id, token = _learners_grant(w)
+    check = check_id(client_id, 0)
+    return f"/api/playback/{client_id}/checks/{check}", {
+        "token": token,
+        "nonce": check_nonce(SECRET, client_id, check),
+    }
+
+
+async def _time_correction(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    # A session that ran two hours ago: its corrected times lie within a day of its schedule, in the past.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    session = await w.session(w.course_id, start=start, experts=(w.actors["expert"].person_id,))
+    body = {
+        "actual_start": start.isoformat(),
+        "actual_end": (start + timedelta(hours=1)).isoformat(),
+        "reason": "讲师网络故障，实际推迟开始",
+    }
+    return f"/api/sessions/{session}/time-corrections", body
+
+
+async def _flag(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    from catalog.models import FraudFlag
+
+    async with w.db.sessions.begin() as s:
+        flag = FraudFlag(
+            person_id=w.actors["learner"].person_id,
+            session_id=w.session_id,
+            course_id=w.course_id,
+            code="auto_confirm",
+            subject=f"session:{w.session_id}:{role}",
+            severity="warning",
+            evidence={"latency_ms": 120},
+            status="open",
+            created_at=datetime.now(UTC),
+        )
+        s.add(flag)
+        await s.flush()
+        flag_id = flag.id
+    return f"/api/fraud-flags/{flag_id}/resolve", {"status": "dismissed", "resolution": "核实为正常操作"}
 
 
 async def _external_session(w: World, _role: str) -> int:
@@ -274,16 +347,50 @@ MATRIX: dict[str, Case] = {
     "GET /api/replays/{recording_id}": case(
         403, _replay, anonymous=401, learner=200, expert=200, provider_admin=200, bureau=200, admin=200
     ),
-    "PUT /api/replays/{recording_id}/progress": case(
+    "POST /api/replays/{recording_id}/playback": case(
         403,
-        _replay_progress,
+        _replay_playback,
         anonymous=401,
-        learner=200,
-        expert=200,
-        provider_admin=200,
-        bureau=200,
-        admin=200,
+        learner=201,
+        expert=201,
+        provider_admin=201,
+        bureau=201,
+        admin=201,
     ),
+    # Playback heartbeats and check answers: only the login that opened the playback, with its token
+    # (an answer to a check never issued is 409 check_not_issued).
+    "POST /api/playback/{client_id}/heartbeats": case(403, _playback_heartbeat, anonymous=401, learner=200),
+    "POST /api/playback/{client_id}/checks/{check_id}": case(403, _check_answer, anonymous=401, learner=409),
+    # Credit: the policy is read by everyone logged in, its history by supervisors, changed by admins.
+    "GET /api/credit-policy": case(200, fixed("/api/credit-policy"), anonymous=401),
+    "GET /api/credit-policy/versions": case(
+        403, fixed("/api/credit-policy/versions"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/credit-policy": case(
+        403, fixed("/api/credit-policy", {"note": "测试", "heartbeat_period_s": 2}), anonymous=401, admin=201
+    ),
+    "GET /api/me/credits": case(200, fixed("/api/me/credits"), anonymous=401),
+    "GET /api/sessions/{session_id}/credits": case(
+        403, fixed("/api/sessions/{s}/credits"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance.csv": case(
+        403, fixed("/api/sessions/{s}/attendance.csv"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/attendance.xlsx": case(
+        403, fixed("/api/sessions/{s}/attendance.xlsx"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    "POST /api/sessions/{session_id}/time-corrections": case(
+        403, _time_correction, anonymous=401, provider_admin=201, admin=201
+    ),
+    "GET /api/sessions/{session_id}/time-corrections": case(
+        403, fixed("/api/sessions/{s}/time-corrections"), anonymous=401, bureau=200, **MANAGERS
+    ),
+    # The review list: provider admins see their courses' flags (another provider's list is empty, not
+    # refused); a flag on someone else's course is not found; the bureau reads but does not resolve.
+    "GET /api/fraud-flags": case(
+        403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
+    ),
+    "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
     # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
     "GET /api/organizations/{org_id}/integrations/{platform}": case(
         403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS

@@ -98,15 +98,18 @@ async def test_rescheduling_into_the_past_is_refused_but_other_changes_of_a_past
         json={"scheduled_end": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
     )
     assert (await error_of(resp, 400))["field"] == "scheduled_end"
-    # A session that already took place keeps its record editable: a new title, the actual times.
+    # A session that already took place keeps its title editable; its actual times are the server's own
+    # (fraud 17: a correction is an audited POST .../time-corrections, not a field edit).
     past = await world.session(world.course_id, start=last_week, experts=(world.actors["expert"].person_id,))
     resp = await client.patch(
-        f"/api/sessions/{past}",
-        headers=admin(world),
-        json={"title": "第一讲（已结束）", "actual_start": last_week.isoformat()},
+        f"/api/sessions/{past}", headers=admin(world), json={"title": "第一讲（已结束）"}
     )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["title"] == "第一讲（已结束）"
+    resp = await client.patch(
+        f"/api/sessions/{past}", headers=admin(world), json={"actual_start": last_week.isoformat()}
+    )
+    assert (await error_of(resp, 400))["field"] == "actual_start"
 
 
 # -- experts ----------------------------------------------------------------------------------------

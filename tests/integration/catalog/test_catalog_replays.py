@@ -1,5 +1,6 @@
 """Replays: the catalog's event consumer turns session and recording events into rows (idempotently,
-dropping malformed events), and the replay API gives playback to those who may watch and stores progress."""
+dropping malformed events), and the replay API gives playback to those who may watch (the playback evidence
+itself: test_catalog_playback.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import catalog
 from catalog.consumer import CONSUMER, GROUP, EventConsumer
-from catalog.models import PlaybackReport, Recording, ReplayProgress, Session
+from catalog.models import Recording, Session
 from infra import events, media_access
 from infra.appkeys import BUS, SETTINGS
 from infra.bus_memory import MemoryBus
@@ -290,9 +291,7 @@ def media_cookie(resp: Any) -> Any:
     return resp.cookies.get(media_access.COOKIE)
 
 
-async def test_opening_a_replay_grants_its_sessions_media_and_each_progress_report_renews_it(
-    client: Client, world: World
-) -> None:
+async def test_opening_a_replay_grants_its_sessions_media(client: Client, world: World) -> None:
     recording_id = await world.recording(world.session_id)
     headers = world.actors["learner"].headers
     resp = await client.get(f"/api/replays/{recording_id}", headers=headers)
@@ -308,11 +307,6 @@ async def test_opening_a_replay_grants_its_sessions_media_and_each_progress_repo
     assert (grant.person_id, grant.role) == (world.actors["learner"].person_id, "learner")
     with pytest.raises(Forbidden):
         media_access.check(secret, cookie.value, f"/hls/{world.session_id + 1}/r/x.m4s", time.time())
-
-    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera"}
-    resp = await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
-    assert resp.status == 200
-    assert media_cookie(resp) is not None
 
 
 @pytest.mark.parametrize(
@@ -365,103 +359,6 @@ async def test_unknown_replay_is_404_naming_the_recording(client: Client, world:
     assert resp.status == 404
     assert (await resp.json())["error"]["field"] == "recording_id"
     assert (await client.get("/api/replays/bad.id", headers=world.actors["learner"].headers)).status == 404
-
-
-async def test_progress_is_kept_per_person_and_every_report_is_appended(client: Client, world: World) -> None:
-    recording_id = await world.recording(world.session_id)
-    headers = world.actors["learner"].headers
-    body = {"position_s": 42.5, "rate": 1.5, "visible": False, "angle": "screen"}
-    resp = await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
-    assert resp.status == 200, await resp.text()
-    saved = (await (await client.get(f"/api/replays/{recording_id}", headers=headers)).json())["progress"]
-    assert {k: saved[k] for k in body} == body
-    # The expert's progress is their own.
-    expert = await (
-        await client.get(f"/api/replays/{recording_id}", headers=world.actors["expert"].headers)
-    ).json()
-    assert expert["progress"] is None
-
-    async with world.db.sessions.begin() as s:
-        await s.execute(
-            ReplayProgress.__table__.update().values(updated_at=datetime.now(UTC) - timedelta(seconds=6))
-        )
-    body2 = {**body, "position_s": 52.5, "visible": True}
-    assert (
-        await client.put(f"/api/replays/{recording_id}/progress", json=body2, headers=headers)
-    ).status == 200
-    async with world.db.sessions.begin() as s:
-        reports = list(await s.scalars(select(PlaybackReport).order_by(PlaybackReport.id)))
-        progress_rows = await s.scalar(select(func.count()).select_from(ReplayProgress))
-    assert [(r.position_s, r.visible, r.rate, r.angle) for r in reports] == [
-        (42.5, False, 1.5, "screen"),
-        (52.5, True, 1.5, "screen"),
-    ]
-    assert all(r.person_id == world.actors["learner"].person_id for r in reports)
-    assert reports[0].reported_at.tzinfo is not None
-    assert progress_rows == 1
-
-
-async def test_a_second_report_within_five_seconds_is_429_with_retry_after(
-    client: Client, world: World
-) -> None:
-    recording_id = await world.recording(world.session_id)
-    headers = world.actors["learner"].headers
-    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera"}
-    assert (
-        await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=headers)
-    ).status == 200
-    resp = await client.put(
-        f"/api/replays/{recording_id}/progress", json={**body, "position_s": 2}, headers=headers
-    )
-    assert resp.status == 429
-    assert 1 <= int(resp.headers["Retry-After"]) <= 5
-    assert (await resp.json())["error"]["code"] == "too_many_requests"
-    # Another person, or another recording, is not limited by it.
-    other = await world.recording(world.session_id)
-    assert (await client.put(f"/api/replays/{other}/progress", json=body, headers=headers)).status == 200
-    expert = world.actors["expert"].headers
-    assert (
-        await client.put(f"/api/replays/{recording_id}/progress", json=body, headers=expert)
-    ).status == 200
-    async with world.db.sessions.begin() as s:
-        assert await s.scalar(select(func.count()).select_from(PlaybackReport)) == 3
-
-
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        pytest.param({"position_s": -1}, "position_s", id="negative-position"),
-        pytest.param({"position_s": 500}, "position_s", id="past-the-end"),
-        pytest.param({"position_s": "10"}, "position_s", id="position-as-string"),
-        pytest.param({"rate": 0.2}, "rate", id="rate-too-slow"),
-        pytest.param({"rate": 4.5}, "rate", id="rate-too-fast"),
-        pytest.param({"visible": "yes"}, "visible", id="visible-not-bool"),
-        pytest.param({"angle": "balcony"}, "angle", id="unknown-angle"),
-        pytest.param({"angle": ""}, "angle", id="empty-angle"),
-        pytest.param({"extra": 1}, "extra", id="unknown-key"),
-    ],
-)
-async def test_bad_progress_is_400_naming_the_field(
-    client: Client, world: World, change: dict[str, Any], field: str
-) -> None:
-    recording_id = await world.recording(world.session_id)
-    body = {"position_s": 1, "rate": 1, "visible": True, "angle": "camera", **change}
-    resp = await client.put(
-        f"/api/replays/{recording_id}/progress", json=body, headers=world.actors["learner"].headers
-    )
-    assert resp.status == 400, await resp.text()
-    assert (await resp.json())["error"]["field"] == field
-
-
-async def test_missing_progress_field_is_named(client: Client, world: World) -> None:
-    recording_id = await world.recording(world.session_id)
-    resp = await client.put(
-        f"/api/replays/{recording_id}/progress",
-        json={"position_s": 1, "rate": 1, "angle": "camera"},
-        headers=world.actors["learner"].headers,
-    )
-    assert resp.status == 400
-    assert (await resp.json())["error"]["field"] == "visible"
 
 
 async def test_a_media_grant_is_void_once_its_learner_withdraws_even_after_enrolling_again(

@@ -14,6 +14,7 @@ from catalog.domain import Role
 from infra import events
 from infra.appkeys import BUS
 from tests.helpers import wait_until
+from tests.integration.catalog.playback_support import watched_to
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -240,12 +241,7 @@ async def test_my_learning_lists_replays_with_the_learners_progress_last_watched
     other_course = await world.course(world.orgs["provider"], title="未报名的课程")
     await world.recording(await world.session(other_course), duration_s=60.0)  # not enrolled: not listed
     learner = world.actors["learner"].headers
-    resp = await client.put(
-        f"/api/replays/{first}/progress",
-        headers=learner,
-        json={"position_s": 300.5, "rate": 1.0, "visible": True, "angle": "camera"},
-    )
-    assert resp.status == 200
+    await watched_to(client, learner, first, 300.5)
     replays = (await get(client, "/api/me/learning", world, "learner"))["replays"]
     assert [(r["id"], r["duration_s"]) for r in replays] == [(first, 725.0), (second, 90.0)]
     assert replays[0]["progress"]["position_s"] == 300.5

@@ -13,7 +13,7 @@ from typing import Any
 import av
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from aiortc import RTCRtpSender, RTCSessionDescription
+from aiortc import RTCRtpSender, RTCSessionDescription, rtp
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from infra.bus import EventBus
@@ -196,6 +196,10 @@ class WatchingPeer:
     posted_at: float = 0.0
     ice_servers: Sequence[IceServer] = ()
     relay_only: bool = False  # gather TURN relay candidates only (a viewer behind a strict NAT)
+    # False: its receivers keep receiving but send no RTCP receiver report (a peer that does not
+    # acknowledge what it gets); `withheld_reports` counts the reports it dropped.
+    reports: bool = True
+    withheld_reports: int = 0
 
     def __post_init__(self) -> None:
         self.pc = rtc_adapter.make_peer_connection(self.ice_servers, relay_only=self.relay_only)
@@ -205,7 +209,20 @@ class WatchingPeer:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             self.lines.append([])
             rtc_adapter.tap_receiver(transceiver.receiver, self._sink(index))
+            self._gate_reports(transceiver.receiver)
         rtc_adapter.restrict_host_addresses(self.pc, LOOPBACK)
+
+    def _gate_reports(self, receiver: Any) -> None:
+        """Send the receiver's RTCP receiver reports only while `reports` is True (test-side aiortc)."""
+        send = receiver._send_rtcp
+
+        async def gated(packet: Any) -> None:
+            if isinstance(packet, rtp.RtcpRrPacket) and not self.reports:
+                self.withheld_reports += 1
+                return
+            await send(packet)
+
+        receiver._send_rtcp = gated
 
     def _sink(self, index: int) -> Callable[[EncodedFrame], None]:
         def sink(frame: EncodedFrame) -> None:

@@ -1,0 +1,300 @@
+"""Reads stored evidence into the engine's inputs (catalog.credit.evidence types), with the ids of the rows
+they came from so that a ledger entry can name its evidence.
+
+Live: a session's window (the server's actual start..end, or the latest audited correction, named), and
+per person the delivery spans (live intervals), attention changes, overflow-HLS clients (heartbeats of
+kind hls, with their client sessions when the server opened one) and segment fetch times, the session's
+live checks and the person's answers. Replay: a (person, recording)'s playback clients with their
+heartbeats, replay checks and answers, the recording's duration.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.credit.evidence import Beat, Check, Client, Span
+from catalog.models import (
+    AttentionChange,
+    ClientSession,
+    Course,
+    Heartbeat,
+    HlsFetch,
+    LiveInterval,
+    Person,
+    PresenceAnswer,
+    PresenceCheckRecord,
+    Recording,
+    Session,
+    SessionTimeCorrection,
+)
+
+LIVE = "live"
+HLS = "hls"
+REPLAY = "replay"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The span credit is clipped to (R8), and where it came from."""
+
+    span: Span
+    correction_id: int | None  # None: the server's own actual_start/actual_end
+
+
+@dataclass(frozen=True)
+class CourseInfo:
+    course_id: int
+    category: str
+    credit_hours: Decimal
+
+
+@dataclass
+class PersonLive:
+    """One person's live evidence in one session."""
+
+    delivery: list[tuple[int, Span]] = field(default_factory=list)  # (live_intervals.id, span)
+    peers: dict[str, list[Span]] = field(default_factory=dict)
+    attention: list[tuple[str, bool, datetime]] = field(default_factory=list)
+    hls_clients: list[Client] = field(default_factory=list)
+    segment_times: list[datetime] = field(default_factory=list)
+    answers: dict[str, tuple[datetime, int | None]] = field(default_factory=dict)
+    late_at: list[datetime] = field(default_factory=list)  # evidence stamped after the window's end
+
+    @property
+    def has_live(self) -> bool:
+        return bool(self.delivery or self.attention)
+
+
+@dataclass(frozen=True)
+class SessionEvidence:
+    session_id: int
+    course: CourseInfo
+    window: Window
+    checks: list[PresenceCheckRecord]
+    people: dict[int, PersonLive]  # known people only: evidence of unknown ones is kept, never credited
+
+    def checks_of(self, person_id: int) -> list[Check]:
+        answers = self.people[person_id].answers
+        out = []
+        for c in self.checks:
+            answered_at, latency_ms = answers.get(c.id, (None, None))
+            out.append(Check(c.id, c.issued_at, c.deadline_at, answered_at, latency_ms))
+        return out
+
+
+async def course_of_session(s: AsyncSession, session_id: int) -> tuple[Session, CourseInfo] | None:
+    row = (
+        await s.execute(
+            select(Session, Course.id, Course.category, Course.credit_hours)
+            .join(Course, Course.id == Session.course_id)
+            .where(Session.id == session_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    session, course_id, category, credit_hours = row
+    return session, CourseInfo(course_id, category, credit_hours)
+
+
+async def window(s: AsyncSession, session: Session) -> Window | None:
+    """The latest audited correction of the session's times, else the server's own; None while the
+    session has not ended (or never started)."""
+    correction = (
+        await s.scalars(
+            select(SessionTimeCorrection)
+            .where(SessionTimeCorrection.session_id == session.id)
+            .order_by(SessionTimeCorrection.at.desc(), SessionTimeCorrection.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if correction is not None:
+        return Window((correction.actual_start, correction.actual_end), correction.id)
+    if session.actual_start is None or session.actual_end is None:
+        return None
+    return Window((session.actual_start, session.actual_end), None)
+
+
+def _clients(beats: list[Heartbeat], opened: dict[str, ClientSession]) -> dict[tuple[int, str], Client]:
+    by_client: dict[str, list[Heartbeat]] = defaultdict(list)
+    for b in beats:
+        by_client[b.client_id].append(b)
+    out: dict[tuple[int, str], Client] = {}
+    for client_id, rows in by_client.items():
+        rows.sort(key=lambda b: (b.at, b.seq))
+        cs = opened.get(client_id)
+        out[(rows[0].person_id, client_id)] = Client(
+            client_id=client_id,
+            opened_at=cs.opened_at if cs is not None else rows[0].at,
+            superseded_at=cs.superseded_at if cs is not None else None,
+            beats=tuple(Beat(b.client_id, b.seq, b.at, b.position_s, b.rate, b.visible) for b in rows),
+            first_viewing=cs.first_viewing if cs is not None else None,
+        )
+    return out
+
+
+async def _client_sessions(s: AsyncSession, ids: set[str]) -> dict[str, ClientSession]:
+    if not ids:
+        return {}
+    return {c.id: c for c in await s.scalars(select(ClientSession).where(ClientSession.id.in_(ids)))}
+
+
+async def session_evidence(s: AsyncSession, session_id: int) -> SessionEvidence | None:
+    """Everything live credit of a session rests on; None for an unknown or unfinished session."""
+    found = await course_of_session(s, session_id)
+    if found is None:
+        return None
+    session, course = found
+    win = await window(s, session)
+    if win is None:
+        return None
+    end = win.span[1]
+    people: dict[int, PersonLive] = defaultdict(PersonLive)
+    for row in await s.scalars(
+        select(LiveInterval).where(LiveInterval.session_id == session_id).order_by(LiveInterval.id)
+    ):
+        if row.joined_at is None:
+            continue  # only its end is known: no span
+        left_at = row.left_at if row.left_at is not None else max(end, row.joined_at)
+        span = (row.joined_at, left_at)
+        people[row.person_id].delivery.append((row.id, span))
+        people[row.person_id].peers.setdefault(row.peer_id, []).append(span)
+        if row.joined_at > end:
+            people[row.person_id].late_at.append(row.joined_at)
+    for a in await s.scalars(
+        select(AttentionChange).where(AttentionChange.session_id == session_id).order_by(AttentionChange.at)
+    ):
+        people[a.person_id].attention.append((a.conn_id, a.visible, a.at))
+        if a.visible and a.at > end:
+            people[a.person_id].late_at.append(a.at)
+    beats = list(
+        await s.scalars(select(Heartbeat).where(Heartbeat.session_id == session_id, Heartbeat.kind == HLS))
+    )
+    opened = await _client_sessions(s, {b.client_id for b in beats})
+    for (person_id, _cid), client in _clients(beats, opened).items():
+        people[person_id].hls_clients.append(client)
+        people[person_id].late_at.extend(b.at for b in client.beats if b.at > end)
+    for f in await s.scalars(select(HlsFetch).where(HlsFetch.session_id == session_id)):
+        people[f.person_id].segment_times.append(f.at)
+    checks = list(
+        await s.scalars(
+            select(PresenceCheckRecord)
+            .where(PresenceCheckRecord.session_id == session_id, PresenceCheckRecord.kind == LIVE)
+            .order_by(PresenceCheckRecord.issued_at)
+        )
+    )
+    if checks:
+        for ans in await s.scalars(
+            select(PresenceAnswer).where(PresenceAnswer.check_id.in_([c.id for c in checks]))
+        ):
+            if ans.person_id in people:
+                people[ans.person_id].answers[ans.check_id] = (ans.answered_at, ans.latency_ms)
+    known = set(await s.scalars(select(Person.id).where(Person.id.in_(list(people))))) if people else set()
+    return SessionEvidence(
+        session_id, course, win, checks, {pid: p for pid, p in people.items() if pid in known}
+    )
+
+
+async def ended_sessions(s: AsyncSession, ended_before: datetime) -> list[int]:
+    """Sessions whose (corrected or own) actual end is before `ended_before`."""
+    own = set(
+        await s.scalars(
+            select(Session.id).where(Session.actual_end.is_not(None), Session.actual_end <= ended_before)
+        )
+    )
+    corrected = set(
+        await s.scalars(
+            select(SessionTimeCorrection.session_id).where(SessionTimeCorrection.actual_end <= ended_before)
+        )
+    )
+    return sorted(own | corrected)
+
+
+# -- replays ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayEvidence:
+    person_id: int
+    recording_id: str
+    session_id: int
+    course: CourseInfo
+    duration_s: float
+    session_window: Window | None
+    clients: list[Client]
+    checks: list[Check]
+    first_viewing: bool
+
+
+async def replay_evidence(s: AsyncSession, person_id: int, recording_id: str) -> ReplayEvidence | None:
+    """A person's playback of one recording; None when the recording, its session or the person is
+    unknown, or nothing was played."""
+    recording = await s.get(Recording, recording_id)
+    if recording is None or await s.get(Person, person_id) is None:
+        return None
+    found = await course_of_session(s, recording.session_id)
+    if found is None:
+        return None
+    session, course = found
+    beats = list(
+        await s.scalars(
+            select(Heartbeat).where(
+                Heartbeat.person_id == person_id,
+                Heartbeat.recording_id == recording_id,
+                Heartbeat.kind == REPLAY,
+            )
+        )
+    )
+    if not beats:
+        return None
+    opened = await _client_sessions(s, {b.client_id for b in beats})
+    clients = sorted(_clients(beats, opened).values(), key=lambda c: (c.opened_at, c.client_id))
+    records = list(
+        await s.scalars(
+            select(PresenceCheckRecord)
+            .where(
+                PresenceCheckRecord.kind == REPLAY,
+                PresenceCheckRecord.person_id == person_id,
+                PresenceCheckRecord.recording_id == recording_id,
+            )
+            .order_by(PresenceCheckRecord.issued_at)
+        )
+    )
+    answers: dict[str, PresenceAnswer] = {}
+    if records:
+        answers = {
+            a.check_id: a
+            for a in await s.scalars(
+                select(PresenceAnswer).where(
+                    PresenceAnswer.person_id == person_id,
+                    PresenceAnswer.check_id.in_([r.id for r in records]),
+                )
+            )
+        }
+    checks = [
+        Check(
+            r.id,
+            r.issued_at,
+            r.deadline_at,
+            answers[r.id].answered_at if r.id in answers else None,
+            answers[r.id].latency_ms if r.id in answers else None,
+        )
+        for r in records
+    ]
+    first_viewing = all(c.first_viewing is not False for c in clients)
+    return ReplayEvidence(
+        person_id,
+        recording_id,
+        session.id,
+        course,
+        recording.duration_s,
+        await window(s, session),
+        clients,
+        checks,
+        first_viewing,
+    )
