@@ -918,7 +918,7 @@ ROUTES: tuple[Route, ...] = (
         "provider_admin of the course's provider, admin",
         "external",
         responses={
-            201: "A batch was stored (counts say what was new)",
+            201: "The per-row report of the pull (already_imported: the same records as an earlier pull)",
             503: "The platform did not answer after retries",
         },
     ),

@@ -1,6 +1,6 @@
 """Sessions held on Tencent Meeting or DingTalk: the organization's platform credentials (sealed, never
 shown again), a session's link to its meeting, the API pull, and Tencent webhook deliveries. Every way
-in stores ExternalRecords through catalog.external_store.
+in stores ExternalRecords through catalog.external_imports (one store path, per-row outcomes).
 
 Secrets stay inside this module's local variables and the platform clients: no log line, error
 message or answer carries them.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,10 +20,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import queries
+from catalog import external_imports, queries
 from catalog.db import Database
 from catalog.domain import Caller, CourseStatus, SessionKind
-from catalog.external_store import StoreResult, finish, new_batch, payload_hash, store_records
 from catalog.models import (
     Course,
     ExternalImportBatch,
@@ -37,6 +36,7 @@ from infra.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Un
 from infra.settings import Settings
 from integrations import tencent_webhook as hooks
 from integrations.dingtalk import DingTalkClient, DingTalkCredentials
+from integrations.files import FileRow
 from integrations.records import ExternalRecord, Platform, Source, Vendor, vendor_of
 from integrations.secrets import Sealed, Sealer
 from integrations.tencent import TencentClient, TencentCredentials
@@ -373,48 +373,51 @@ async def pull(
         org_id = session.course.provider_org_id
         values = await _open_credentials(s, ctx.sealer, org_id, vendor_of(platform))
         ids = {str(k): str(v) for k, v in (session.external_ids or {}).items()}
+    link_ids = dict(ids)
     try:
         records, ids = await _fetch(ctx, platform, ids, values)
     except DomainError as exc:
-        await _failed_batch(db, session_id, platform, caller, exc.message, now)
+        await external_imports.failed_batch(db, session_id, platform, Source.API, caller, exc.message, now)
         raise
     secret_id = values.get("secret_id") if platform is Platform.TENCENT else None
     del values
-    async with db.sessions.begin() as s:
-        session = await queries.session_or_404(s, session_id)
-        if ids != session.external_ids:
-            session.external_ids = ids
-        batch = await new_batch(
-            s,
-            session_id,
-            platform,
-            Source.API,
-            caller.person_id if caller else None,
-            now,
-            digest=payload_hash(records),
-        )
-        result = await store_records(s, session, batch, records, now, tencent_secret_id=secret_id)
-        finish(batch, result, now)
+    if ids != link_ids:
+        async with db.sessions.begin() as s:
+            session = await queries.session_or_404(s, session_id)
+            session.external_ids = ids  # the meeting code resolved once
+    digest = external_imports.records_hash(records)
+    report = await external_imports.import_rows(
+        db,
+        caller,
+        session_id=session_id,
+        platform=platform,
+        source=Source.API,
+        payload_hash=digest,
+        chunks=_chunks(records),
+        now=now,
+        tencent_secret_id=secret_id,
+    )
+    if report.already_imported:
+        await external_imports.unchanged_batch(db, session_id, platform, caller, digest, now)
     log.info(
-        "external pull session=%d platform=%s fetched=%d added=%d closed=%d",
+        "external pull session=%d platform=%s rows=%d matched=%d review=%d skipped=%d again=%s",
         session_id,
         platform.value,
-        result.fetched,
-        result.added,
-        result.closed,
+        report.counts["rows"],
+        report.counts["matched"],
+        report.counts["needs_review"],
+        report.counts["skipped"],
+        report.already_imported,
     )
-    return {"batch_id": batch.id, "session_id": session_id, "platform": platform.value, **result.counts()}
+    return report.as_json()
 
 
-async def _failed_batch(
-    db: Database, session_id: int, platform: Platform, caller: Caller | None, message: str, now: datetime
-) -> None:
-    async with db.sessions.begin() as s:
-        batch = await new_batch(
-            s, session_id, platform, Source.API, caller.person_id if caller else None, now
-        )
-        batch.error = message[:1000]
-        finish(batch, StoreResult(batch.id), now, status="failed")
+async def _chunks(records: list[ExternalRecord]) -> AsyncIterator[list[FileRow]]:
+    for start in range(0, len(records), external_imports.CHUNK_ROWS):
+        yield [
+            FileRow(r.raw_ref, r, name=r.display_name)
+            for r in records[start : start + external_imports.CHUNK_ROWS]
+        ]
 
 
 # --- Tencent webhooks ------------------------------------------------------------------------------------
@@ -482,19 +485,6 @@ async def _sessions_for(s: AsyncSession, org_id: int, event: hooks.ParticipantEv
     return found
 
 
-async def _webhook_batch(s: AsyncSession, session_id: int, now: datetime) -> ExternalImportBatch:
-    """Webhook events of one session share one batch (kept open)."""
-    batch = (
-        await s.scalars(
-            select(ExternalImportBatch).where(
-                ExternalImportBatch.session_id == session_id,
-                ExternalImportBatch.source == Source.WEBHOOK.value,
-            )
-        )
-    ).first()
-    return batch or await new_batch(s, session_id, Platform.TENCENT, Source.WEBHOOK, None, now)
-
-
 async def _close_join(s: AsyncSession, session_id: int, event: hooks.ParticipantEvent, now: datetime) -> bool:
     """A left event closes the open webhook join of the same connection; False when there is none."""
     if not event.ms_open_id:
@@ -539,18 +529,17 @@ async def webhook_event(
                 if event.event == hooks.LEFT and await _close_join(s, session.id, event, now):
                     counts["closed"] += 1
                     continue
-                batch = await _webhook_batch(s, session.id, now)
-                result = await store_records(
-                    s, session, batch, [event.record], now, tencent_secret_id=creds.secret_id
+                batch = await external_imports.open_batch(
+                    s, session.id, Platform.TENCENT, Source.WEBHOOK, now
                 )
-                counts["stored"] += result.added
-                merged = StoreResult(batch.id)
-                previous = batch.counts or {}
-                merged.fetched = int(previous.get("fetched", 0)) + result.fetched
-                merged.added = int(previous.get("added", 0)) + result.added
-                merged.by_match = dict(previous.get("by_match", {}))
-                for k, v in result.by_match.items():
-                    merged.by_match[k] = merged.by_match.get(k, 0) + v
-                finish(batch, merged, now, status="open")
+                results = await external_imports.store_into(
+                    s, batch, session.course_id, [event.record], now, tencent_secret_id=creds.secret_id
+                )
+                counts["stored"] += sum(
+                    r.reason not in (external_imports.DUPLICATE, external_imports.LEAVE_TIME_ADDED)
+                    and r.status != external_imports.SKIPPED
+                    for r in results
+                )
+                counts["closed"] += sum(r.reason == external_imports.LEAVE_TIME_ADDED for r in results)
     log.info("tencent webhook org=%d %s", org_id, " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

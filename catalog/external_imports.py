@@ -1,10 +1,13 @@
 """Importing a session's external attendance (a file, or pages of an API pull) as one batch, the manual
 matching queue, matching a record by hand, and learners linking their own platform accounts.
 
-An import is a batch (`external_import_batches`) with the hash of its payload: the same payload again
-returns the first import's report and changes nothing; records are stored by `row_key`, so a row seen in
-an earlier batch is reported as a duplicate and not stored twice. Every row gets a line in the report:
-matched (to whom, how), needs review (why) or skipped (why). Identity rules: integrations.identity.
+Every way in (an exported file, an API pull, a Tencent webhook delivery) stores its records here, in
+chunks, with a per-row outcome. An import is a batch (`external_import_batches`) with the hash of its
+payload: the same payload again returns the first import's report and changes nothing; records are stored
+by `row_key`, so a row seen in an earlier batch is not stored twice: it is reported as a duplicate, or,
+when it was stored as an open join (no leave time yet) and now brings its leave time, that time is added
+(reason `leave_time_added`). Every row gets a line in the report: matched (to whom, how), needs review
+(why) or skipped (why). Identity rules: integrations.identity.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -46,6 +49,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # an upload's limit: 50,000 join rows are abo
 
 MATCHED, NEEDS_REVIEW, SKIPPED = "matched", "needs_review", "skipped"
 DUPLICATE = "duplicate"  # a skip reason: the row is already stored (an earlier batch or earlier in this one)
+LEAVE_TIME_ADDED = "leave_time_added"  # a stored open join whose leave time this row brought
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,19 @@ async def _links(s: AsyncSession, vendor: Vendor, uids: set[str]) -> dict[str, L
     return {uid: Link(pid, verified_at is not None) for uid, pid, verified_at in rows}
 
 
+def _closes(join_at: datetime | None, leave_at: datetime | None, record: ExternalRecord) -> bool:
+    """Whether `record` brings the leave time of a stored open join (never one before the join)."""
+    if leave_at is not None or record.leave_at is None:
+        return False
+    return join_at is None or record.leave_at >= join_at
+
+
+def _status_of(match: str) -> str:
+    if match in identity.CREDITED:
+        return MATCHED
+    return SKIPPED if match == Match.REJECTED else NEEDS_REVIEW
+
+
 def _result(row: FileRow, decision: Decision) -> RowResult:
     status = MATCHED if decision.match in identity.CREDITED else NEEDS_REVIEW
     return RowResult(row.ref, status, decision.reason.value, row.name, decision.person_id)
@@ -198,17 +215,24 @@ async def _store_chunk(
     records = [r.record for r in chunk if r.record is not None]
     keys = {r.row_key for r in records}
     platforms = {r.platform.value for r in records}
-    stored: set[str] = set()
+    stored: dict[str, tuple[int, datetime | None, datetime | None, str]] = {}
     if keys:
-        stored = set(
-            await s.scalars(
-                select(ExternalRecordRow.row_key).where(
+        stored = {
+            key: (rid, join_at, leave_at, match)
+            for rid, key, join_at, leave_at, match in await s.execute(
+                select(
+                    ExternalRecordRow.id,
+                    ExternalRecordRow.row_key,
+                    ExternalRecordRow.join_at,
+                    ExternalRecordRow.leave_at,
+                    ExternalRecordRow.match,
+                ).where(
                     ExternalRecordRow.session_id == session_id,
                     ExternalRecordRow.platform.in_(platforms),
                     ExternalRecordRow.row_key.in_(keys),
                 )
             )
-        )
+        }
     links = await _links(s, vendor, {r.external_user_id for r in records if r.external_user_id})
     results: list[RowResult] = []
     inserts: list[dict[str, Any]] = []
@@ -220,7 +244,21 @@ async def _store_chunk(
             skip = row.skip or Skip.MALFORMED
             results.append(RowResult(row.ref, SKIPPED, skip.value, row.name, None, row.detail))
             continue
-        if record.row_key in stored or record.row_key in seen:
+        if record.row_key in stored:
+            rid, join_at, leave_at, match = stored[record.row_key]
+            if _closes(join_at, leave_at, record):
+                # An open join stored by an earlier pull or webhook; this row brings its leave time.
+                await s.execute(
+                    update(ExternalRecordRow)
+                    .where(ExternalRecordRow.id == rid)
+                    .values(leave_at=record.leave_at, updated_at=now)
+                )
+                stored[record.row_key] = (rid, join_at, record.leave_at, match)
+                results.append(RowResult(row.ref, _status_of(match), LEAVE_TIME_ADDED, row.name))
+            else:
+                results.append(RowResult(row.ref, SKIPPED, DUPLICATE, row.name))
+            continue
+        if record.row_key in seen:
             results.append(RowResult(row.ref, SKIPPED, DUPLICATE, row.name))
             continue
         seen.add(record.row_key)
@@ -260,6 +298,67 @@ async def _store_chunk(
     return results
 
 
+@dataclass
+class _Tally:
+    """The counts and the report lines of a batch, as its chunks are stored."""
+
+    keep_all_rows: bool = False
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"rows": 0, MATCHED: 0, NEEDS_REVIEW: 0, SKIPPED: 0}
+    )
+    reasons: dict[str, int] = field(default_factory=dict)
+    kept: list[RowResult] = field(default_factory=list)
+    complete: bool = True
+
+    def add(self, results: list[RowResult]) -> None:
+        for r in results:
+            self.counts["rows"] += 1
+            self.counts[r.status] += 1
+            self.reasons[r.reason] = self.reasons.get(r.reason, 0) + 1
+            if self.keep_all_rows:
+                self.kept.append(r)
+            elif r.status != MATCHED:
+                if len(self.kept) < REPORT_ROWS_STORED:
+                    self.kept.append(r)
+                else:
+                    self.complete = False
+
+    def finish(self, batch: ExternalImportBatch, layout: dict[str, Any], now: datetime, status: str) -> None:
+        stored_problems = [asdict(r) for r in self.kept if r.status != MATCHED][:REPORT_ROWS_STORED]
+        batch.status = status
+        batch.finished_at = now
+        batch.counts = {**self.counts, "reasons": dict(self.reasons)}
+        batch.report = {
+            "layout": layout,
+            "rows": stored_problems,
+            "rows_truncated": self.counts[NEEDS_REVIEW] + self.counts[SKIPPED] > len(stored_problems),
+        }
+
+
+def _new_batch(
+    session_id: int,
+    platform: Platform,
+    source: Source,
+    created_by: int | None,
+    payload_hash: str,
+    now: datetime,
+    file_name: str | None = None,
+) -> ExternalImportBatch:
+    return ExternalImportBatch(
+        session_id=session_id,
+        platform=platform.value,
+        source=source.value,
+        created_by=created_by,
+        fetched_at=now,
+        payload_hash=payload_hash,
+        file_name=file_name,
+        status="running",
+        counts={},
+        report={},
+        error="",
+    )
+
+
 async def import_rows(
     db: Database,
     caller: Caller | None,
@@ -294,57 +393,24 @@ async def import_rows(
         ).first()
         if earlier is not None:
             return _report_of(earlier, already_imported=True)
-        batch = ExternalImportBatch(
-            session_id=session_id,
-            platform=platform.value,
-            source=source.value,
-            created_by=caller.person_id if caller else None,
-            fetched_at=now,
-            payload_hash=payload_hash,
-            file_name=file_name,
-            status="running",
-            counts={},
-            report={},
-            error="",
+        batch = _new_batch(
+            session_id, platform, source, caller.person_id if caller else None, payload_hash, now, file_name
         )
         s.add(batch)
         await s.flush()
         phones = PhoneIndex(await _enrolled_phones(s, course.id), tencent_secret_id)
         vendor = vendor_of(platform)
         seen: set[str] = set()
-        counts = {"rows": 0, MATCHED: 0, NEEDS_REVIEW: 0, SKIPPED: 0}
-        reasons: dict[str, int] = {}
-        kept: list[RowResult] = []
-        problems_kept = 0
-        complete = True
+        tally = _Tally(keep_all_rows)
         async for chunk in chunks:
             results = await _store_chunk(
                 s, chunk, batch_id=batch.id, session_id=session_id, vendor=vendor, phones=phones, seen=seen,
                 now=now,
             )  # fmt: skip
-            for r in results:
-                counts["rows"] += 1
-                counts[r.status] += 1
-                reasons[r.reason] = reasons.get(r.reason, 0) + 1
-                if keep_all_rows:
-                    kept.append(r)
-                elif r.status != MATCHED:
-                    if problems_kept < REPORT_ROWS_STORED:
-                        kept.append(r)
-                        problems_kept += 1
-                    else:
-                        complete = False
+            tally.add(results)
             if on_chunk is not None:
                 on_chunk(len(results))
-        stored_problems = [asdict(r) for r in kept if r.status != MATCHED][:REPORT_ROWS_STORED]
-        batch.status = "done"
-        batch.finished_at = now
-        batch.counts = {**counts, "reasons": reasons}
-        batch.report = {
-            "layout": layout or {},
-            "rows": stored_problems,
-            "rows_truncated": counts[NEEDS_REVIEW] + counts[SKIPPED] > len(stored_problems),
-        }
+        tally.finish(batch, layout or {}, now, "done")
     return ImportReport(
         batch_id=batch.id,
         session_id=session_id,
@@ -352,12 +418,102 @@ async def import_rows(
         source=source.value,
         file_name=file_name,
         already_imported=False,
-        counts=counts,
-        reasons=reasons,
+        counts=tally.counts,
+        reasons=tally.reasons,
         layout=layout or {},
-        rows=kept,
-        rows_complete=complete,
+        rows=tally.kept,
+        rows_complete=tally.complete,
     )
+
+
+async def store_into(
+    s: AsyncSession,
+    batch: ExternalImportBatch,
+    course_id: int,
+    records: list[ExternalRecord],
+    now: datetime,
+    *,
+    tencent_secret_id: str | None = None,
+) -> list[RowResult]:
+    """Stores records into an open batch inside the caller's transaction (Tencent webhook deliveries:
+    one batch per session, kept open), with the same rules as `import_rows`; the batch's counts grow."""
+    phones = PhoneIndex(await _enrolled_phones(s, course_id), tencent_secret_id)
+    rows = [FileRow(r.raw_ref, r, name=r.display_name) for r in records]
+    results = await _store_chunk(
+        s, rows, batch_id=batch.id, session_id=batch.session_id, vendor=vendor_of(Platform(batch.platform)),
+        phones=phones, seen=set(), now=now,
+    )  # fmt: skip
+    tally = _Tally()
+    previous = dict(batch.counts or {})
+    for key in tally.counts:
+        tally.counts[key] = int(previous.get(key, 0))
+    tally.reasons = {str(k): int(v) for k, v in dict(previous.get("reasons", {})).items()}
+    tally.kept = [RowResult(**r) for r in (batch.report or {}).get("rows", [])]
+    tally.add(results)
+    tally.finish(batch, {}, now, "open")
+    return results
+
+
+async def open_batch(
+    s: AsyncSession, session_id: int, platform: Platform, source: Source, now: datetime
+) -> ExternalImportBatch:
+    """The session's open batch of `source` (webhook deliveries), created on first use."""
+    batch = (
+        await s.scalars(
+            select(ExternalImportBatch)
+            .where(ExternalImportBatch.session_id == session_id, ExternalImportBatch.source == source.value)
+            .order_by(ExternalImportBatch.id)
+        )
+    ).first()
+    if batch is None:
+        batch = _new_batch(session_id, platform, source, None, "", now)
+        s.add(batch)
+        await s.flush()
+    return batch
+
+
+async def unchanged_batch(
+    db: Database, session_id: int, platform: Platform, caller: Caller | None, payload_hash: str, now: datetime
+) -> int:
+    """A batch recording an API pull that brought exactly what an earlier one did (nothing stored): the
+    console and the automatic pull see that the meeting was pulled again."""
+    async with db.sessions.begin() as s:
+        batch = _new_batch(
+            session_id, platform, Source.API, caller.person_id if caller else None, payload_hash, now
+        )
+        batch.status = "unchanged"
+        batch.finished_at = now
+        s.add(batch)
+        await s.flush()
+        return batch.id
+
+
+async def failed_batch(
+    db: Database,
+    session_id: int,
+    platform: Platform,
+    source: Source,
+    caller: Caller | None,
+    message: str,
+    now: datetime,
+) -> int:
+    """A batch recording a pull that failed (the console lists it with its error)."""
+    async with db.sessions.begin() as s:
+        batch = _new_batch(session_id, platform, source, caller.person_id if caller else None, "", now)
+        batch.status = "failed"
+        batch.finished_at = now
+        batch.error = message[:1000]
+        s.add(batch)
+        await s.flush()
+        return batch.id
+
+
+def records_hash(records: Iterable[ExternalRecord]) -> str:
+    """The payload hash of an API pull: its rows and what may still change in them."""
+    digest = hashlib.sha256()
+    for r in records:
+        digest.update(f"{r.row_key}|{r.leave_at}|{r.watched_s}\n".encode())
+    return digest.hexdigest()
 
 
 def _report_of(batch: ExternalImportBatch, *, already_imported: bool) -> ImportReport:

@@ -603,7 +603,7 @@ class ExternalImportBatch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     payload_hash: Mapped[str] = mapped_column(String(64))
     file_name: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))  # running, done, failed
+    status: Mapped[str] = mapped_column(String(16))  # running, done, failed, open (webhooks), unchanged
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")

@@ -14,6 +14,7 @@ from catalog.db import Database
 from catalog.external import PullContext
 from catalog.keys import DATABASE, EXTERNAL, PLAYBACKS
 from catalog.playback import Playbacks
+from catalog.puller import pull_context
 from catalog.settler import settlement_context
 from infra.appkeys import READINESS, SETTINGS
 from integrations.secrets import sealer_for
@@ -40,6 +41,6 @@ def setup(app: web.Application) -> None:
     """Add the catalog's resources and routes to `app` (which already holds SETTINGS and READINESS, and
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
-    app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context])
+    app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context, pull_context])
     app[PLAYBACKS] = Playbacks()
     api.add_routes(app)

@@ -53,6 +53,9 @@ class Settings:
     # Encrypts Tencent Meeting / DingTalk credentials at rest: 32 bytes, Base64. Unset in embedded mode:
     # derived from the secret key (fine for a single-machine trial, not for production).
     credentials_key: str = field(default="", metadata={"env": "LECTERN_CREDENTIALS_KEY", "secret": True})
+    # How often linked Tencent Meeting / DingTalk sessions are checked for an automatic pull after their
+    # end (0: never; the console's button still pulls).
+    external_pull_every_s: float = field(default=60.0, metadata={"env": "LECTERN_EXTERNAL_PULL_EVERY_S"})
     tencent_api_url: str = field(
         default="https://api.meeting.qq.com", metadata={"env": "LECTERN_TENCENT_API_URL"}
     )

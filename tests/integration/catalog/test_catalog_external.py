@@ -19,7 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from catalog.models import ExternalImportBatch, ExternalRecordRow, PlatformCredential, Session
+from catalog import puller
+from catalog.keys import EXTERNAL
+from catalog.models import CreditEntry, ExternalImportBatch, ExternalRecordRow, PlatformCredential, Session
 from infra.settings import Settings
 from integrations.tencent import phone_hash
 from integrations.tencent_webhook import encrypt, webhook_signature
@@ -74,6 +76,8 @@ def settings(database_url: str, tmp_path: Path, fakes: Fakes) -> Settings:
         credentials_key=CREDENTIALS_KEY,
         tencent_api_url=fakes.tencent_url,
         dingtalk_api_url=fakes.dingtalk_url,
+        credit_settle_every_s=0,  # these tests pull and settle by hand
+        external_pull_every_s=0,
     )
 
 
@@ -212,12 +216,14 @@ async def test_a_pull_stores_every_page_once_and_a_second_pull_adds_nothing(
     fakes.tencent.fail_next(status=502)  # retried
     first = await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))
     assert first.status == 201, await first.text()
-    counts = await first.json()
-    assert (counts["fetched"], counts["added"], counts["unchanged"]) == (244, 244, 0)
-    assert counts["by_match"] == {"unmatched": 240, "phone": 3, "pstn": 1}
+    report = await first.json()
+    assert report["counts"] == {"rows": 244, "matched": 3, "needs_review": 241, "skipped": 0}
+    # 张三's first row is found by phone and links his account; his other two rows then by that link.
+    assert report["reasons"] == {"phone": 1, "linked_account": 2, "account_not_linked": 240, "dial_in": 1}
+    assert report["already_imported"] is False
     assert fakes.tencent.page_requests == 3
     again = await (await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))).json()
-    assert (again["added"], again["unchanged"]) == (0, 244)
+    assert (again["already_imported"], again["batch_id"]) == (True, report["batch_id"])
     async with world.db.sessions.begin() as s:
         rows = (
             await s.scalars(select(ExternalRecordRow).where(ExternalRecordRow.session_id == session))
@@ -233,7 +239,36 @@ async def test_a_pull_stores_every_page_once_and_a_second_pull_adds_nothing(
     assert pstn.match == "pstn"
     assert pstn.person_id is None
     view = await (await client.get(f"/api/sessions/{session}/external", headers=_h(world))).json()
-    assert [b["status"] for b in view["batches"]] == ["done", "done"]
+    assert [b["status"] for b in view["batches"]] == ["unchanged", "done"]  # the same payload: no rows
+
+
+async def test_a_later_pull_closes_an_open_join_and_adds_only_new_rows(
+    client: Client, world: World, fakes: Fakes
+) -> None:
+    meeting = _meeting(fakes, world.actors["learner"].phone)
+    still_in = FakeParticipant("u-late", "李四", T0 + 300, None, ms_open_id="l1")
+    meeting.participants.append(still_in)
+    await _set_tencent(client, world)
+    session = await _external_session(world)
+    await client.put(
+        f"/api/sessions/{session}/external",
+        json={"platform": "tencent", "meeting_id": MEETING_ID},
+        headers=_h(world),
+    )
+    first = await (await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))).json()
+    assert first["counts"]["rows"] == 245
+    still_in.left_time = T0 + 5000
+    meeting.participants.append(FakeParticipant("u-new", "王五", T0 + 400, T0 + 900, ms_open_id="w1"))
+    second = await (await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))).json()
+    assert second["batch_id"] != first["batch_id"]
+    assert second["reasons"] == {"duplicate": 244, "leave_time_added": 1, "account_not_linked": 1}
+    async with world.db.sessions.begin() as s:
+        rows = (
+            await s.scalars(select(ExternalRecordRow).where(ExternalRecordRow.session_id == session))
+        ).all()
+    assert len(rows) == 246
+    (late,) = [r for r in rows if r.external_user_id == "u-late"]
+    assert late.leave_at == datetime.fromtimestamp(T0 + 5000, UTC)
 
 
 async def test_wrong_credentials_answer_a_clear_error_and_leave_a_failed_batch(
@@ -286,8 +321,8 @@ async def test_a_dingtalk_conference_pull_uses_one_token_and_millisecond_times(
         json={"platform": "dingtalk_conf", "conference_id": "conf-1"},
         headers=_h(world),
     )
-    counts = await (await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))).json()
-    assert counts["added"] == 150
+    report = await (await client.post(f"/api/sessions/{session}/external/pull", headers=_h(world))).json()
+    assert report["counts"]["rows"] == 150
     assert fakes.dingtalk.token_requests == 1
     async with world.db.sessions.begin() as s:
         row = (
@@ -416,3 +451,59 @@ async def test_no_credential_ever_reaches_a_log_line_or_an_answer(
     for secret in secrets:
         assert not [line for line in logged if secret in line], secret
         assert not [a for a in answers if secret in a], secret
+
+
+# --- the automatic pull ------------------------------------------------------------------------------------
+
+
+async def test_linked_sessions_are_pulled_after_their_end_retried_with_backoff_and_settled(
+    client: Client, world: World, fakes: Fakes
+) -> None:
+    _meeting(fakes, world.actors["learner"].phone)
+    await _set_tencent(client, world, secret_key="WRONGsecretkey00000000000000000")
+    session = await _external_session(world)  # scheduled T0 .. T0 + 2 h, an hour ago
+    await client.put(
+        f"/api/sessions/{session}/external",
+        json={"platform": "tencent", "meeting_id": MEETING_ID},
+        headers=_h(world),
+    )
+    assert client.app is not None
+    ctx = client.app[EXTERNAL]
+    now = datetime.now(UTC)
+    assert [d.session_id for d in await puller.due_pulls(world.db, now)] == [session]
+    assert await puller.pull_due(world.db, ctx, now) == {"pulled": 0, "failed": 1, "entries": 0}
+    assert await puller.due_pulls(world.db, now + timedelta(seconds=59)) == []  # backing off
+    later = now + timedelta(seconds=61)
+    assert [d.reason for d in await puller.due_pulls(world.db, later)] == ["retry"]
+    assert (await puller.pull_due(world.db, ctx, later))["failed"] == 1
+    assert await puller.due_pulls(world.db, later + timedelta(seconds=119)) == []  # twice as long
+    await _set_tencent(client, world)  # the right credentials
+    fixed = later + timedelta(seconds=121)
+    counts = await puller.pull_due(world.db, ctx, fixed)
+    assert (counts["pulled"], counts["failed"]) == (1, 0)
+    assert counts["entries"] == 1  # the learner matched by phone, settled right after the pull
+    assert await puller.due_pulls(world.db, fixed) == []  # pulled: nothing until the next round
+    again = await puller.pull_due(world.db, ctx, fixed + timedelta(hours=3))  # the round for overruns
+    assert again == {"pulled": 1, "failed": 0, "entries": 0}  # the same records: nothing changes
+    async with world.db.sessions.begin() as s:
+        statuses = [
+            b.status
+            for b in await s.scalars(
+                select(ExternalImportBatch)
+                .where(ExternalImportBatch.session_id == session)
+                .order_by(ExternalImportBatch.id)
+            )
+        ]
+        entry = (await s.scalars(select(CreditEntry).where(CreditEntry.session_id == session))).one()
+    assert statuses == ["failed", "failed", "done", "unchanged"]  # the second round's payload was the same
+    assert (entry.kind, entry.person_id) == ("external", world.actors["learner"].person_id)
+
+
+async def test_sessions_without_credentials_or_link_are_not_pulled(client: Client, world: World) -> None:
+    session = await _external_session(world)
+    await client.put(
+        f"/api/sessions/{session}/external",
+        json={"platform": "tencent", "meeting_id": MEETING_ID},
+        headers=_h(world),
+    )
+    assert await puller.due_pulls(world.db, datetime.now(UTC)) == []
