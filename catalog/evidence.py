@@ -1,10 +1,11 @@
 """Attendance evidence as the catalog's consumer stores it: attention changes and live presence checks
-(one event at a time), and the high-volume `evidence` topic (HLS and playback heartbeats, segment fetches,
-replay checks) in batches — one multi-row `INSERT … ON CONFLICT DO NOTHING` per table per batch, on
-PostgreSQL and SQLite alike. Raw evidence is append-only and idempotent by its natural keys, so a
-redelivered event stores nothing twice. Evidence naming a person, session or recording the catalog does
-not have is still stored (it is kept, never credited: settlement reads only known people); only the
-replay resume point (`replay_progress`, foreign keys to both) is written for known people and recordings.
+(one event at a time), and the high-volume `evidence` topic (live room-channel, HLS and playback
+heartbeats, segment fetches, replay checks) in batches — one multi-row `INSERT … ON CONFLICT DO NOTHING`
+per table per batch, on PostgreSQL and SQLite alike. Raw evidence is append-only and idempotent by its
+natural keys, so a redelivered event stores nothing twice. Evidence naming a person, session or recording
+the catalog does not have is still stored (it is kept, never credited: settlement reads only known
+people); only the replay resume point (`replay_progress`, foreign keys to both) is written for known
+people and recordings.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,7 @@ HLS = "hls"
 
 # Event types the batch path stores (topic `evidence`).
 BATCHED: tuple[type[events.Event], ...] = (
+    events.LiveHeartbeat,
     events.HlsHeartbeat,
     events.HlsSegmentFetched,
     events.PlaybackHeartbeat,
@@ -63,6 +65,40 @@ async def _insert_ignoring_duplicates(s: AsyncSession, model: Any, rows: list[di
     if not rows:
         return 0
     result = await s.execute(insert_for(s, model).values(rows).on_conflict_do_nothing())
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
+
+
+# PostgreSQL: a batch of heartbeats as one array per column, unnested into rows: one statement whose text
+# never changes (prepared once per connection), instead of a multi-row VALUES list that SQLAlchemy
+# compiles anew for every batch size (the consumer's dominant cost at thousands of heartbeats a second).
+_HEARTBEAT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("client_id", "text"),
+    ("person_id", "bigint"),
+    ("kind", "text"),
+    ("session_id", "bigint"),
+    ("recording_id", "text"),
+    ("seq", "bigint"),
+    ("at", "timestamptz"),
+    ("position_s", "float8"),
+    ("rate", "float8"),
+    ("visible", "boolean"),
+    ("angle", "text"),
+    ("media_sequence", "bigint"),
+)
+_UNNEST_HEARTBEATS = text(
+    "INSERT INTO heartbeats ("
+    + ", ".join(f'"{name}"' for name, _ in _HEARTBEAT_COLUMNS)
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _HEARTBEAT_COLUMNS)
+    + ") ON CONFLICT DO NOTHING"
+)
+
+
+async def _insert_heartbeats(s: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    if not rows or s.get_bind().dialect.name != "postgresql":
+        return await _insert_ignoring_duplicates(s, Heartbeat, rows)
+    columns = {name: [row[name] for row in rows] for name, _ in _HEARTBEAT_COLUMNS}
+    result = await s.execute(_UNNEST_HEARTBEATS, columns)
     return max(int(getattr(result, "rowcount", 0) or 0), 0)
 
 
@@ -136,7 +172,24 @@ def _rows(
     checks: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     for event in batch:
-        if isinstance(event, events.HlsHeartbeat):
+        if isinstance(event, events.LiveHeartbeat):
+            heartbeats.append(
+                {
+                    "client_id": event.client_id,
+                    "person_id": event.person_id,
+                    "kind": LIVE,
+                    "session_id": event.session_id,
+                    "recording_id": None,
+                    "seq": event.seq,
+                    "at": event.at,
+                    "position_s": 0.0,  # live media has no position a page could report
+                    "rate": 1.0,
+                    "visible": event.visible,
+                    "angle": None,
+                    "media_sequence": None,
+                }
+            )
+        elif isinstance(event, events.HlsHeartbeat):
             heartbeats.append(
                 {
                     "client_id": event.client_id,
@@ -295,7 +348,11 @@ async def store_batch(db: Database, batch: Sequence[events.Event]) -> StoredBatc
             }
         for name, rows in _rows(batch, recording_sessions).items():
             model, key = _MODELS[name]
-            out.inserted[name] = await _insert_ignoring_duplicates(s, model, _dedup(rows, *key))
+            unique = _dedup(rows, *key)
+            if model is Heartbeat:
+                out.inserted[name] = await _insert_heartbeats(s, unique)
+            else:
+                out.inserted[name] = await _insert_ignoring_duplicates(s, model, unique)
         beats = [e for e in batch if isinstance(e, events.PlaybackHeartbeat)]
         out.replay_positions = await _advance_progress(s, beats, set(recording_sessions))
     return out

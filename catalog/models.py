@@ -381,7 +381,7 @@ class ClientSession(Base):
 
 
 class Heartbeat(Base):
-    """A client's heartbeat as the server received it (playback.heartbeat, hls.heartbeat): append-only."""
+    """A client's heartbeat as the server received it (playback, hls and live.heartbeat): append-only."""
 
     __tablename__ = "heartbeats"
     __table_args__ = (
@@ -392,7 +392,7 @@ class Heartbeat(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[int] = mapped_column(IdType)
-    kind: Mapped[str] = mapped_column(String(16))  # replay, hls
+    kind: Mapped[str] = mapped_column(String(16))  # replay, hls, live
     session_id: Mapped[int | None] = mapped_column(IdType)
     recording_id: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog.credit.policy import CreditPolicy
+from catalog.credit import policies
 from catalog.db import Database
 from catalog.domain import Caller
-from catalog.models import ClientSession, CreditEntry, CreditPolicyVersion, Person, ReplayProgress
+from catalog.models import ClientSession, CreditEntry, Person, ReplayProgress
 from catalog.playback import GRANT_SLACK_S, Grant
 from catalog.replays import ordered_angles, watchable
 
@@ -30,13 +29,6 @@ class Opened:
     position_s: float  # where to resume (the last heartbeat's position, kept by the catalog)
     first_viewing: bool
     max_playback_rate: float
-
-
-async def current_policy(s: AsyncSession) -> CreditPolicy:
-    """The newest stored credit policy, or the built-in default before any is stored.
-    (Stand-in until catalog.credit.policies.current exists; same answer.)"""
-    row = await s.scalar(select(CreditPolicyVersion).order_by(CreditPolicyVersion.version.desc()).limit(1))
-    return CreditPolicy() if row is None else CreditPolicy.from_dict(row.params, row.version)
 
 
 async def open_playback(
@@ -59,7 +51,7 @@ async def open_playback(
         # Serialises openings of one person (a no-op lock on SQLite, whose writers are serial anyway), so
         # that two tabs opening at once cannot both stay active.
         await s.execute(select(Person.id).where(Person.id == caller.person_id).with_for_update())
-        policy = await current_policy(s)
+        policy = await policies.current(s)
         completed = await s.scalar(
             select(
                 exists().where(

@@ -99,6 +99,29 @@ return redis.call('XADD', KEYS[1], '*', 'type', ARGV[4], 'data', ARGV[5])
 """
 )
 
+# Several XADDs to one kept topic in one call (the outbox's drain hands hundreds at once): the same checks
+# per event as _KEPT_ADD_SCRIPT. ARGV: group, retention, cap, then type, data per event. Returns the ids
+# added, then '' when every event was added or the LECTERN_KEPT_FULL refusal that stopped it.
+_KEPT_ADD_MANY_SCRIPT = (
+    _TRIM_LUA
+    + """
+local cap = tonumber(ARGV[3])
+local ids = {}
+for i = 4, #ARGV, 2 do
+  if redis.call('XLEN', KEYS[1]) >= cap then
+    trim_consumed(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+    if redis.call('XLEN', KEYS[1]) >= cap then
+      ids[#ids + 1] = 'LECTERN_KEPT_FULL ' .. cap .. ' unacknowledged events'
+      return ids
+    end
+  end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'type', ARGV[i], 'data', ARGV[i + 1])
+end
+ids[#ids + 1] = ''
+return ids
+"""
+)
+
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
@@ -157,6 +180,7 @@ class RedisBus:
         self._claim = self._redis.register_script(_CLAIM_SCRIPT)
         self._trim = self._redis.register_script(_TRIM_SCRIPT)
         self._kept_add = self._redis.register_script(_KEPT_ADD_SCRIPT)
+        self._kept_add_many = self._redis.register_script(_KEPT_ADD_MANY_SCRIPT)
 
     def key(self, topic: str) -> str:
         """The Redis key of a topic's stream."""
@@ -176,6 +200,12 @@ class RedisBus:
             require_name(topic, "topic")
             require_name(type, "type")
             encoded.append((topic, type, encode_data(data)))
+        return await self.publish_many_encoded(encoded)
+
+    async def publish_many_encoded(self, encoded: Sequence[tuple[str, str, str]]) -> list[str]:
+        """`publish_many` of events whose data is already JSON text from `events.encode_data` (the
+        outbox's journal keeps it so): not decoded and encoded again. Consecutive events of one kept
+        topic go in one script call."""
         if not encoded:
             return []
         async with self._call("publish"):
@@ -201,24 +231,43 @@ class RedisBus:
                 except ResponseError as exc:
                     self._raise_add_error(exc)
             pipe = self._redis.pipeline(transaction=False)
-            for topic, type, data_json in encoded:
+            runs: list[bool] = []  # per queued command: a kept topic's run of events (else one XADD)
+            i = 0
+            while i < len(encoded):
+                topic = encoded[i][0]
                 if topic in self._kept_topics:
+                    j = i
+                    args: list[Any] = [self._protected, self._retention, self._kept_cap]
+                    while j < len(encoded) and encoded[j][0] == topic:
+                        args += encoded[j][1:]
+                        j += 1
                     # With a pipeline as client, redis-py queues EVALSHA (and loads the script if missing).
-                    await self._kept_add(
-                        keys=[self.key(topic)], args=self._kept_args(type, data_json), client=pipe
-                    )
+                    await self._kept_add_many(keys=[self.key(topic)], args=args, client=pipe)
+                    runs.append(True)
+                    i = j
                 else:
+                    _topic, type, data_json = encoded[i]
                     pipe.xadd(
                         self.key(topic),
                         {"type": type, "data": data_json},
                         maxlen=self._retention,
                         approximate=True,
                     )
+                    runs.append(False)
+                    i += 1
             replies = await pipe.execute(raise_on_error=False)
-        for taken, reply in enumerate(replies):
+        ids: list[str] = []
+        for run, reply in zip(runs, replies, strict=True):
             if isinstance(reply, Exception):
-                self._raise_add_error(reply, published=taken)
-        return [str(r) for r in replies]
+                self._raise_add_error(reply, published=len(ids))
+            if not run:
+                ids.append(str(reply))
+                continue
+            *taken, refusal = reply
+            ids += [str(t) for t in taken]
+            if refusal:
+                self._raise_add_error(ResponseError(str(refusal)), published=len(ids))
+        return ids
 
     def _kept_args(self, type: str, data_json: str) -> list[Any]:
         return [self._protected, self._retention, self._kept_cap, type, data_json]

@@ -216,6 +216,21 @@ class HlsHeartbeat(Event):
 
 
 @dataclasses.dataclass(frozen=True)
+class LiveHeartbeat(Event):
+    """A learner's live page heartbeat on the room channel, stamped by the server: raw evidence, one per
+    heartbeat (attention.changed carries only the transitions)."""
+
+    topic: ClassVar[str] = EVIDENCE
+    type: ClassVar[str] = "live.heartbeat"
+    session_id: int
+    person_id: int
+    client_id: str  # the channel connection's key (attention.changed's conn_id)
+    seq: int
+    at: datetime  # server time of receipt
+    visible: bool  # the page's attention after this heartbeat (as attention.changed would say)
+
+
+@dataclasses.dataclass(frozen=True)
 class HlsSegmentFetched(Event):
     """A live segment the server (or nginx's auth_request) handed to an overflow viewer."""
 
@@ -353,6 +368,7 @@ EVENT_TYPES: Final[Mapping[str, type[Event]]] = MappingProxyType(
             ViewerJoined,
             ViewerLeft,
             AttentionChanged,
+            LiveHeartbeat,
             HlsHeartbeat,
             HlsSegmentFetched,
             PlaybackHeartbeat,

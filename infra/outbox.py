@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from infra.bus import BusUnavailable, EventBus
 from infra.errors import Invalid, Unavailable
@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 T = TypeVar("T")
+
+
+@runtime_checkable
+class EncodedPublisher(Protocol):
+    """A bus that takes event data as the JSON text `encode_data` made (infra.bus_redis.RedisBus): the
+    drain hands it the journal's text instead of decoding it to encode it again."""
+
+    async def publish_many_encoded(self, encoded: Sequence[tuple[str, str, str]]) -> list[str]: ...
 
 
 class OutboxFull(BusUnavailable):
@@ -284,7 +292,10 @@ class Outbox:
             await self._has_pending.wait()
             batch = list(itertools.islice(self._pending, self.config.drain_batch))
             try:
-                await self._bus.publish_many([(e.topic, e.type, json.loads(e.data_json)) for e in batch])
+                if isinstance(self._bus, EncodedPublisher):
+                    await self._bus.publish_many_encoded([(e.topic, e.type, e.data_json) for e in batch])
+                else:
+                    await self._bus.publish_many([(e.topic, e.type, json.loads(e.data_json)) for e in batch])
             except Exception as exc:
                 # BusUnavailable is the expected case; anything else is logged in full, and retried
                 # too: dropping the event would lose the record of a lecture.

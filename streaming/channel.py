@@ -115,6 +115,7 @@ class _Connection:
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.attention_timer: asyncio.Task[None] | None = None
+        self.attention_due_at = 0.0  # when attention_timer fires
         self.leave_reason = "closed"  # "superseded" once a newer socket of the person replaced it
 
     def send(self, text: str) -> None:
@@ -329,8 +330,15 @@ class Channels:
                 case WatchAttention(conn_id, due_at):
                     conn = room.conns.get(conn_id)
                     if conn is not None:
-                        if conn.attention_timer is not None:
-                            conn.attention_timer.cancel()
+                        timer = conn.attention_timer
+                        if timer is not None and not timer.done() and conn.attention_due_at <= due_at:
+                            # Every heartbeat moves the bound on: the armed timer fires first and
+                            # re-arms itself to the later bound (RoomState.attention_due): one task
+                            # per gap, not one per heartbeat.
+                            continue
+                        if timer is not None:
+                            timer.cancel()
+                        conn.attention_due_at = due_at
                         conn.attention_timer = self._tasks.spawn(
                             self._attention_due(room, conn_id, due_at), f"attention-{conn_id}"
                         )

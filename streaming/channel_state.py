@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, NewType
 
 from infra.errors import DomainError
-from infra.events import AttentionChanged, Event, PresenceCheckAnswered, PresenceCheckIssued
+from infra.events import (
+    AttentionChanged,
+    Event,
+    LiveHeartbeat,
+    PresenceCheckAnswered,
+    PresenceCheckIssued,
+)
 from infra.text import UnsafeText, normalise
 from streaming.room_media import MediaState
 
@@ -175,6 +181,8 @@ class AnswerCheck:
 @dataclass(frozen=True)
 class Heartbeat:
     wire: ClassVar[str] = "heartbeat"
+    seq: int | None = None  # the page's sequence number on this connection (None: an older page)
+    visible: bool | None = None  # the page's visibility, if it says (as a `visibility` report would)
 
 
 @dataclass(frozen=True)
@@ -279,7 +287,13 @@ def _command(kind: str, data: dict[str, Any], limits: Limits) -> Command:
                 raise ChannelError("invalid_message", "nonce must be the prompt's nonce", field="nonce")
             return AnswerCheck(CheckId(check_id), nonce)
         case "heartbeat":
-            return Heartbeat()
+            seq = data.get("seq")
+            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**62):
+                raise ChannelError("invalid_message", "seq must be a positive integer", field="seq")
+            visible = data.get("visible")
+            if visible is not None and not isinstance(visible, bool):
+                raise ChannelError("invalid_message", "visible must be true or false", field="visible")
+            return Heartbeat(seq, visible)
         case "visibility":
             visible = data.get("visible")
             if not isinstance(visible, bool):
@@ -512,6 +526,7 @@ class Attention:
     visible: bool = False  # as last published in attention.changed
     reported_visible: bool | None = None  # the page's last visibility report (None: none yet)
     last_beat: float = 0.0
+    last_seq: int = 0  # of the last heartbeat stored as live.heartbeat evidence
 
 
 class RoomState:
@@ -702,8 +717,8 @@ class RoomState:
                 return self._issue_check(window_s, now)
             case AnswerCheck(check_id, nonce):
                 return self._answer_check(who, check_id, nonce, now)
-            case Heartbeat():
-                return self._attend(conn, who, None, now)
+            case Heartbeat(seq, visible):
+                return self._heartbeat(conn, who, seq, visible, now)
             case Visibility(visible):
                 return self._attend(conn, who, visible, now)
             case EndSession():
@@ -880,6 +895,36 @@ class RoomState:
             effects.append(self._attention_changed(who, attention, False, now, "hidden"))
         effects.append(WatchAttention(conn, now + 2 * self.limits.heartbeat_period_s))
         return effects
+
+    def _heartbeat(
+        self, conn: ConnId, who: Participant, seq: int | None, visible: bool | None, now: float
+    ) -> list[Effect]:
+        """A learner's heartbeat: attention as for `_attend`, then the heartbeat itself as raw evidence
+        (`live.heartbeat`), then `heartbeat_ack` to the page, sent once the evidence is published (the
+        transport publishes first). `seq` must increase per connection; without one (an older page) the
+        next number is taken."""
+        attention = self._attention.get(conn)
+        if attention is None:  # not a learner: nothing is measured, nothing acknowledged
+            return []
+        if seq is None:
+            seq = attention.last_seq + 1
+        elif seq <= attention.last_seq:
+            raise ChannelError(
+                "invalid_message", f"seq must increase (the last was {attention.last_seq})", field="seq"
+            )
+        effects = self._attend(conn, who, visible, now)
+        attention.last_seq = seq
+        beat = LiveHeartbeat(
+            session_id=self.session_id,
+            person_id=who.person_id,
+            client_id=attention.key,
+            seq=seq,
+            at=_utc(now),
+            visible=attention.visible,
+        )
+        publications = [e for e in effects if isinstance(e, Publish)]
+        rest = [e for e in effects if not isinstance(e, Publish)]
+        return [*publications, Publish(beat), *rest, Send(Conn(conn), {"type": "heartbeat_ack", "seq": seq})]
 
     def attention_due(self, conn: ConnId, now: float) -> list[Effect]:
         """The heartbeat-gap timer of `conn` fired: its attention closes (R16) if no heartbeat came for

@@ -229,6 +229,10 @@ def accepted_ranges(
     max_rate = policy.max_playback_rate
     furthest = furthest_before
     ranges: list[AcceptedRange] = []
+    # The tolerance is for jitter, not a speed-up: a budget that media running ahead of wall time x max
+    # rate spends and playing at pace refills (never above the tolerance). A player claiming 1x while
+    # advancing 3 s per 1 s heartbeat passes one pair on it, never a run of them.
+    slack = tolerance
     for prev, beat in itertools.pairwise(kept):
         wall_s = (beat.at - prev.at).total_seconds()
         media_s = beat.position_s - prev.position_s
@@ -243,9 +247,16 @@ def accepted_ranges(
             reason = BACKWARDS
         elif media_s > wall_s * max_rate + tolerance:
             reason = FORWARD_SEEK
+        elif media_s > 0 and slack + wall_s * max_rate - media_s < 0:
+            reason = TOO_FAST  # ahead of wall time run after run: a speed-up, whatever rate it reports
         if reason is not None:
             rejections.append(Rejection(beat.client_id, beat.seq, beat.at, reason))
+            # A speed-up has spent the budget (it refills only by playing at pace); a gap or a hidden
+            # page starts afresh.
+            slack = 0.0 if reason == TOO_FAST else tolerance
             continue
+        if media_s > 0:
+            slack = min(tolerance, slack + wall_s * max_rate - media_s)
         media_from = min(max(prev.position_s, 0.0), duration_s)
         media_to = min(max(beat.position_s, 0.0), duration_s)
         if media_to <= media_from:

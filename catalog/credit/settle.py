@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.credit import engine, flags, ledger, policies, store
@@ -162,8 +162,17 @@ class Report:
 async def _lock_people(s: AsyncSession, people: Iterable[int]) -> None:
     """Serialize credit writes per person (R6 and the course cap read what earlier entries hold)."""
     ids = sorted(set(people))
-    if ids and s.get_bind().dialect.name == "postgresql":
+    if not ids:
+        return
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
         await s.execute(select(Person.id).where(Person.id.in_(ids)).order_by(Person.id).with_for_update())
+    elif dialect == "sqlite":
+        # No row locks, and the driver begins a transaction only at the first write: two settlements of
+        # one person (the consumer's after-batch check and the settler's sweep) both read "no entry yet"
+        # and both appended one. A no-op write first takes the database's write lock until commit, so
+        # the second waits (busy_timeout) and then reads what the first wrote.
+        await s.execute(update(Person).where(Person.id.in_(ids)).values(name=Person.name))
 
 
 async def settle_due(
@@ -327,7 +336,7 @@ async def _settle_person_live(
             credit = engine.hls_credit(p.hls_clients, p.segment_times, win, checks, policy)
     else:
         credit = engine.live_credit(delivery, attention, win, checks, policy)
-    kind = ledger.LIVE if p.has_live else ledger.HLS
+    kind = ledger.HLS if p.hls_clients and not p.has_live else ledger.LIVE
     year = engine.credit_year(win[0])
     entries = await ledger.person_entries(s, person_id, year)
 

@@ -71,7 +71,9 @@ class PersonLive:
 
     @property
     def has_live(self) -> bool:
-        return bool(self.delivery or self.attention)
+        """Media was delivered over WebRTC (a seat in the room). The room channel's attention alone is not:
+        an overflow learner is in the room channel too, and watches the HLS."""
+        return bool(self.delivery)
 
 
 @dataclass(frozen=True)

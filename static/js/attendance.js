@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * What the live watch page tells the server about attendance, and shows the learner (docs/channel.md,
- * "Attention"; docs/events.md): a heartbeat every period and each visibility change on the room channel
+ * "Attention"; docs/events.md): a numbered heartbeat every period and each visibility change on the room channel
  * (the server measures; the page only reports), the same to the overflow-HLS heartbeat endpoint while the
  * page plays the live HLS, and a plain indicator: 正在计时 while the page is visible and the lecture is
  * live, 已暂停：页面不可见 while it is hidden, nothing once the session ended.
@@ -9,7 +9,7 @@
 import { api } from "./api.js";
 
 /**
- * @typedef {{ heartbeat(): unknown, visibility(visible: boolean): unknown }} AttentionChannel
+ * @typedef {{ heartbeat(seq: number, visible: boolean): unknown, visibility(visible: boolean): unknown }} AttentionChannel
  * @typedef {{ position_s: number, rate: number, media_sequence: number }} HlsPosition
  */
 
@@ -32,6 +32,7 @@ export class AttendanceReporter {
     /** @type {(() => HlsPosition) | null} reads the HLS player's position while it plays */
     this.hls = null;
     this.hlsSeq = 0;
+    this.liveSeq = 0; // room-channel heartbeats: one counter for the page, so it increases on every socket
     this.clientId = crypto.randomUUID();
     this.onVisibility = () => this.visibilityChanged();
     document.addEventListener("visibilitychange", this.onVisibility);
@@ -58,7 +59,8 @@ export class AttendanceReporter {
   }
 
   beat() {
-    this.channel.heartbeat();
+    this.liveSeq += 1;
+    this.channel.heartbeat(this.liveSeq, this.visible);
     this.postHls();
   }
 

@@ -63,6 +63,7 @@
  *   presence_check: PresenceCheckPrompt,
  *   presence_ack: { type: "presence_ack", check_id: string, answered_at: string },
  *   presence_tally: PresenceTally,
+ *   heartbeat_ack: { type: "heartbeat_ack", seq: number },
  *   media: { type: "media" } & MediaState,
  *   session_ended: { type: "session_ended", reason: string },
  *   error: ChannelErrorMessage,
@@ -233,9 +234,14 @@ export class RoomChannel {
     return this.send({ type: "presence_answer", check_id: checkId, nonce });
   }
 
-  /** Learner's live page: still here (every `heartbeat_period_s` of the welcome). */
-  heartbeat() {
-    return this.send({ type: "heartbeat" });
+  /**
+   * Learner's live page: still here (every `heartbeat_period_s` of the welcome). `seq` increases with
+   * every heartbeat of the page (the server stores each one as evidence and answers `heartbeat_ack`).
+   * @param {number} seq
+   * @param {boolean} visible
+   */
+  heartbeat(seq, visible) {
+    return this.send({ type: "heartbeat", seq, visible });
   }
 
   /** Learner's live page: the page became visible or hidden. @param {boolean} visible */

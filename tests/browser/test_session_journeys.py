@@ -200,11 +200,13 @@ async def test_each_role_lands_on_its_home_after_logging_in(
     if heading:
         await expect(page.locator("h1")).to_contain_text(heading)
         return
-    # The bureau's pages do not exist yet: the landing page says so plainly, and nothing pretends.
+    # The bureau reads the review list and the credit policy; the landing page links what exists.
     welcome = page.locator("#welcome")
     await expect(welcome).to_contain_text("您好，王建国（人社局）。")
-    await expect(welcome).to_contain_text("人社部门：人社部门的监管页面尚未开放。")
-    await expect(page.locator("nav a")).to_have_text(["课程目录", "退出"])
+    await expect(
+        welcome.get_by_role("link", name="待核查：各机构学时证据的异常标记（学时规则可查看）")
+    ).to_have_attribute("href", "/review")
+    await expect(page.locator("nav a")).to_have_text(["课程目录", "待核查", "学时规则", "退出"])
     await fits_the_screen(page)
     await snap(page, "home-bureau")
 
@@ -335,8 +337,8 @@ async def test_a_screen_only_lecture_is_live_then_ended_with_its_replay_and_cann
                 opened = await r.json()
             beat = {"token": opened["token"], "seq": 0, "position_s": half, "rate": 1.0, "visible": True}
             beat["angle"] = "screen"
-            url = f"/api/playback/{opened['client_id']}/heartbeats"
-            async with http.post(url, json=beat, headers=csrf) as r:
+            beat_url = f"/api/playback/{opened['client_id']}/heartbeats"
+            async with http.post(beat_url, json=beat, headers=csrf) as r:
                 assert r.status == 200, await r.text()
 
             async def kept() -> bool:

@@ -3,11 +3,12 @@ order, hands and the stage, presence-check windows, what the live room publishes
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from infra.events import AttentionChanged, PresenceCheckAnswered, PresenceCheckIssued
+from infra.events import AttentionChanged, LiveHeartbeat, PresenceCheckAnswered, PresenceCheckIssued
 from streaming.channel_state import (
     AnswerCheck,
     Ask,
@@ -57,6 +58,10 @@ EXPERT = Participant(PersonId(1), "王老师", "expert")
 ALICE = Participant(PersonId(2), "Alice", "learner")
 BOB = Participant(PersonId(3), "Bob", "learner")
 STAFF = Participant(PersonId(4), "Staff", "staff")
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
 
 
 def room() -> RoomState:
@@ -637,7 +642,7 @@ def test_heartbeats_and_visibility_reports_open_and_close_attention(
     published = []
     for offset, message in script:
         effects = state.handle(ALICE_CONN, messages[message], T0 + offset)
-        assert effects[-1] == WatchAttention(ALICE_CONN, T0 + offset + 2 * PERIOD)
+        assert WatchAttention(ALICE_CONN, T0 + offset + 2 * PERIOD) in effects
         published += attention(effects)
     assert published == [(v, r, T0 + at) for v, r, at in expected]
 
@@ -669,7 +674,11 @@ def test_each_connection_of_a_person_has_its_own_attention_and_key() -> None:
     state.join(ConnId(21), ALICE, T0)
     first = state.handle(ALICE_CONN, Heartbeat(), T0)
     second = state.handle(ConnId(21), Heartbeat(), T0 + 1)
-    keys = [e.event.conn_id for e in first + second if isinstance(e, Publish)]
+    keys = [
+        e.event.conn_id
+        for e in first + second
+        if isinstance(e, Publish) and isinstance(e.event, AttentionChanged)
+    ]
     assert len(set(keys)) == 2
     assert attention(state.leave(ConnId(21), T0 + 2, reason="superseded")) == [(False, "superseded", T0 + 2)]
 
@@ -679,6 +688,54 @@ def test_heartbeats_of_non_learners_measure_nothing(who: ConnId) -> None:
     state = room()
     assert state.handle(who, Heartbeat(), T0) == []
     assert state.handle(who, Visibility(False), T0) == []
+
+
+def test_each_heartbeat_is_evidence_published_before_its_ack() -> None:
+    state = room()
+    key = state.attention(ALICE_CONN)
+    assert key is not None
+    effects = state.handle(ALICE_CONN, Heartbeat(seq=1), T0)
+    assert [type(e) for e in effects] == [Publish, Publish, WatchAttention, Send]
+    beat = effects[1]
+    assert isinstance(beat, Publish)
+    assert beat.event == LiveHeartbeat(
+        session_id=7, person_id=ALICE.person_id, client_id=key.key, seq=1, at=_at(T0), visible=True
+    )
+    assert effects[-1] == Send(Conn(ALICE_CONN), {"type": "heartbeat_ack", "seq": 1})
+    # A heartbeat that says the page is hidden: evidence of a hidden page, attention closed first.
+    effects = state.handle(ALICE_CONN, Heartbeat(seq=2, visible=False), T0 + 30)
+    published = [e.event for e in effects if isinstance(e, Publish)]
+    assert [type(e) for e in published] == [AttentionChanged, LiveHeartbeat]
+    assert isinstance(published[1], LiveHeartbeat)
+    assert (published[1].seq, published[1].visible) == (2, False)
+
+
+def test_heartbeat_seq_must_increase_and_an_older_page_gets_the_next_number() -> None:
+    state = room()
+    state.handle(ALICE_CONN, Heartbeat(seq=5), T0)
+    for stale in (5, 3):
+        with pytest.raises(ChannelError) as refused:
+            state.handle(ALICE_CONN, Heartbeat(seq=stale), T0 + 1)
+        assert refused.value.field == "seq"
+    effects = state.handle(ALICE_CONN, Heartbeat(), T0 + 2)  # a page without seq
+    assert effects[-1] == Send(Conn(ALICE_CONN), {"type": "heartbeat_ack", "seq": 6})
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"type": "heartbeat", "seq": 0}', "seq"),
+        ('{"type": "heartbeat", "seq": "1"}', "seq"),
+        ('{"type": "heartbeat", "seq": true}', "seq"),
+        ('{"type": "heartbeat", "seq": 1.5}', "seq"),
+        ('{"type": "heartbeat", "seq": 1, "visible": "yes"}', "visible"),
+    ],
+)
+def test_malformed_heartbeats_are_refused(raw: str, field: str) -> None:
+    with pytest.raises(ChannelError) as refused:
+        parse_command(raw, Limits())
+    assert (refused.value.code, refused.value.field) == ("invalid_message", field)
+    assert parse_command('{"type": "heartbeat", "seq": 3, "visible": true}', Limits()) == Heartbeat(3, True)
 
 
 def test_the_end_request_is_handed_on() -> None:

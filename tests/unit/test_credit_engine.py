@@ -450,7 +450,9 @@ def test_r14_skip_to_end_earns_nothing_and_is_flagged() -> None:
         (1.0, 1.0, 1.0, 10, None),
         (3.0, 3.0, 1.0, 0, "too_fast"),  # honest 3× player
         (3.0, 1.0, 1.0, 0, "forward_seek"),  # 3× while claiming 1×: media outruns the wall clock
-        (1.05, 1.0, 1.0, 10.5, None),  # within the seek tolerance (3 s per 30 s heartbeat)
+        # 5 % fast: 1.5 s ahead per 30 s heartbeat spends the 3 s tolerance in two pairs, then every
+        # pair is refused (2 of 20 pairs of 31.5 s kept): the tolerance absorbs jitter, not a speed-up.
+        (1.05, 1.0, 1.0, 1.05, "too_fast"),
         (1.2, 1.0, 1.0, 0, "forward_seek"),
         (2.0, 2.0, 2.0, 20, None),  # a policy that allows 2×
         (0.5, 1.0, 1.0, 5, None),  # buffering: slower is fine
@@ -469,6 +471,19 @@ def test_r15_media_may_not_advance_faster_than_wall_time_times_the_max_rate(
     assert {r.reason for r in rejections} == ({reason} if reason else set())
     wall_s = sum((r.wall_to - r.wall_from).total_seconds() for r in ranges)
     assert covered <= wall_s * max_rate + policy.seek_tolerance_s * len(ranges) + 1e-6
+
+
+def test_r15_a_player_claiming_1x_while_running_3x_on_short_heartbeats_is_refused_and_flagged() -> None:
+    """With a 1 s heartbeat each 3 s jump fits the 3 s tolerance on its own; run after run it does not."""
+    policy = CreditPolicy(heartbeat_period_s=1)
+    beats = play(minutes=1, period_s=1, media_per_wall=3.0)  # 3 s of media per 1 s of wall, rate 1
+    ranges, rejections = accepted_ranges(
+        client(beats), policy, furthest_before=0, first_viewing=False, duration_s=3600
+    )
+    covered = sum(r.media_to - r.media_from for r in ranges)
+    wall_s = sum((r.wall_to - r.wall_from).total_seconds() for r in ranges)
+    assert covered <= wall_s + policy.seek_tolerance_s  # at most the tolerance ahead of the wall clock
+    assert {r.reason for r in rejections} == {"too_fast"}
 
 
 def test_r15_three_times_speed_is_not_credited_and_is_flagged() -> None:

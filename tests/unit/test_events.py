@@ -53,6 +53,7 @@ SAMPLES: list[events.Event] = [
         ),
     ),
     events.AttentionChanged(session_id=1, person_id=2, conn_id="k-1", visible=False, at=AT, reason="hidden"),
+    events.LiveHeartbeat(session_id=1, person_id=2, client_id="k-1", seq=5, at=AT, visible=True),
     events.HlsHeartbeat(
         session_id=1,
         person_id=2,

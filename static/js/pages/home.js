@@ -12,8 +12,8 @@ const HOMES = /** @type {Record<string, [string, string] | string>} */ ({
   provider_admin: ["/provider", "机构后台：开设课程、安排课次与专家"],
   employer_admin: "单位管理页面（为职工报名、审核学时）尚未开放。",
   reviewer: "继教协会的审核页面尚未开放。",
-  bureau: "人社部门的监管页面尚未开放。",
-  admin: "系统管理页面尚未开放。",
+  bureau: ["/review", "待核查：各机构学时证据的异常标记（学时规则可查看）"],
+  admin: ["/admin/credit-policy", "学时规则：计算学时的规则版本（待核查见导航）"],
 });
 
 /** @param {any} me */

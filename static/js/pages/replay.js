@@ -47,6 +47,8 @@ let finished = false; // the lecture played to its end
 /** @type {import("../replay-heartbeats.js").Check | null} the presence check on screen */
 let check = null;
 let resumeAfterCheck = false; // the check paused playback: play on once it is answered
+// Playback that stalls this close to the end of the lecture has reached it (see "waiting" below).
+const END_SLACK_S = 0.5;
 // The media cookie lasts an hour (docs/security.md): renewed while the page is open.
 const MEDIA_RENEW_MS = 30 * 60 * 1000;
 
@@ -282,7 +284,7 @@ function seek(t, play) {
 
 /** The lecture time moved on: follow it with the right angle. */
 function follow() {
-  if (!ready || !timeline || !shown) return;
+  if (!ready || !timeline || !shown || finished) return;
   const t = position();
   showTime(t);
   showNote(t);
@@ -405,7 +407,8 @@ video.addEventListener("ratechange", () => {
   const max = Number(rateSelect.dataset.max || "4");
   if (video.playbackRate > max) video.playbackRate = max;
 });
-video.addEventListener("ended", () => {
+/** The shown angle's media ran out: play the angle the lecture goes on with, else the lecture is over. */
+function mediaEnded() {
   if (!ready || !timeline || !shown) return;
   const t = position();
   const want = /** @type {Angle | null} */ (timeline.pick(preferred, t) || timeline.nextStart(t));
@@ -419,6 +422,16 @@ video.addEventListener("ended", () => {
   heartbeats.stop();
   heartbeats.beat();
   showCounting();
+}
+
+video.addEventListener("ended", mediaEnded);
+// Media Source playback can stall a few hundredths of a second short of the end (the last audio and video
+// samples end apart) without ever firing "ended": the page would say 正在计时 over a frozen last frame.
+// Waiting for data that close to the end of the lecture is its end.
+video.addEventListener("waiting", () => {
+  if (!ready || !replay || finished || replay.duration_s - position() > END_SLACK_S) return;
+  mediaEnded();
+  if (finished && !video.paused) video.pause();
 });
 video.addEventListener("click", () => playBtn.click());
 playBtn.addEventListener("click", () => {

@@ -82,12 +82,33 @@ async def test_a_thousand_heartbeats_are_stored_once_in_a_few_batches_and_redeli
             rate=1.0,
             visible=True,
         )
-        for n in range(100)
+        for n in range(60)
     ]
+    live = [
+        events.LiveHeartbeat(
+            session_id=world.session_id,
+            person_id=learner,
+            client_id="conn-key-1",
+            seq=n + 1,
+            at=T0 + timedelta(seconds=n),
+            visible=n % 2 == 0,
+        )
+        for n in range(40)
+    ]
+    hls += live
     await publish(consumer, [*playback, *hls])
     assert await drain(consumer, events.EVIDENCE) == 3  # 400 + 400 + 200
     assert await count(world.db, Heartbeat) == 1000
     assert await consumer.bus.pending_count(events.EVIDENCE, GROUP) == 0
+    async with world.db.sessions.begin() as s:
+        stored_live = list(
+            await s.scalars(select(Heartbeat).where(Heartbeat.kind == "live").order_by(Heartbeat.seq))
+        )
+    assert [(b.client_id, b.seq, b.session_id, b.person_id) for b in stored_live[:1]] == [
+        ("conn-key-1", 1, world.session_id, learner)
+    ]
+    assert [b.visible for b in stored_live] == [n % 2 == 0 for n in range(40)]
+    assert stored_live[5].at == T0 + timedelta(seconds=5)
     async with world.db.sessions.begin() as s:
         progress = await s.get(ReplayProgress, (learner, rec))
     assert progress is not None

@@ -5,6 +5,7 @@ honest learner in the same session."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -346,3 +347,19 @@ async def test_each_fraud_is_flagged_with_its_evidence_and_the_honest_learner_is
     await settle.settle_replay(db, cheats["seeker"], rec, start + timedelta(minutes=6), policy=policy)
     assert await count(db, FraudFlag) == n_flags  # one flag per person, code and subject
     assert await count(db, CreditEntry) == len(await entries(db))
+
+
+async def test_concurrent_settlements_of_one_replay_write_one_entry(world: World) -> None:
+    """The consumer's after-batch check and the settler's sweep may settle the same replay at once: one
+    entry, on SQLite (no row locks) as on PostgreSQL."""
+    db = world.db
+    policy = await store_policy(db, CreditPolicy(minutes_per_xueshi=1, heartbeat_period_s=10))
+    me = pid(world, "learner")
+    sid = await ended_session(world, world.course_id, T0, 90)
+    rec = await world.recording(sid, duration_s=120.0)
+    start = at(0, AFTER)
+    await store.store_batch(db, beats(me, rec, "cl-1", start, [10.0 * n for n in range(13)]))
+    now = start + timedelta(minutes=5)
+    settlements = (settle.settle_replay(db, me, rec, now, policy=policy) for _ in range(30))
+    await asyncio.gather(*settlements)
+    assert [e.xueshi for e in await entries(db, person_id=me, kind="replay")] == [Decimal("2.00")]

@@ -65,6 +65,34 @@ async def test_heartbeats_open_attention_and_a_gap_closes_it_until_they_resume(
     await collected.until(lambda got: got[-1] == (ALICE, True, "shown"))
 
 
+async def test_each_heartbeat_is_stored_evidence_acknowledged_after_it_is_published(
+    channel_server: ServerFactory,
+) -> None:
+    server = await channel_server()
+    expert = await server.join(EXPERT, "expert")
+    alice = await server.join(ALICE, "learner")
+    for seq in (1, 2):
+        await alice.send({"type": "heartbeat", "seq": seq, "visible": True})
+        assert await alice.expect("heartbeat_ack") == {"type": "heartbeat_ack", "seq": seq}
+    refused = await alice.ask_for_error({"type": "heartbeat", "seq": 2})  # replayed: not stored twice
+    assert (refused["code"], refused["field"], refused["in_reply_to"]) == (
+        "invalid_message",
+        "seq",
+        "heartbeat",
+    )
+    await expert.send({"type": "heartbeat", "seq": 1})  # not a learner: nothing measured, no ack
+    assert not [m for m in await expert.barrier() if m["type"] == "heartbeat_ack"]
+    deliveries = await server.bus.consume(events.EVIDENCE, "test", "test", count=100)
+    beats = [events.decode(d) for d in deliveries]
+    assert [(b.person_id, b.seq, b.visible) for b in beats if isinstance(b, events.LiveHeartbeat)] == [
+        (ALICE, 1, True),
+        (ALICE, 2, True),
+    ]
+    assert all(isinstance(b, events.LiveHeartbeat) and b.session_id == SESSION for b in beats)
+    [shown] = await attention_events(server)
+    assert {b.client_id for b in beats if isinstance(b, events.LiveHeartbeat)} == {shown.conn_id}
+
+
 async def test_a_hidden_page_is_not_attending_even_while_it_keeps_beating(
     channel_server: ServerFactory,
 ) -> None:
