@@ -15,6 +15,8 @@ from catalog import (
     courses,
     enrollments,
     experts,
+    external_api,
+    external_imports,
     forms,
     media,
     orgs,
@@ -42,7 +44,7 @@ from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
 from infra import media_access
-from infra.http import json_ok, read_json
+from infra.http import json_ok, read_json, read_upload
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -290,6 +292,58 @@ async def session_attendance(request: web.Request) -> web.Response:
     return json_ok(await attendance.of_session(database(request), caller, _id(request, "session_id"), now()))
 
 
+# --- external attendance: file imports, the manual matching queue, learners' own accounts -------------
+
+
+async def import_attendance(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    platform = forms.optional_platform(request.query)
+    await external_imports.check_import_access(database(request), caller, _id(request, "session_id"))
+    upload, file_name = await read_upload(request, "file", external_imports.MAX_FILE_BYTES)
+    with upload:
+        report = await external_imports.import_file(
+            database(request),
+            caller,
+            session_id=_id(request, "session_id"),
+            file=upload,
+            file_name=file_name,
+            now=now(),
+            platform=platform,
+        )
+    return json_ok(report.as_json(), status=200 if report.already_imported else 201)
+
+
+async def external_review(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await external_imports.review_queue(database(request), caller, _id(request, "session_id")))
+
+
+async def match_external_record(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    person_id = forms.match_person(await read_json(request))
+    return json_ok(
+        await external_imports.match_record(
+            database(request), caller, _id(request, "record_id"), person_id, now()
+        )
+    )
+
+
+async def my_external_accounts(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(await external_imports.my_accounts(database(request), caller))
+
+
+async def link_my_external_account(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    vendor = external_imports.vendor_param(request.match_info["platform"])
+    body = await read_json(request)
+    return json_ok(
+        await external_imports.link_my_account(
+            database(request), caller, vendor, body.get("external_user_id"), now()
+        )
+    )
+
+
 # --- replays --------------------------------------------------------------------------------------------
 
 
@@ -365,6 +419,7 @@ class Route:
 COURSE = r"{course_id:\d+}"
 SESSION = r"{session_id:\d+}"
 ORG = r"{org_id:\d+}"
+PLATFORM = r"{platform:tencent|dingtalk}"
 # Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
 RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
 FLAG = r"{flag_id:\d+}"
@@ -819,6 +874,127 @@ ROUTES: tuple[Route, ...] = (
         "review",
         body=schemas.FLAG_RESOLVE,
         responses={200: "Resolved", 409: "Already resolved"},
+    ),
+    Route(
+        "GET",
+        f"/api/organizations/{ORG}/integrations/{PLATFORM}",
+        external_api.get_credentials,
+        "Whether the organization's Tencent Meeting / DingTalk credentials are set (never the values)",
+        "provider_admin of the organization, admin",
+        "external",
+    ),
+    Route(
+        "PUT",
+        f"/api/organizations/{ORG}/integrations/{PLATFORM}",
+        external_api.put_credentials,
+        "Set or replace the organization's platform credentials (stored encrypted, never shown again)",
+        "provider_admin of the organization, admin",
+        "external",
+        body=schemas.CREDENTIALS,
+        responses={200: "Stored", 503: "No credentials key configured"},
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/external",
+        external_api.get_link,
+        "The session's link to a Tencent meeting or DingTalk conference / live, and its import batches",
+        "provider_admin of the course's provider, admin",
+        "external",
+    ),
+    Route(
+        "PUT",
+        f"/api/sessions/{SESSION}/external",
+        external_api.put_link,
+        "Link an external session to a Tencent meeting (id or 9-digit code) or a DingTalk conference / live",
+        "provider_admin of the course's provider, admin",
+        "external",
+        body=schemas.EXTERNAL_LINK,
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/external/pull",
+        external_api.pull,
+        "Fetch the linked meeting's attendance from the platform and store it (idempotent)",
+        "provider_admin of the course's provider, admin",
+        "external",
+        responses={
+            201: "The per-row report of the pull (already_imported: the same records as an earlier pull)",
+            503: "The platform did not answer after retries",
+        },
+    ),
+    Route(
+        "GET",
+        f"/api/integrations/tencent/webhook/{ORG}",
+        external_api.tencent_webhook_check,
+        "Tencent Meeting's URL verification: answers check_str's plaintext (text/plain) if signed",
+        "Tencent Meeting (signature with the organization's webhook token)",
+        "external",
+        query=("check_str",),
+        login=False,
+    ),
+    Route(
+        "POST",
+        f"/api/integrations/tencent/webhook/{ORG}",
+        external_api.tencent_webhook,
+        "Tencent Meeting participant joined/left events (signed; a replayed timestamp+nonce is refused)",
+        "Tencent Meeting (signature with the organization's webhook token)",
+        "external",
+        body=schemas.TENCENT_WEBHOOK,
+        login=False,
+    ),
+    Route(
+        "POST",
+        f"/api/sessions/{SESSION}/external/import",
+        import_attendance,
+        "Import an attendance file exported from Tencent Meeting or DingTalk (CSV or .xlsx, multipart field"
+        " `file`, at most 20 MB): every row matched, queued for review or skipped, with the reason",
+        "provider_admin of the course's provider",
+        "external",
+        query=("platform",),
+        responses={
+            201: "Imported: the report",
+            200: "This file was imported before: that import's report, nothing changed",
+            400: "Not a readable attendance file, or a file of another meeting",
+            413: "Larger than 20 MB",
+        },
+    ),
+    Route(
+        "GET",
+        f"/api/sessions/{SESSION}/external/review",
+        external_review,
+        "External attendance waiting for a person to match (unmatched and dial-in rows), by participant",
+        "provider_admin of the course's provider",
+        "external",
+    ),
+    Route(
+        "POST",
+        "/api/external-records/{record_id:\\d+}/match",
+        match_external_record,
+        "Match an external record (and its participant's other waiting rows in that import) to an enrolled"
+        " learner, or to nobody (person_id null); audited",
+        "provider_admin of the course's provider",
+        "external",
+        body=schemas.EXTERNAL_MATCH,
+        responses={200: "Matched", 409: "The person is not enrolled in the course"},
+    ),
+    Route(
+        "GET",
+        "/api/me/external-accounts",
+        my_external_accounts,
+        "The caller's linked Tencent Meeting / DingTalk accounts",
+        "logged in",
+        "external",
+    ),
+    Route(
+        "PUT",
+        "/api/me/external-accounts/{platform:tencent|dingtalk}",
+        link_my_external_account,
+        "Link one's own Tencent userid / DingTalk unionId (unverified until an import confirms it by phone"
+        " or a provider matches a record of it)",
+        "logged in",
+        "external",
+        body=schemas.EXTERNAL_ACCOUNT,
+        responses={200: "Linked", 409: "Linked to someone else"},
     ),
     Route(
         "GET",

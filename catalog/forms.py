@@ -20,6 +20,7 @@ from catalog.domain import (
     SessionKind,
 )
 from infra.errors import Invalid
+from integrations.records import Platform
 
 PLAYBACK_RATE_MIN = 0.25
 PLAYBACK_RATE_MAX = 4.0
@@ -383,3 +384,14 @@ def course_query(query: Mapping[str, str]) -> CourseQuery:
 
 def org_type_filter(query: Mapping[str, str]) -> OrgType | None:
     return f.query_choice(query, "type", OrgType)
+
+
+def match_person(body: Mapping[str, Any]) -> int | None:
+    """`{"person_id": <id> | null}`: whom an external record is; null: nobody to credit."""
+    f.reject_unknown(body, {"person_id"})
+    return f.integer(body, "person_id", minimum=1, nullable=True)
+
+
+def optional_platform(query: Mapping[str, str]) -> Platform | None:
+    """`?platform=` of a file import: for a session not linked to a meeting (else guessed from the file)."""
+    return f.query_choice(query, "platform", Platform)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from catalog.db import Database
+from catalog.external import PullContext
 from catalog.playback import Playbacks
 
 DATABASE = web.AppKey("database", Database)
@@ -17,3 +18,6 @@ WithdrawalHook = Callable[[int, Sequence[int]], Awaitable[None]]
 ON_WITHDRAWN: web.AppKey[WithdrawalHook] = web.AppKey("catalog_on_withdrawn")
 # This process's open replay playback clients (superseded ones, checks issued): catalog.playback.
 PLAYBACKS = web.AppKey("catalog_playbacks", Playbacks)
+
+# The HTTP client and credentials key the external-meeting pulls and webhooks use (catalog.external).
+EXTERNAL: web.AppKey[PullContext] = web.AppKey("catalog_external", PullContext)

@@ -545,3 +545,117 @@ class SessionTimeCorrection(Base):
     reason: Mapped[str] = mapped_column(Text)
     corrected_by: Mapped[int] = mapped_column(IdType)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- external meetings (Tencent Meeting, DingTalk): migration 0009 ---------------------------------------
+
+
+class PlatformCredential(Base):
+    """An organization's credentials for one vendor, encrypted (integrations.secrets); the newest row
+    with no `replaced_at` is current. Never returned by the API: only `hint` and `created_at` are."""
+
+    __tablename__ = "platform_credentials"
+    __table_args__ = (
+        CheckConstraint("vendor IN ('tencent', 'dingtalk')", name="vendor"),
+        Index("ix_platform_credentials_org_vendor", "org_id", "vendor"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    vendor: Mapped[str] = mapped_column(String(16))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32))
+    hint: Mapped[str] = mapped_column(String(8))  # last 4 characters of the SecretId / AppKey
+    created_by: Mapped[int | None] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ExternalAccountLink(Base):
+    """A learner's own Tencent userid / DingTalk unionId; verified links let imports credit (R20)."""
+
+    __tablename__ = "external_account_links"
+    __table_args__ = (
+        UniqueConstraint("vendor", "external_user_id"),
+        CheckConstraint("vendor IN ('tencent', 'dingtalk')", name="vendor"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType, index=True)
+    vendor: Mapped[str] = mapped_column(String(16))
+    external_user_id: Mapped[str] = mapped_column(String(128))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExternalImportBatch(Base):
+    """One import of a session's external attendance: an API pull, the webhook events, or a file."""
+
+    __tablename__ = "external_import_batches"
+    __table_args__ = (CheckConstraint("source IN ('api', 'webhook', 'file')", name="source"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    session_id: Mapped[int] = mapped_column(IdType, index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int | None] = mapped_column(IdType)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # running, done, failed, open (webhooks), unchanged
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class ExternalRecordRow(Base):
+    """One stored integrations.records.ExternalRecord; `row_key` makes re-imports add nothing."""
+
+    __tablename__ = "external_records"
+    __table_args__ = (
+        UniqueConstraint("session_id", "platform", "row_key"),
+        CheckConstraint(
+            "match IN ('linked', 'phone', 'manual', 'unmatched', 'pstn', 'rejected')", name="match"
+        ),
+        CheckConstraint("trust IN ('high', 'low')", name="trust"),
+        Index("ix_external_records_session_person", "session_id", "person_id"),
+        Index("ix_external_records_session_match", "session_id", "match"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(IdType, index=True)
+    session_id: Mapped[int] = mapped_column(IdType)
+    platform: Mapped[str] = mapped_column(String(16))
+    row_key: Mapped[str] = mapped_column(String(64))
+    external_meeting_ref: Mapped[str] = mapped_column(String(128))
+    external_user_id: Mapped[str | None] = mapped_column(String(128))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    # "tencent": Tencent's SHA256(phone + "/" + SecretId); "sha256": SHA256(phone)
+    phone_scheme: Mapped[str | None] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(200))
+    join_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    leave_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    watched_s: Mapped[float | None] = mapped_column(Float)
+    instance: Mapped[str | None] = mapped_column(String(32))
+    connection_id: Mapped[str | None] = mapped_column(String(128))  # Tencent ms_open_id: closes a join
+    is_pstn: Mapped[bool] = mapped_column(Boolean, default=False)
+    trust: Mapped[str] = mapped_column(String(8))
+    person_id: Mapped[int | None] = mapped_column(IdType)
+    match: Mapped[str] = mapped_column(String(16), default="unmatched")
+    matched_by: Mapped[int | None] = mapped_column(IdType)
+    matched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    row_ref: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookNonce(Base):
+    """A Tencent webhook (timestamp, nonce) already accepted; the same pair again is a replay (R30)."""
+
+    __tablename__ = "webhook_nonces"
+
+    org_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    timestamp: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

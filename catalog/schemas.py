@@ -164,6 +164,46 @@ TIME_CORRECTION = _obj(
     ("actual_start", "actual_end", "reason"),
 )
 
+EXTERNAL_MATCH = _obj(
+    {"person_id": {"anyOf": [ID, {"type": "null"}], "description": "an enrolled learner; null: nobody"}},
+    ("person_id",),
+)
+EXTERNAL_ACCOUNT = _obj(
+    {"external_user_id": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"}}, ("external_user_id",)
+)
+
+_SECRET = {"type": "string", "minLength": 1, "maxLength": 128, "description": "never returned"}
+CREDENTIALS = {
+    "description": "tencent: app_id, secret_id, secret_key, userid (the operator), optional sdk_id, "
+    "webhook_token, webhook_aes_key; dingtalk: app_key, app_secret, optional operator_union_id",
+    "type": "object",
+    "properties": {
+        "app_id": {"type": "string", "pattern": "^[0-9]{1,32}$"},
+        "secret_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "secret_key": _SECRET,
+        "userid": {"type": "string", "minLength": 1, "maxLength": 128},
+        "sdk_id": {"type": "string", "pattern": "^[0-9]{1,32}$"},
+        "webhook_token": {**_SECRET, "pattern": "^[A-Za-z0-9]{1,64}$"},
+        "webhook_aes_key": {**_SECRET, "pattern": "^[A-Za-z0-9+/]{43}$"},
+        "app_key": {"type": "string", "minLength": 1, "maxLength": 128},
+        "app_secret": _SECRET,
+        "operator_union_id": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
+    "additionalProperties": False,
+}
+EXTERNAL_LINK = _obj(
+    {
+        "platform": {"type": "string", "enum": ["tencent", "dingtalk_conf", "dingtalk_live"]},
+        "meeting_id": {"type": "string", "pattern": "^[0-9]{1,32}$"},
+        "meeting_code": {"type": "string", "pattern": "^[0-9]{9}$", "description": "the 9-digit code"},
+        "sub_meeting_id": {"type": "string", "pattern": "^[0-9]{1,32}$", "description": "recurring only"},
+        "conference_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "live_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    },
+    ("platform",),
+)
+TENCENT_WEBHOOK = _obj({"data": {"type": "string", "description": "Base64 (or AES) event JSON"}}, ("data",))
+
 QUERY: dict[str, dict[str, Any]] = {
     "type": {**_enum(OrgType), "description": "organization type"},
     "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
@@ -176,6 +216,12 @@ QUERY: dict[str, dict[str, Any]] = {
     "to": {**DATE_OR_INSTANT, "description": "sessions starting at or before (date or date-time)"},
     "q": {"type": "string", "maxLength": 100, "description": "text in title, description or industry"},
     "sort": {"type": "string", "enum": ["title", "-created_at", "credit_hours", "next_session"]},
+    "check_str": {"type": "string", "maxLength": 512, "description": "Tencent's Base64 verification"},
+    "platform": {
+        "type": "string",
+        "enum": ["tencent", "dingtalk_conf", "dingtalk_live"],
+        "description": "the file's platform when the session is not linked to one (else guessed)",
+    },
     "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "description": "credit year (Beijing)"},
     "course_id": ID,
     "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},

@@ -12,10 +12,11 @@ import json
 import logging
 import math
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import IO, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict
 
 from infra import errors
@@ -217,3 +218,29 @@ def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None)
     return web.json_response(
         data, status=status, headers=headers, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str)
     )
+
+
+async def read_upload(request: web.Request, field: str, max_bytes: int) -> tuple[IO[bytes], str]:
+    """The multipart/form-data file in `field`, spooled (memory, then a temporary file) and rewound, with
+    its file name; Invalid without it, 413 beyond `max_bytes`. The caller closes the file."""
+    if request.content_type != "multipart/form-data":
+        raise errors.Invalid(
+            f"expected Content-Type multipart/form-data, got {request.content_type or 'none'}",
+            field="Content-Type",
+        )
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != field:
+            await part.release()
+            continue
+        spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - returned to the caller
+        size = 0
+        while chunk := await part.read_chunk(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                spool.close()
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+            spool.write(chunk)
+        spool.seek(0)
+        return spool, part.filename or ""
+    raise errors.Invalid(f"no file in the form field {field!r}", field=field)

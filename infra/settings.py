@@ -5,6 +5,7 @@ Every field is documented in docs/operations.md; tests/unit/test_docs.py keeps t
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -49,6 +50,18 @@ class Settings:
     segment_duration_s: float = field(default=2.0, metadata={"env": "LECTERN_SEGMENT_DURATION_S"})
     # How often ended sessions and completed replays are settled into the credit ledger (0: never).
     credit_settle_every_s: float = field(default=30.0, metadata={"env": "LECTERN_CREDIT_SETTLE_EVERY_S"})
+    # Encrypts Tencent Meeting / DingTalk credentials at rest: 32 bytes, Base64. Unset in embedded mode:
+    # derived from the secret key (fine for a single-machine trial, not for production).
+    credentials_key: str = field(default="", metadata={"env": "LECTERN_CREDENTIALS_KEY", "secret": True})
+    # How often linked Tencent Meeting / DingTalk sessions are checked for an automatic pull after their
+    # end (0: never; the console's button still pulls).
+    external_pull_every_s: float = field(default=60.0, metadata={"env": "LECTERN_EXTERNAL_PULL_EVERY_S"})
+    tencent_api_url: str = field(
+        default="https://api.meeting.qq.com", metadata={"env": "LECTERN_TENCENT_API_URL"}
+    )
+    dingtalk_api_url: str = field(
+        default="https://api.dingtalk.com", metadata={"env": "LECTERN_DINGTALK_API_URL"}
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -148,7 +161,16 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise SettingsError("LECTERN_TURN_CREDENTIAL_TTL_S must be positive")
     if settings.publisher_grace_s < 0:
         raise SettingsError("LECTERN_PUBLISHER_GRACE_S must not be negative")
+    if settings.credentials_key and not _is_key(settings.credentials_key):
+        raise SettingsError("LECTERN_CREDENTIALS_KEY must be 32 bytes in Base64 (openssl rand -base64 32)")
     return settings
+
+
+def _is_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except ValueError:
+        return False
 
 
 def with_secret_key(settings: Settings) -> Settings:

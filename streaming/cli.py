@@ -1,4 +1,4 @@
-"""The `lectern` command: serve, migrate, demo. The environment is read here and nowhere else."""
+"""The `lectern` command: serve, migrate, demo, import. The environment is read here and nowhere else."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import IO
 
 from aiohttp import web
 
@@ -56,12 +57,73 @@ def cmd_demo(settings: Settings) -> int:
     return int(asyncio.run(demo.run(settings)))
 
 
+def _progress_bar(fraction: float, width: int = 30) -> None:
+    done = int(fraction * width)
+    print(f"\r[{'#' * done}{'.' * (width - done)}] {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+
+async def _import(
+    settings: Settings, file: IO[bytes], name: str, session_id: int, platform: str | None
+) -> int:
+    from datetime import UTC, datetime
+
+    from catalog import external_imports
+    from infra.errors import DomainError
+    from integrations.records import Platform
+
+    db = catalog.Database(settings.effective_database_url)
+    try:
+        report = await external_imports.import_file(
+            db,
+            None,  # the operator, at the server's console
+            session_id=session_id,
+            file=file,
+            file_name=name,
+            now=datetime.now(UTC),
+            platform=Platform(platform) if platform else None,
+            keep_all_rows=True,
+            on_progress=_progress_bar,
+        )
+    except DomainError as exc:
+        print(f"\nlectern import: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await db.close()
+    print(file=sys.stderr)
+    for row in report.rows:
+        print(row.line())
+    counts = report.counts
+    if report.already_imported:
+        print(f"this file was imported before (batch {report.batch_id}): nothing changed", file=sys.stderr)
+    print(
+        f"batch {report.batch_id}: {counts.get('rows', 0)} rows, {counts.get('matched', 0)} matched, "
+        f"{counts.get('needs_review', 0)} need review, {counts.get('skipped', 0)} skipped",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_import(settings: Settings, path: str, session_id: int, platform: str | None) -> int:
+    """`lectern import FILE --session ID`: an exported attendance file into a session, with a progress bar
+    on stderr and the per-row report (tab-separated: row, status, reason, name, person) on stdout."""
+    if not os.path.isfile(path):
+        print(f"lectern import: no file {path}", file=sys.stderr)
+        return 2
+    catalog.migrate(settings.effective_database_url)
+    with open(path, "rb") as file:
+        return asyncio.run(_import(settings, file, os.path.basename(path), session_id, platform))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lectern", description="Lectern: live lectures and credit hours")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the HTTP server (default)")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     sub.add_parser("demo", help="seed a demo world and print its logins")
+    imp = sub.add_parser("import", help="import a Tencent Meeting / DingTalk attendance file into a session")
+    imp.add_argument("file", help="the exported CSV or .xlsx file")
+    imp.add_argument("--session", type=int, required=True, help="the session's id")
+    imp.add_argument("--platform", choices=["tencent", "dingtalk_conf", "dingtalk_live"], default=None)
     args = parser.parse_args(argv)
     settings = _settings()
     _configure_logging(settings)
@@ -70,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_migrate(settings)
     if command == "demo":
         return cmd_demo(settings)
+    if command == "import":
+        return cmd_import(settings, args.file, args.session, args.platform)
     return cmd_serve(settings)
 
 

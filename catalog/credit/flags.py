@@ -12,7 +12,9 @@ Codes (docs/credit.md):
 - `multi_course_overlap`: time credited in another course at the same instants (R29, subtracted);
 - `after_end`: heartbeats or attention after the session ended;
 - `daily_cap`: the Beijing day's cap (R6) cut a credit;
-- `double_claim`: a session claimed again on another path at overlapping times (R24).
+- `double_claim`: a session claimed again on another path at overlapping times (R24);
+- `low_trust`: external credit resting on a platform-reported total (DingTalk live, R21) or an editable
+  file: credited as pending, to be checked.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ CODES = (
     "after_end",
     "daily_cap",
     "double_claim",
+    "low_trust",
 )
 
 

@@ -26,9 +26,10 @@ from infra.errors import Conflict, Invalid, NotFound
 LIVE = "live"
 HLS = "hls"
 REPLAY = "replay"
+EXTERNAL = "external"  # a session held on Tencent Meeting / DingTalk, from imported records
 REVERSAL = "reversal"
 PENDING = "pending"
-CREDIT_KINDS = (LIVE, HLS, REPLAY)
+CREDIT_KINDS = (LIVE, HLS, REPLAY, EXTERNAL)
 
 
 def append(s: AsyncSession, entry: CreditEntry) -> CreditEntry:

@@ -9,6 +9,11 @@ Replays: a (person, recording) is settled when its player reached the end of the
 consumed heartbeat batch, and by the periodic sweep), or stopped past the completion point and stayed idle
 for REPLAY_IDLE (the sweep); an incomplete replay gets no entry and may complete later.
 
+External meetings (Tencent Meeting, DingTalk): once a linked session's schedule has ended, everyone matched
+in its imported records is credited like live (union of their records clipped to the window, R7/R8/R9;
+DingTalk live totals: min(watch time, window), R21, flagged `low_trust`), as `external` entries naming the
+import batches and records; settled again when the records or the window change.
+
 Rules applied here around the engine's figures: R24 (once per person, session and credit year: a later
 claim on another path is recorded as "already credited" with 0 学时, and flagged `double_claim` only when
 its time overlaps the credited one), R29 (time credited in another course at the same instants is
@@ -196,6 +201,7 @@ async def settle_due(
         if session_id not in done:
             report.add(await settle_session(db, session_id, now, policy=pol))
     report.add(await sweep_replays(db, now, policy=pol))
+    report.add(await settle_external_due(db, now, policy=pol))
     return report
 
 
@@ -686,10 +692,278 @@ __all__ = [
     "apply_caps",
     "concurrent_s",
     "current_policy",
+    "external_credit",
     "replay_progress_hook",
     "settle_due",
+    "settle_external",
+    "settle_external_due",
     "settle_replay",
     "settle_session",
     "subtract",
     "sweep_replays",
 ]
+
+
+# -- external meetings (Tencent Meeting, DingTalk) ---------------------------------------------------------
+
+EXTERNAL_SETTLED = "credit.external_settled"
+
+
+def external_credit(
+    rows: Sequence[store.ExternalRow], win: Span, policy: CreditPolicy
+) -> tuple[engine.LiveCredit, bool]:
+    """One person's credit from their external records, and whether it rests on totals only.
+
+    Join/leave rows: present = union of the rows (several devices and rejoins are one presence, R7,
+    fraud 13), an open join closing at the window's end (DOMAIN §6.3), clipped to the window (R8); then
+    the live rule (R9 threshold). Totals only (DingTalk live): present = min(watch time, window length)
+    (R21), laid from the window's start for the day it counts on, then the same rule."""
+    timed = [r for r in rows if r.join_at is not None]
+    if timed:
+        spans: list[Span] = []
+        for r in timed:
+            assert r.join_at is not None
+            end = r.leave_at if r.leave_at is not None else max(win[1], r.join_at)
+            if end > r.join_at:
+                spans.append((r.join_at, end))
+        credit = engine.live_credit(spans, [win], win, [], policy)
+        return dataclasses.replace(credit, kind=ledger.EXTERNAL), False
+    watched = max((r.watched_s or 0.0 for r in rows), default=0.0)
+    present_s = min(watched, max((win[1] - win[0]).total_seconds(), 0.0))
+    laid = [(win[0], win[0] + timedelta(seconds=present_s))] if present_s > 0 else []
+    credit = engine.live_credit(laid, [win], win, [], policy)
+    return dataclasses.replace(credit, kind=ledger.EXTERNAL), True
+
+
+def _external_up_to_date(entry: CreditEntry, record_ids: list[int], win: Span) -> bool:
+    return entry.evidence.get("record_ids") == record_ids and entry.evidence.get("window") == _spans_json(
+        [win]
+    )
+
+
+async def settle_external(
+    db: Database, session_id: int, now: datetime, *, policy: CreditPolicy | None = None
+) -> Report:
+    """Credit of everyone matched in an external session's imported records, once its schedule has ended.
+
+    Idempotent per person: a person whose standing `external` entry names the same records and window is
+    left alone (importing the same meeting again changes nothing); one whose records or window changed
+    since (a later pull closed an open join, a provider matched a row, a time correction) gets that
+    entry reversed and a new one. R24 holds across paths: a session already credited through live,
+    overflow HLS or its replay is recorded as "already credited" with 0 学时 (fraud 15)."""
+    report = Report()
+    async with db.sessions.begin() as s:
+        pol = policy or await current_policy(s)
+        ev = await store.external_evidence(s, session_id)
+        session = await s.get(Session, session_id)
+        if ev is None or session is None or max(session.scheduled_end, ev.window.span[1]) > now:
+            return report
+        entries = list(
+            await s.scalars(
+                select(CreditEntry)
+                .where(CreditEntry.session_id == session_id, CreditEntry.kind == ledger.EXTERNAL)
+                .order_by(CreditEntry.id)
+            )
+        )
+        reversals = list(
+            await s.scalars(
+                select(CreditEntry).where(
+                    CreditEntry.session_id == session_id,
+                    CreditEntry.reversal_of_id.in_([e.id for e in entries] or [0]),
+                )
+            )
+        )
+    win = ev.window.span
+    standing_by_person = {e.person_id: e for e in ledger.standing([*entries, *reversals])}
+    stale = [
+        e.id
+        for pid, e in standing_by_person.items()
+        if not _external_up_to_date(e, sorted(r.record_id for r in ev.people.get(pid, [])), win)
+    ]
+    for entry_id in stale:
+        with contextlib.suppress(Conflict):  # reversed concurrently: the same end state
+            await ledger.reverse(db, entry_id, None, "外部会议参会记录或课次时间已变更，重新结算", now)
+    async with db.sessions.begin() as s:
+        if s.get_bind().dialect.name == "postgresql":  # one settler per session at a time
+            await s.execute(select(Session.id).where(Session.id == session_id).with_for_update())
+        await _lock_people(s, ev.people)
+        for person_id in sorted(ev.people):
+            entries_made, raised = await _settle_person_external(s, ev, person_id, pol, now)
+            report.entries += entries_made
+            report.flags += raised
+        uncredited: dict[str, int] = {}
+        for r in ev.uncredited:
+            why = "pstn" if r.is_pstn else r.match
+            uncredited[why] = uncredited.get(why, 0) + 1
+        prints = await store.external_fingerprints(s, session.scheduled_end, session_id)
+        fingerprint = prints.get(session_id, "")
+        s.add(
+            AuditEntry(
+                actor_person_id=None,
+                action=EXTERNAL_SETTLED,
+                subject_type="session",
+                subject_id=str(session_id),
+                detail={
+                    "people": len(ev.people),
+                    "entries": report.entries,
+                    "reversed_entries": stale,
+                    "uncredited_records": uncredited,
+                    "policy_version": pol.version,
+                    "window": _spans_json([win]),
+                    "window_source": ev.window_source,
+                    "correction_id": ev.window.correction_id,
+                    "fingerprint": fingerprint,
+                },
+                at=now,
+            )
+        )
+        report.sessions = 1
+    log.info(
+        "credit settled external session=%s entries=%d reversed=%d flags=%d policy=%d",
+        session_id,
+        report.entries,
+        len(stale),
+        report.flags,
+        pol.version,
+    )
+    return report
+
+
+async def _settle_person_external(
+    s: AsyncSession, ev: store.ExternalEvidence, person_id: int, policy: CreditPolicy, now: datetime
+) -> tuple[int, int]:
+    rows = ev.people[person_id]
+    record_ids = sorted(r.record_id for r in rows)
+    win = ev.window.span
+    year = engine.credit_year(win[0])
+    entries = await ledger.person_entries(s, person_id, year)
+    of_session = [e for e in entries if e.session_id == ev.session_id]
+    if any(e.kind == ledger.EXTERNAL for e in ledger.standing(of_session)):
+        return 0, 0  # up to date (stale ones were reversed before this transaction)
+    credit, totals_only = external_credit(rows, win, policy)
+    extra: list[Flag] = []
+    low = [r.record_id for r in rows if r.trust == LOW]
+    if low:
+        # R21: a platform-reported total or an editable file: credited, pending, and on the review list.
+        extra.append(
+            Flag(
+                "low_trust",
+                MEDIUM,
+                {"record_ids": low, "platform": ev.platform, "totals_only": totals_only},
+            )
+        )
+    if not totals_only:
+        others = ledger.credited_spans(entries, other_than_course=ev.course.course_id)
+        overlap = engine.overlaps(credit.present, [span for _id, span in others])
+        if overlap:
+            recomputed = engine.live_credit(subtract(credit.present, overlap), [win], win, [], policy)
+            credit = dataclasses.replace(recomputed, kind=ledger.EXTERNAL)
+            extra.append(
+                Flag(
+                    "multi_course_overlap",
+                    MEDIUM,
+                    {
+                        "overlap_s": engine.seconds(overlap),
+                        "overlap": _spans_json(overlap),
+                        "entry_ids": sorted({i for i, span in others if engine.intersect([span], overlap)}),
+                    },
+                )
+            )
+    credited_spans = [] if totals_only else list(credit.present)
+    prior = [(e.session_id or 0, e.credit_year, e.xueshi) for e in entries]
+    credited_before = engine.already_credited(prior, ev.session_id, year, policy)
+    evidence: dict[str, Any] = {
+        "figures": credit.to_dict(),
+        "platform": ev.platform,
+        "record_ids": record_ids,
+        "batch_ids": sorted({r.batch_id for r in rows}),
+        "trust": LOW if low else "high",
+        "totals_only": totals_only,
+        "watched_s": max((r.watched_s or 0.0 for r in rows), default=0.0) if totals_only else None,
+        "policy_version": policy.version,
+        "window": _spans_json([win]),
+        "window_source": ev.window_source,
+        "correction_id": ev.window.correction_id,
+        "credited_spans": _spans_json(credited_spans),
+    }
+    note = ""
+    if credited_before:
+        caps = Caps(Decimal(0), {}, credit.xueshi, False, False, {})
+        note = "already credited"
+        claim = engine.double_claim(
+            credited_spans, _credited_spans_of(of_session), policy, session_id=ev.session_id
+        )
+        if claim is not None:
+            extra.append(claim)
+    else:
+        caps = apply_caps(
+            credit.xueshi,
+            credit.day_seconds,
+            session_max=None,  # at most the window already
+            course_hours=ev.course.credit_hours,
+            in_course=ledger.net_xueshi(entries, course_id=ev.course.course_id),
+            already_by_day=ledger.by_day(entries),
+            policy=policy,
+        )
+        if caps.daily_cut:
+            extra.append(
+                Flag(
+                    "daily_cap", LOW, {"cut": _days_json(caps.daily_cut), "cap": str(policy.daily_cap_xueshi)}
+                )
+            )
+    evidence.update(caps.to_dict())
+    ledger.append(
+        s,
+        CreditEntry(
+            person_id=person_id,
+            course_id=ev.course.course_id,
+            session_id=ev.session_id,
+            credit_year=year,
+            credit_day=_main_day(caps.by_day, credit.day_seconds, win[0]).isoformat(),
+            category=ev.course.category,
+            kind=ledger.EXTERNAL,
+            minutes=float(credit.minutes),
+            xueshi=caps.xueshi,
+            policy_version=policy.version,
+            computed_at=now,
+            status=ledger.PENDING,
+            note=note,
+            evidence=evidence,
+        ),
+    )
+    raised = await flags.raise_flags(
+        s,
+        extra,
+        person_id=person_id,
+        subject=f"external:{ev.session_id}",
+        session_id=ev.session_id,
+        course_id=ev.course.course_id,
+        now=now,
+    )
+    return 1, raised
+
+
+async def settle_external_due(db: Database, now: datetime, *, policy: CreditPolicy | None = None) -> Report:
+    """Settle the external sessions whose schedule has ended and whose records (or time corrections)
+    changed since their last settlement."""
+    report = Report()
+    async with db.sessions.begin() as s:
+        pol = policy or await current_policy(s)
+        prints = await store.external_fingerprints(s, now)
+        last: dict[str, str] = {}
+        if prints:
+            latest = (
+                select(func.max(AuditEntry.id))
+                .where(
+                    AuditEntry.action == EXTERNAL_SETTLED,
+                    AuditEntry.subject_type == "session",
+                    AuditEntry.subject_id.in_([str(sid) for sid in prints]),
+                )
+                .group_by(AuditEntry.subject_id)
+            )
+            for row in await s.scalars(select(AuditEntry).where(AuditEntry.id.in_(latest))):
+                last[row.subject_id] = str(row.detail.get("fingerprint", ""))
+    for session_id, fingerprint in sorted(prints.items()):
+        if last.get(str(session_id)) != fingerprint:
+            report.add(await settle_external(db, session_id, now, policy=pol))
+    return report

@@ -5,17 +5,19 @@ Live: a session's window (the server's actual start..end, or the latest audited 
 per person the delivery spans (live intervals), attention changes, overflow-HLS clients (heartbeats of
 kind hls, with their client sessions when the server opened one) and segment fetch times, the session's
 live checks and the person's answers. Replay: a (person, recording)'s playback clients with their
-heartbeats, replay checks and answers, the recording's duration.
+heartbeats, replay checks and answers, the recording's duration. External meetings (Tencent Meeting,
+DingTalk): the session's imported records by person, and its window.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.credit.evidence import Beat, Check, Client, Span
@@ -23,6 +25,7 @@ from catalog.models import (
     AttentionChange,
     ClientSession,
     Course,
+    ExternalRecordRow,
     Heartbeat,
     HlsFetch,
     LiveInterval,
@@ -300,3 +303,144 @@ async def replay_evidence(s: AsyncSession, person_id: int, recording_id: str) ->
         checks,
         first_viewing,
     )
+
+
+# -- external meetings ------------------------------------------------------------------------------------
+
+# integrations.identity.CREDITED: only records mapped to a person through a verified account, the
+# platform's phone or a provider's manual match are credited (R20); dial-in and unmatched ones never are.
+CREDITED_MATCHES = ("linked", "phone", "manual")
+
+
+@dataclass(frozen=True)
+class ExternalRow:
+    """One stored external record (catalog.models.ExternalRecordRow) as settlement reads it."""
+
+    record_id: int
+    batch_id: int
+    person_id: int | None
+    match: str
+    join_at: datetime | None
+    leave_at: datetime | None
+    watched_s: float | None
+    trust: str
+    is_pstn: bool
+
+
+@dataclass(frozen=True)
+class ExternalEvidence:
+    session_id: int
+    platform: str
+    course: CourseInfo
+    window: Window
+    window_source: str  # correction, actual, records (the meeting's records within the schedule), schedule
+    people: dict[int, list[ExternalRow]]  # credited records of known people
+    uncredited: list[ExternalRow]  # dial-in, unmatched, rejected: listed, never credited (R20)
+
+
+def external_window(
+    session: Session, rows: Sequence[ExternalRow], correction: Window | None
+) -> tuple[Window, str]:
+    """An external session's window (R8): an audited correction, else the session's actual times, else
+    the meeting's own times as its records show them (first join to last leave, any participant) within
+    the schedule, else the schedule (totals only, DingTalk live)."""
+    if correction is not None:
+        return correction, "correction"
+    if session.actual_start is not None and session.actual_end is not None:
+        return Window((session.actual_start, session.actual_end), None), "actual"
+    joins = [r.join_at for r in rows if r.join_at is not None]
+    ends = [t for r in rows for t in (r.leave_at, r.join_at) if t is not None]
+    if joins:
+        start = max(session.scheduled_start, min(joins))
+        end = min(session.scheduled_end, max(ends))
+        if end > start:
+            return Window((start, end), None), "records"
+    return Window((session.scheduled_start, session.scheduled_end), None), "schedule"
+
+
+async def _latest_correction(s: AsyncSession, session_id: int) -> Window | None:
+    correction = (
+        await s.scalars(
+            select(SessionTimeCorrection)
+            .where(SessionTimeCorrection.session_id == session_id)
+            .order_by(SessionTimeCorrection.at.desc(), SessionTimeCorrection.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if correction is None:
+        return None
+    return Window((correction.actual_start, correction.actual_end), correction.id)
+
+
+async def external_evidence(s: AsyncSession, session_id: int) -> ExternalEvidence | None:
+    """A linked external session's records; None for an unknown session or one without records."""
+    found = await course_of_session(s, session_id)
+    if found is None:
+        return None
+    session, course = found
+    rows = [
+        ExternalRow(
+            r.id, r.batch_id, r.person_id, r.match, r.join_at, r.leave_at, r.watched_s, r.trust, r.is_pstn
+        )
+        for r in await s.scalars(
+            select(ExternalRecordRow)
+            .where(ExternalRecordRow.session_id == session_id)
+            .order_by(ExternalRecordRow.id)
+        )
+    ]
+    if not rows:
+        return None
+    win, source = external_window(session, rows, await _latest_correction(s, session_id))
+    credited = [r for r in rows if r.person_id is not None and r.match in CREDITED_MATCHES and not r.is_pstn]
+    wanted = {r.person_id for r in credited}
+    known = set(await s.scalars(select(Person.id).where(Person.id.in_(wanted)))) if wanted else set()
+    people: dict[int, list[ExternalRow]] = defaultdict(list)
+    for r in credited:
+        if r.person_id in known:
+            people[r.person_id].append(r)
+    taken = {r.record_id for rs in people.values() for r in rs}
+    return ExternalEvidence(
+        session_id,
+        session.external_platform,
+        course,
+        win,
+        source,
+        dict(people),
+        [r for r in rows if r.record_id not in taken],
+    )
+
+
+async def external_fingerprints(
+    s: AsyncSession, ended_before: datetime, session_id: int | None = None
+) -> dict[int, str]:
+    """External sessions scheduled to end before `ended_before` that have records: what their records and
+    corrections look like now (rows, rows with a person, rows with a leave time, the last change, the
+    latest correction), to settle again only what changed."""
+    rows = await s.execute(
+        select(
+            ExternalRecordRow.session_id,
+            func.count(),
+            func.count(ExternalRecordRow.person_id),
+            func.count(ExternalRecordRow.leave_at),
+            func.max(ExternalRecordRow.updated_at),
+        )
+        .join(Session, Session.id == ExternalRecordRow.session_id)
+        .where(
+            Session.scheduled_end <= ended_before,
+            *([ExternalRecordRow.session_id == session_id] if session_id is not None else []),
+        )
+        .group_by(ExternalRecordRow.session_id)
+    )
+    out = {
+        sid: f"{n}|{people}|{closed}|{last.isoformat() if last else ''}"
+        for sid, n, people, closed, last in rows
+    }
+    if out:
+        corrections = await s.execute(
+            select(SessionTimeCorrection.session_id, func.max(SessionTimeCorrection.id))
+            .where(SessionTimeCorrection.session_id.in_(list(out)))
+            .group_by(SessionTimeCorrection.session_id)
+        )
+        for sid, cid in corrections:
+            out[sid] += f"|c{cid}"
+    return out

@@ -9,7 +9,7 @@ import { $, CATEGORY, duration, h, requireLogin, sayError, when } from "../ui.js
 /** @type {Record<string, string>} */
 const STATUS = { pending: "待审核", registered: "已认定", rejected: "未认定" };
 /** @type {Record<string, string>} */
-const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", reversal: "更正" };
+const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", external: "腾讯会议/钉钉", reversal: "更正" };
 
 /**
  * One progress bar: registered credit against the requirement, pending beside it.

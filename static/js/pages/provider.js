@@ -1,7 +1,9 @@
 // @ts-check
 /** Provider console: create courses and sessions, assign experts, publish, see enrollments; per session its
- * state, replay and attendance (who attended live and for how long, who watched the replay). */
+ * state, replay and attendance (who attended live and for how long, who watched the replay); external
+ * meetings (platform credentials, links, pulls, file imports, the matching queue: external-console.js). */
 import { creditDetails } from "../credit-table.js";
+import { externalTools, fillCredentials } from "../external-console.js";
 import { api, ApiError } from "../api.js";
 import {
   $, beijingInstant, busy, CATEGORY, DELIVERY, duration, errorText, h, KIND, requireLogin, say, sayError, SOURCE, STATUS, statusTag, when,
@@ -242,6 +244,8 @@ function sessionItem(s, counts) {
       expertLine,
     ]),
     ...attendanceOf(s, counts),
+    ...externalTools(s, current.id),
+    ...(s.kind === "external" ? [creditDetails(s.id)] : []),
     edit,
   ]);
 }
@@ -419,6 +423,7 @@ async function init() {
   orgIds = roles.map((/** @type {any} */ r) => r.org_id);
   const select = /** @type {HTMLSelectElement} */ (courseForm.elements.namedItem("provider_id"));
   select.replaceChildren(...roles.map((/** @type {any} */ r) => h("option", { value: String(r.org_id) }, [r.org_name || `机构 ${r.org_id}`])));
+  fillCredentials($("#credentials"), roles);
   say("正在加载本机构课程…");
   await loadCourses();
   say("");

@@ -14,6 +14,7 @@ const CODE = {
   forward_seek: "首次观看时跳过内容",
   forged_heartbeat: "心跳数据异常",
   daily_cap: "超过每日学时上限",
+  low_trust: "外部平台数据可信度低（需核实）",
 };
 /** @type {Record<string, string>} */
 const STATUS = { open: "待处理", confirmed: "属实", dismissed: "已排除" };

@@ -105,9 +105,18 @@ async def database_url(engine_template: tuple[str, Any], tmp_path: Path) -> Asyn
         await _pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Encrypts platform credentials in tests (LECTERN_CREDENTIALS_KEY): 32 bytes, Base64.
+CREDENTIALS_KEY = "dGVzdC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMhISE="
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, secret_key=SECRET, data_dir=tmp_path / "var")
+    return Settings(
+        database_url=database_url,
+        secret_key=SECRET,
+        data_dir=tmp_path / "var",
+        credentials_key=CREDENTIALS_KEY,
+    )
 
 
 async def _memory_bus(app: web.Application) -> AsyncIterator[None]:

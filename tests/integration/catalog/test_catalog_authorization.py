@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from catalog.domain import CourseStatus, Role
+from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
 from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
 from tests.integration.catalog.conftest import SECRET
 
@@ -207,6 +208,60 @@ async def _flag(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/fraud-flags/{flag_id}/resolve", {"status": "dismissed", "resolution": "核实为正常操作"}
 
 
+async def _external_session(w: World, _role: str) -> int:
+    start = datetime.now(UTC) + timedelta(days=2)
+    async with w.db.sessions.begin() as s:
+        ss = Session(
+            course_id=w.course_id,
+            title="腾讯会议讲座",
+            kind="external",
+            scheduled_start=start,
+            scheduled_end=start + timedelta(hours=2),
+            external_platform="tencent",
+            external_ids={},
+        )
+        s.add(ss)
+        await s.flush()
+        return ss.id
+
+
+async def _link(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    session = await _external_session(w, role)
+    return f"/api/sessions/{session}/external", {"platform": "tencent", "meeting_code": "445999969"}
+
+
+async def _pull(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    # Linked, but the organization has no credentials: the provider's administrators get 409.
+    session = await _external_session(w, role)
+    return f"/api/sessions/{session}/external/pull", None
+
+
+async def _record(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    """An imported record waiting for review, matched to the enrolled learner."""
+    now = datetime.now(UTC)
+    async with w.db.sessions.begin() as s:
+        batch = ExternalImportBatch(
+            session_id=w.session_id, platform="tencent", source="file", fetched_at=now,
+            payload_hash=f"h-{role}", status="done", counts={}, report={}, error="",
+        )  # fmt: skip
+        s.add(batch)
+        await s.flush()
+        record = ExternalRecordRow(
+            batch_id=batch.id, session_id=w.session_id, platform="tencent", row_key=f"k-{role}",
+            external_meeting_ref="m", display_name="昵称", join_at=now, is_pstn=False, trust="high",
+            match="unmatched", row_ref="row 2", created_at=now, updated_at=now,
+        )  # fmt: skip
+        s.add(record)
+        await s.flush()
+        return f"/api/external-records/{record.id}/match", {"person_id": w.actors["learner"].person_id}
+
+
+async def _my_account(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return "/api/me/external-accounts/tencent", {"external_user_id": f"user-{role}"}
+
+
+TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
+
 MANAGERS = {"provider_admin": 200, "admin": 200}
 
 MATRIX: dict[str, Case] = {
@@ -336,10 +391,44 @@ MATRIX: dict[str, Case] = {
         403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
     ),
     "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
+    # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
+    "GET /api/organizations/{org_id}/integrations/{platform}": case(
+        403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS
+    ),
+    "PUT /api/organizations/{org_id}/integrations/{platform}": case(
+        403, fixed("/api/organizations/{p}/integrations/tencent", TENCENT_KEYS), anonymous=401, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/external": case(
+        403, fixed("/api/sessions/{s}/external"), anonymous=401, **MANAGERS
+    ),
+    "PUT /api/sessions/{session_id}/external": case(403, _link, anonymous=401, **MANAGERS),
+    "POST /api/sessions/{session_id}/external/pull": case(
+        403, _pull, anonymous=401, provider_admin=409, admin=409
+    ),
+    "GET /api/integrations/tencent/webhook/{org_id}": case(
+        400, fixed("/api/integrations/tencent/webhook/{p}?check_str=YWJj")
+    ),
+    "POST /api/integrations/tencent/webhook/{org_id}": case(
+        400, fixed("/api/integrations/tencent/webhook/{p}", {"data": "YWJj"})
+    ),
+    # A JSON body is not a file: the managers get 400 once their access is checked.
+    "POST /api/sessions/{session_id}/external/import": case(
+        403, fixed("/api/sessions/{s}/external/import"), anonymous=401, provider_admin=400, admin=400
+    ),
+    "GET /api/sessions/{session_id}/external/review": case(
+        403, fixed("/api/sessions/{s}/external/review"), anonymous=401, **MANAGERS
+    ),
+    "POST /api/external-records/{record_id}/match": case(403, _record, anonymous=401, **MANAGERS),
+    "GET /api/me/external-accounts": case(200, fixed("/api/me/external-accounts"), anonymous=401),
+    "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
-ANONYMOUS_WRITES_ALLOWED = {"POST /api/auth/register", "POST /api/auth/login"}
+ANONYMOUS_WRITES_ALLOWED = {
+    "POST /api/auth/register",
+    "POST /api/auth/login",
+    "POST /api/integrations/tencent/webhook/{org_id}",  # signed by Tencent, no session
+}
 
 
 def registered_api_routes(app: web.Application) -> set[str]:
