@@ -284,6 +284,29 @@ _MODELS: dict[str, tuple[Any, tuple[str, ...]]] = {
 }
 
 
+# PostgreSQL: the resume points of a batch as one upsert from unnested arrays, whose text never changes
+# (as _UNNEST_HEARTBEATS), instead of a VALUES list (and its EXCLUDED alias) compiled anew per batch.
+_PROGRESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("person_id", "bigint"),
+    ("recording_id", "text"),
+    ("position_s", "float8"),
+    ("rate", "float8"),
+    ("visible", "boolean"),
+    ("angle", "text"),
+    ("updated_at", "timestamptz"),
+)
+_UPDATED = ("position_s", "rate", "visible", "angle", "updated_at")
+_UNNEST_PROGRESS = text(
+    "INSERT INTO replay_progress ("
+    + ", ".join(f'"{name}"' for name, _ in _PROGRESS_COLUMNS)
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _PROGRESS_COLUMNS)
+    + ') ON CONFLICT ("person_id", "recording_id") DO UPDATE SET '
+    + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in _UPDATED)
+    + ' WHERE replay_progress."updated_at" <= EXCLUDED."updated_at"'
+)
+
+
 async def _advance_progress(
     s: AsyncSession, beats: Sequence[events.PlaybackHeartbeat], recordings: set[str]
 ) -> dict[tuple[int, str], float]:
@@ -314,16 +337,18 @@ async def _advance_progress(
         for (pid, _rec), b in sorted(latest.items())
         if pid in people
     ]
-    if rows:
+    if rows and s.get_bind().dialect.name == "postgresql":
+        await s.execute(
+            _UNNEST_PROGRESS, {name: [row[name] for row in rows] for name, _ in _PROGRESS_COLUMNS}
+        )
+    elif rows:
         stmt = insert_for(s, ReplayProgress).values(rows)
         excluded = stmt.excluded
         table = _table(ReplayProgress)
         await s.execute(
             stmt.on_conflict_do_update(
                 index_elements=["person_id", "recording_id"],
-                set_={
-                    name: excluded[name] for name in ("position_s", "rate", "visible", "angle", "updated_at")
-                },
+                set_={name: excluded[name] for name in _UPDATED},
                 where=table.c.updated_at <= excluded.updated_at,
             )
         )
