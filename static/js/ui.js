@@ -118,6 +118,7 @@ const MESSAGES = [
   }],
   [/its live room is closed/, () => "本课次已结束，直播间已关闭。"],
   [/no longer admits you/, () => "您已不能进入本课次的直播间（例如已退出该课程）。"],
+  [/account is linked to someone else/, () => "该会议账号已由其他人关联；如有疑问，请联系培训机构。"],
 ];
 
 /** @type {Record<string, string>} */

@@ -184,3 +184,30 @@ async def test_the_external_tools_fit_a_phone(phone: BrowserContext, lectern_ser
     await expect(external.locator(".review-empty")).to_be_visible()
     assert await page.evaluate(OVERFLOWING) == []
     await snap(page, "external-console-phone")
+
+
+async def test_a_learner_links_their_own_meeting_account_on_my_learning(
+    phone: BrowserContext, lectern_server: LecternServer
+) -> None:
+    """From 我的学习, on a phone: the learner links their Tencent userid; it is listed as 待核实 (an import
+    that finds it with their phone, or a provider's match, verifies it); another learner cannot take it."""
+    page = await phone.new_page()
+    await log_in(page, lectern_server, DEMO_LEARNER[0], "/me")
+    section = page.locator("#accounts-section")
+    await expect(section.locator("#accounts")).to_have_text("尚未关联会议账号")
+    await section.get_by_label("平台").select_option("tencent")
+    await section.get_by_label("账号ID").fill("wulei_tm")
+    await section.get_by_role("button", name="保存关联").click()
+    await expect(section.locator("#accounts li")).to_have_text("腾讯会议：wulei_tm 待核实")
+    assert await page.evaluate(OVERFLOWING) == []
+    await snap(page, "me-meeting-accounts")
+
+    other = await phone.new_page()
+    await log_in(other, lectern_server, ZHENG, "/me")
+    theirs = other.locator("#accounts-section")
+    await theirs.get_by_label("账号ID").fill("wulei_tm")
+    await theirs.get_by_role("button", name="保存关联").click()
+    await expect(other.locator("#message")).to_have_text(
+        "该会议账号已由其他人关联；如有疑问，请联系培训机构。"
+    )
+    await expect(theirs.locator("#accounts")).to_have_text("尚未关联会议账号")

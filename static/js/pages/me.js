@@ -83,6 +83,42 @@ function fill(selector, items, empty) {
   $(selector).replaceChildren(...(items.length ? items : [h("li", { class: "empty" }, [empty])]));
 }
 
+const PLATFORM = /** @type {Record<string, string>} */ ({ tencent: "腾讯会议", dingtalk: "钉钉" });
+
+/** The learner's own Tencent/DingTalk accounts: listed with whether they are verified, and a form to link one. */
+async function loadAccounts() {
+  const res = await api("GET", "/api/me/external-accounts");
+  const accounts = res.accounts || [];
+  fill(
+    "#accounts",
+    accounts.map((/** @type {any} */ a) =>
+      h("li", {}, [
+        `${PLATFORM[a.platform] || a.platform}：${a.external_user_id} `,
+        h("span", { class: a.verified ? "tag" : "tag muted" }, [a.verified ? "已核实" : "待核实"]),
+      ]),
+    ),
+    "尚未关联会议账号",
+  );
+  $("#accounts-section").hidden = false;
+}
+
+/** @param {SubmitEvent} ev */
+async function linkAccount(ev) {
+  ev.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (ev.target);
+  const data = new FormData(form);
+  try {
+    await api("PUT", `/api/me/external-accounts/${data.get("platform")}`, {
+      external_user_id: String(data.get("external_user_id") || "").trim(),
+    });
+    form.reset();
+    say("已保存会议账号，核实后即可用于导入的参会记录。");
+    await loadAccounts();
+  } catch (err) {
+    sayError(err);
+  }
+}
+
 async function load() {
   const me = await requireLogin();
   if (!me) return;
@@ -115,6 +151,10 @@ async function load() {
     say("");
   } catch (err) {
     sayError(err);
+  }
+  if (hasRole(me, "learner")) {
+    $("#account-form").addEventListener("submit", linkAccount);
+    await loadAccounts().catch(sayError);
   }
 }
 load();
