@@ -7,9 +7,10 @@ The journal (`journal.jsonl` in the outbox directory) is append-only JSON lines:
 "data", "at"}` for an event, `{"done": seq}` once the bus has taken every event up to `seq`. Events are
 fsynced before `publish` returns; concurrent publishes share one write and one fsync (group commit: one
 task writes whatever was handed over while the previous write ran). Delivery marks are not fsynced
-(losing one only means a redelivery). The drain hands the bus up to `drain_batch` events per call. A torn last
-line (a crash mid-write) is dropped when the journal is read. The journal is truncated whenever it has
-been delivered in full, and rewritten with only the waiting events when it grows past `compact_bytes`.
+(losing one only means a redelivery). The drain hands the bus up to `drain_batch` events per call
+(after waiting `drain_linger_s` for more when fewer wait). A torn last line (a crash mid-write) is
+dropped when the journal is read. The journal is truncated whenever it has been delivered in full, and
+rewritten with only the waiting events when it grows past `compact_bytes`.
 """
 
 from __future__ import annotations
