@@ -379,8 +379,6 @@ async def _settle_person_live(
     of_session = [e for e in entries if e.session_id == ev.session_id]
     if any(e.kind in (ledger.LIVE, ledger.HLS) for e in ledger.standing(of_session)):
         return 0, 0  # settled before (a reversed one, after a time correction, does not count)
-    prior = [(e.session_id or 0, e.credit_year, e.xueshi) for e in entries]
-    credited_before = engine.already_credited(prior, ev.session_id, year, policy)
     evidence: dict[str, Any] = {
         "figures": credit.to_dict(),
         "live_interval_ids": [i for i, _span in p.delivery],
@@ -392,49 +390,22 @@ async def _settle_person_live(
         "correction_id": ev.window.correction_id,
         "credited_spans": _spans_json(credit.present),
     }
-    note = ""
-    if credited_before:
-        caps = Caps(Decimal(0), {}, credit.xueshi, False, False, {})
-        note = "already credited"
-        shared = _credited_spans_of(of_session)
-        claim = engine.double_claim(credit.present, shared, policy, session_id=ev.session_id)
-        if claim is not None:
-            extra.append(claim)
-    else:
-        caps = apply_caps(
-            credit.xueshi,
-            credit.day_seconds,
-            session_max=None,  # live credit is at most the window already
-            course_hours=ev.course.credit_hours,
-            in_course=ledger.net_xueshi(entries, course_id=ev.course.course_id),
-            already_by_day=ledger.by_day(entries),
-            policy=policy,
-        )
-        if caps.daily_cut:
-            extra.append(
-                Flag(
-                    "daily_cap", LOW, {"cut": _days_json(caps.daily_cut), "cap": str(policy.daily_cap_xueshi)}
-                )
-            )
-    evidence.update(caps.to_dict())
-    ledger.append(
+    _append_session_entry(
         s,
-        CreditEntry(
-            person_id=person_id,
-            course_id=ev.course.course_id,
-            session_id=ev.session_id,
-            credit_year=year,
-            credit_day=_main_day(caps.by_day, credit.day_seconds, win[0]).isoformat(),
-            category=ev.course.category,
-            kind=kind,
-            minutes=float(credit.minutes),
-            xueshi=caps.xueshi,
-            policy_version=policy.version,
-            computed_at=now,
-            status=ledger.PENDING,
-            note=note,
-            evidence=evidence,
-        ),
+        ev.session_id,
+        ev.course,
+        person_id,
+        credit,
+        kind,
+        claim=credit.present,
+        entries=entries,
+        of_session=of_session,
+        year=year,
+        window=win,
+        evidence=evidence,
+        extra=extra,
+        policy=policy,
+        now=now,
     )
     raised = await flags.raise_flags(
         s,
@@ -446,6 +417,72 @@ async def _settle_person_live(
         now=now,
     )
     return 1, raised
+
+
+def _append_session_entry(
+    s: AsyncSession,
+    session_id: int,
+    course: store.CourseInfo,
+    person_id: int,
+    credit: engine.LiveCredit,
+    kind: str,
+    *,
+    claim: Sequence[Span],
+    entries: Sequence[CreditEntry],
+    of_session: Sequence[CreditEntry],
+    year: int,
+    window: Span,
+    evidence: dict[str, Any],
+    extra: list[Flag],
+    policy: CreditPolicy,
+    now: datetime,
+) -> None:
+    """Append one person's claim on a session (live, overflow HLS or external) to the ledger: 0 学时 noted
+    "already credited" when the session holds credit this year (R24; flagged `double_claim` when the
+    claimed time overlaps the credited one), else the engine's 学时 under the course cap and the Beijing
+    day's cap (R6, flagged `daily_cap` when it cut). `evidence` gets the caps' figures."""
+    prior = [(e.session_id or 0, e.credit_year, e.xueshi) for e in entries]
+    note = ""
+    if engine.already_credited(prior, session_id, year, policy):
+        caps = Caps(Decimal(0), {}, credit.xueshi, False, False, {})
+        note = "already credited"
+        shared = _credited_spans_of(of_session)
+        overlap = engine.double_claim(list(claim), shared, policy, session_id=session_id)
+        if overlap is not None:
+            extra.append(overlap)
+    else:
+        caps = apply_caps(
+            credit.xueshi,
+            credit.day_seconds,
+            session_max=None,  # a session's credit is at most its window already
+            course_hours=course.credit_hours,
+            in_course=ledger.net_xueshi(entries, course_id=course.course_id),
+            already_by_day=ledger.by_day(entries),
+            policy=policy,
+        )
+        if caps.daily_cut:
+            cut = {"cut": _days_json(caps.daily_cut), "cap": str(policy.daily_cap_xueshi)}
+            extra.append(Flag("daily_cap", LOW, cut))
+    evidence.update(caps.to_dict())
+    ledger.append(
+        s,
+        CreditEntry(
+            person_id=person_id,
+            course_id=course.course_id,
+            session_id=session_id,
+            credit_year=year,
+            credit_day=_main_day(caps.by_day, credit.day_seconds, window[0]).isoformat(),
+            category=course.category,
+            kind=kind,
+            minutes=float(credit.minutes),
+            xueshi=caps.xueshi,
+            policy_version=policy.version,
+            computed_at=now,
+            status=ledger.PENDING,
+            note=note,
+            evidence=evidence,
+        ),
+    )
 
 
 def _main_day(by_day: dict[date, Decimal], day_seconds: dict[date, float], fallback: datetime) -> date:
@@ -870,8 +907,6 @@ async def _settle_person_external(
                 )
             )
     credited_spans = [] if totals_only else list(credit.present)
-    prior = [(e.session_id or 0, e.credit_year, e.xueshi) for e in entries]
-    credited_before = engine.already_credited(prior, ev.session_id, year, policy)
     evidence: dict[str, Any] = {
         "figures": credit.to_dict(),
         "platform": ev.platform,
@@ -886,50 +921,22 @@ async def _settle_person_external(
         "correction_id": ev.window.correction_id,
         "credited_spans": _spans_json(credited_spans),
     }
-    note = ""
-    if credited_before:
-        caps = Caps(Decimal(0), {}, credit.xueshi, False, False, {})
-        note = "already credited"
-        claim = engine.double_claim(
-            credited_spans, _credited_spans_of(of_session), policy, session_id=ev.session_id
-        )
-        if claim is not None:
-            extra.append(claim)
-    else:
-        caps = apply_caps(
-            credit.xueshi,
-            credit.day_seconds,
-            session_max=None,  # at most the window already
-            course_hours=ev.course.credit_hours,
-            in_course=ledger.net_xueshi(entries, course_id=ev.course.course_id),
-            already_by_day=ledger.by_day(entries),
-            policy=policy,
-        )
-        if caps.daily_cut:
-            extra.append(
-                Flag(
-                    "daily_cap", LOW, {"cut": _days_json(caps.daily_cut), "cap": str(policy.daily_cap_xueshi)}
-                )
-            )
-    evidence.update(caps.to_dict())
-    ledger.append(
+    _append_session_entry(
         s,
-        CreditEntry(
-            person_id=person_id,
-            course_id=ev.course.course_id,
-            session_id=ev.session_id,
-            credit_year=year,
-            credit_day=_main_day(caps.by_day, credit.day_seconds, win[0]).isoformat(),
-            category=ev.course.category,
-            kind=ledger.EXTERNAL,
-            minutes=float(credit.minutes),
-            xueshi=caps.xueshi,
-            policy_version=policy.version,
-            computed_at=now,
-            status=ledger.PENDING,
-            note=note,
-            evidence=evidence,
-        ),
+        ev.session_id,
+        ev.course,
+        person_id,
+        credit,
+        ledger.EXTERNAL,
+        claim=credited_spans,
+        entries=entries,
+        of_session=of_session,
+        year=year,
+        window=win,
+        evidence=evidence,
+        extra=extra,
+        policy=policy,
+        now=now,
     )
     raised = await flags.raise_flags(
         s,
