@@ -8,8 +8,6 @@ change nothing. Runs in the catalog app's cleanup context, cancelled and awaited
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from sqlalchemy import func, select
 
-from catalog import external, external_imports
+from catalog import external, external_imports, periodic
 from catalog.credit import settle
 from catalog.db import Database
 from catalog.keys import DATABASE, EXTERNAL
@@ -162,28 +160,14 @@ async def _failed(db: Database, session_id: int, what: str, now: datetime) -> No
     )
 
 
-async def run(app: web.Application, every_s: float) -> None:
-    db = app[DATABASE]
-    while True:
-        try:
-            counts = await pull_due(db, app[EXTERNAL], datetime.now(UTC))
-            if any(counts.values()):
-                log.info("external pulls %s", " ".join(f"{k}={v}" for k, v in counts.items()))
-        except Exception:
-            log.exception("external pull round failed; retried in %.0f s", every_s)
-        await asyncio.sleep(every_s)
+async def pull_round(app: web.Application) -> None:
+    """One round: pull (and settle) the linked sessions that are due."""
+    counts = await pull_due(app[DATABASE], app[EXTERNAL], datetime.now(UTC))
+    if any(counts.values()):
+        log.info("external pulls %s", " ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 async def pull_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the pull task runs while the app does (not at all when the setting is 0)."""
-    every_s = app[SETTINGS].external_pull_every_s
-    if every_s <= 0:
+    async with periodic.every("external pull", app[SETTINGS].external_pull_every_s, lambda: pull_round(app)):
         yield
-        return
-    task = asyncio.create_task(run(app, every_s), name="catalog-external-pull")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

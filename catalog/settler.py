@@ -5,15 +5,13 @@ retried at the next one (settlement is idempotent)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from catalog import consumer
+from catalog import consumer, periodic
 from catalog.credit import settle
 from catalog.keys import DATABASE
 from infra import events
@@ -39,37 +37,24 @@ async def evidence_through(bus: EventBus, outbox: Outbox | None, now: datetime) 
     return through
 
 
-async def run(app: web.Application, every_s: float) -> None:
-    """Settle what is due, then wait `every_s`, until cancelled."""
-    db = app[DATABASE]
-    while True:
-        try:
-            now = datetime.now(UTC)
-            through = await evidence_through(app[BUS], app.get(OUTBOX), now)
-            report = await settle.settle_due(db, now, evidence_through=through)
-            if report.entries or report.flags or report.sessions:
-                log.info(
-                    "credit settlement sessions=%d replays=%d entries=%d flags=%d",
-                    report.sessions,
-                    report.replays,
-                    report.entries,
-                    report.flags,
-                )
-        except Exception:
-            log.exception("credit settlement round failed; retried in %.0f s", every_s)
-        await asyncio.sleep(every_s)
+async def settle_round(app: web.Application) -> None:
+    """One round: settle what is due, as far as the catalog has stored the evidence."""
+    now = datetime.now(UTC)
+    through = await evidence_through(app[BUS], app.get(OUTBOX), now)
+    report = await settle.settle_due(app[DATABASE], now, evidence_through=through)
+    if report.entries or report.flags or report.sessions:
+        log.info(
+            "credit settlement sessions=%d replays=%d entries=%d flags=%d",
+            report.sessions,
+            report.replays,
+            report.entries,
+            report.flags,
+        )
 
 
 async def settlement_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the settlement task runs while the app does (not at all when the setting is 0)."""
-    every_s = app[SETTINGS].credit_settle_every_s
-    if every_s <= 0:
+    async with periodic.every(
+        "credit settlement", app[SETTINGS].credit_settle_every_s, lambda: settle_round(app)
+    ):
         yield
-        return
-    task = asyncio.create_task(run(app, every_s), name="catalog-credit-settlement")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
