@@ -110,16 +110,9 @@ async def course_of_session(s: AsyncSession, session_id: int) -> tuple[Session, 
 async def window(s: AsyncSession, session: Session) -> Window | None:
     """The latest audited correction of the session's times, else the server's own; None while the
     session has not ended (or never started)."""
-    correction = (
-        await s.scalars(
-            select(SessionTimeCorrection)
-            .where(SessionTimeCorrection.session_id == session.id)
-            .order_by(SessionTimeCorrection.at.desc(), SessionTimeCorrection.id.desc())
-            .limit(1)
-        )
-    ).first()
+    correction = await latest_correction(s, session.id)
     if correction is not None:
-        return Window((correction.actual_start, correction.actual_end), correction.id)
+        return correction
     if session.actual_start is None or session.actual_end is None:
         return None
     return Window((session.actual_start, session.actual_end), None)
@@ -358,7 +351,8 @@ def external_window(
     return Window((session.scheduled_start, session.scheduled_end), None), "schedule"
 
 
-async def _latest_correction(s: AsyncSession, session_id: int) -> Window | None:
+async def latest_correction(s: AsyncSession, session_id: int) -> Window | None:
+    """The session's latest audited time correction as a window, or None."""
     correction = (
         await s.scalars(
             select(SessionTimeCorrection)
@@ -390,7 +384,7 @@ async def external_evidence(s: AsyncSession, session_id: int) -> ExternalEvidenc
     ]
     if not rows:
         return None
-    win, source = external_window(session, rows, await _latest_correction(s, session_id))
+    win, source = external_window(session, rows, await latest_correction(s, session_id))
     credited = [r for r in rows if r.person_id is not None and r.match in CREDITED_MATCHES and not r.is_pstn]
     wanted = {r.person_id for r in credited}
     known = set(await s.scalars(select(Person.id).where(Person.id.in_(wanted)))) if wanted else set()

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
-from catalog.credit import engine
-from catalog.credit.evidence import Beat
+from catalog.credit import engine, store
+from catalog.credit.evidence import Beat, Span
 from catalog.credit.policies import by_version, current
 from catalog.credit.policy import CreditPolicy
 from catalog.db import Database
@@ -37,9 +37,6 @@ from catalog.models import (
     Session,
 )
 from infra.errors import Forbidden, NotFound
-
-Span = tuple[datetime, datetime]
-
 
 # -- the figures an entry's evidence carries (engine.LiveCredit / ReplayCredit.to_dict) ----------------
 
@@ -276,9 +273,12 @@ async def session_credits(db: Database, caller: Caller, session_id: int, now: da
         session = await queries.session_or_404(s, session_id)
         _require_reader(session.course, caller)
         policy = await current(s)
-        # The server's own times bound credit (R8); before the session started there is no window yet.
-        window_end = (session.actual_end or now) if session.actual_start else None
-        window = (session.actual_start, window_end) if session.actual_start and window_end else None
+        # What settlement clips to (R8): the latest audited correction, else the server's own times (up to
+        # now while live); before the session started there is no window yet.
+        correction = await store.latest_correction(s, session.id)
+        window: Span | None = correction.span if correction is not None else None
+        if window is None and session.actual_start is not None:
+            window = (session.actual_start, session.actual_end or now)
         if window is not None and window[1] <= window[0]:
             window = None
         live = await _live_spans(s, session, now)

@@ -435,6 +435,10 @@ async def test_a_time_correction_is_validated_audited_and_listed(client: Client,
     created = await r.json()
     listed = await (await client.get(path, headers=world.actors["bureau"].headers)).json()
     assert [c["id"] for c in listed["items"]] == [created["id"]]
+    # The provider's credit table is bounded by the corrected window, as settlement is (45 of 60 min).
+    table = await (await client.get(f"/api/sessions/{session_id}/credits", headers=headers)).json()
+    assert table["window"] == [good["actual_start"], good["actual_end"]]
+    assert table["window_s"] == 45 * 60.0
     assert listed["server"]["actual_end"] is not None  # the server's own times stay as they were
     audit = await _audit(world, "session.time_correction")
     assert len(audit) == 1
