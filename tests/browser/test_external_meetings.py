@@ -99,8 +99,9 @@ def lectern_server(tmp_path: Path, meeting_start: datetime) -> Iterator[LecternS
 async def _credits(page: Page, server: LecternServer, phone: str) -> None:
     await log_in(page, server, phone, "/me/credits")
     course = page.locator("#courses li", has_text=PORT_COURSE)
-    # Settlement runs every second in this server: reload until the entry is there.
-    for _ in range(30):
+    # Settlement runs every second in this server, once the consumer has stored the records' events: reload
+    # until the entry is there (up to two minutes: a full suite on two cores slows the consumer down).
+    for _ in range(120):
         if await course.locator(".entry", has_text="腾讯会议/钉钉").count():
             break
         await page.wait_for_timeout(1000)
