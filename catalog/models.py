@@ -114,6 +114,8 @@ class Organization(Base):
     region_code: Mapped[str | None] = mapped_column(String(12))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The industry a provider is supervised in / an industry department supervises (migration 0010).
+    sector: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Person(Base):
@@ -473,6 +475,7 @@ class CreditEntry(Base):
     __table_args__ = (
         Index("ix_credit_entries_person_year", "person_id", "credit_year"),
         Index("ix_credit_entries_session", "session_id"),
+        Index("ix_credit_entries_status_person", "status", "person_id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -487,10 +490,14 @@ class CreditEntry(Base):
     xueshi: Mapped[Decimal] = mapped_column(Xueshi())
     policy_version: Mapped[int] = mapped_column(Integer)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # pending -> registered | rejected; registered -> revoked (catalog.credit.ledger.STATUSES). The one
+    # column that changes, and only through catalog.credit.approval, which writes a CreditDecision row.
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reversal_of_id: Mapped[int | None] = mapped_column(IdType, unique=True)
     note: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    decided_by: Mapped[int | None] = mapped_column(IdType)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class FraudFlag(Base):
@@ -659,3 +666,66 @@ class WebhookNonce(Base):
     timestamp: Mapped[str] = mapped_column(String(32), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+# --- credit that counts (employer approval, certificates): migration 0010 -------------------------------
+
+
+class CreditDecision(Base):
+    """One change of a ledger entry's status: approve / reject (employer), revoke / override (employer or
+    bureau). Append-only: the database refuses UPDATE and DELETE (triggers in migration 0010)."""
+
+    __tablename__ = "credit_decisions"
+    __table_args__ = (
+        CheckConstraint("action IN ('approve', 'reject', 'revoke', 'override')", name="action"),
+        Index("ix_credit_decisions_entry", "entry_id"),
+        Index("ix_credit_decisions_person", "person_id"),
+        Index("ix_credit_decisions_decided_at", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType)  # whose entry (the learner)
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[int] = mapped_column(IdType)
+    decided_as: Mapped[str] = mapped_column(String(32))  # the role acted in: employer_admin, bureau, admin
+    org_id: Mapped[int | None] = mapped_column(IdType)  # the organization acted for
+    batch_id: Mapped[str | None] = mapped_column(String(36))  # one bulk approval shares an id
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Certificate(Base):
+    """A 学时 certificate for one course or one year, computed from registered ledger entries (never typed
+    in). `entry_ids` names them; the verification page shows revoked when the certificate is revoked or
+    any of its entries is no longer registered (reversed, revoked)."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (
+        CheckConstraint("scope IN ('course', 'annual')", name="scope"),
+        Index("ix_certificates_person_year", "person_id", "year"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    verify_code: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[int] = mapped_column(IdType)
+    person_name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(16))
+    year: Mapped[int] = mapped_column(Integer)
+    course_id: Mapped[int | None] = mapped_column(IdType)
+    course_title: Mapped[str | None] = mapped_column(String(200))
+    total_xueshi: Mapped[Decimal] = mapped_column(Xueshi())
+    public_xueshi: Mapped[Decimal] = mapped_column(Xueshi())
+    professional_xueshi: Mapped[Decimal] = mapped_column(Xueshi())
+    entry_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    issuer_org_id: Mapped[int | None] = mapped_column(IdType)
+    issuer_name: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+    revoked_by: Mapped[int | None] = mapped_column(IdType)
+    replaced_by_id: Mapped[int | None] = mapped_column(IdType)

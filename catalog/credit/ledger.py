@@ -27,9 +27,21 @@ LIVE = "live"
 HLS = "hls"
 REPLAY = "replay"
 EXTERNAL = "external"  # a session held on Tencent Meeting / DingTalk, from imported records
+OFFLINE = "offline"  # signed in and out at a venue with the rotating QR code (issue 15)
+MENTORSHIP = "mentorship"  # a completed 师承带徒 agreement's fixed award (R22, R26; issue 15)
 REVERSAL = "reversal"
+CREDIT_KINDS = (LIVE, HLS, REPLAY, EXTERNAL, OFFLINE, MENTORSHIP)
+
+# An entry's status (R23): posted `pending`; the employer approves (`registered`, counts toward R1/R2) or
+# rejects it (`rejected`, with a reason); a registered entry can be `revoked` (employer or bureau). Only
+# `status` (with decided_by/decided_at) ever changes on an entry, and only through catalog.credit.approval,
+# which writes a CreditDecision row and an audit row in the same transaction.
 PENDING = "pending"
-CREDIT_KINDS = (LIVE, HLS, REPLAY, EXTERNAL)
+REGISTERED = "registered"
+REJECTED = "rejected"
+REVOKED = "revoked"
+STATUSES = (PENDING, REGISTERED, REJECTED, REVOKED)
+COUNTING = (REGISTERED,)  # R23: what counts toward the annual requirement
 
 
 def append(s: AsyncSession, entry: CreditEntry) -> CreditEntry:
