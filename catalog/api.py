@@ -4,8 +4,6 @@ the route table from which both the router and the OpenAPI document are built.""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -43,6 +41,7 @@ from catalog.auth import (
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
+from catalog.routing import CHECK, COURSE, FLAG, ORG, PLATFORM, PLAYBACK_CLIENT, RECORDING, SESSION, Route
 from infra import media_access
 from infra.http import json_ok, read_json, read_upload
 
@@ -401,32 +400,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 # --- the route table ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    access: str  # who may call it, in words; the authorization test pins the details
-    tag: str
-    body: dict[str, Any] | None = None  # JSON Schema of the request body
-    query: tuple[str, ...] = ()  # names of query parameters (described in schemas.QUERY)
-    responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
-    login: bool = True  # False: callable anonymously
-    content_type: str = "application/json"  # of a 2xx answer (downloads answer CSV or XLSX)
-
-
-COURSE = r"{course_id:\d+}"
-SESSION = r"{session_id:\d+}"
-ORG = r"{org_id:\d+}"
-PLATFORM = r"{platform:tencent|dingtalk}"
-# Recording ids are made by the recorder: letters, digits, '-' and '_' (anything else is simply not found).
-RECORDING = r"{recording_id:[A-Za-z0-9_-]{1,64}}"
-FLAG = r"{flag_id:\d+}"
-PLAYBACK_CLIENT = r"{client_id:[0-9a-f]{32}}"
-CHECK = r"{check_id:[0-9a-f]{32}\.[0-9]{1,6}}"
-
-ROUTES: tuple[Route, ...] = (
+CORE_ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         "/api/auth/register",
@@ -1006,6 +980,9 @@ ROUTES: tuple[Route, ...] = (
         login=False,
     ),
 )
+
+# Feature modules declare their own routes (catalog.routing.Route) and are added here.
+ROUTES: tuple[Route, ...] = CORE_ROUTES
 
 
 def add_routes(app: web.Application) -> None:
