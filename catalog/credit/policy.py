@@ -39,6 +39,15 @@ class CreditPolicy:
     annual_total_xueshi: Decimal = Decimal("90")  # R1
     annual_public_min_xueshi: Decimal = Decimal("30")  # R2
     annual_professional_min_xueshi: Decimal = Decimal("60")  # R2
+    # Employer approval (fraud 21): flagged, never blocked.
+    approval_min_seconds: int = 60  # an approval sooner than this after the entry was posted is flagged
+    approval_bulk_flag_size: int = 200  # one bulk approval of more entries than this is flagged
+    # Mentorship (R22, R26, fraud 20).
+    mentor_cap: int = 10  # distinct mentees per mentor per year
+    mentorship_award_xueshi: Decimal = Decimal("10")  # fixed award for a completed year, 专业
+    # Offline training (R8, fraud 16): the venue's QR code.
+    offline_code_period_s: int = 30  # a fresh signed code this often
+    offline_code_valid_s: int = 60  # a code (photo, forwarded link) stops working after this
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], version: int) -> CreditPolicy:
@@ -60,6 +69,10 @@ class CreditPolicy:
         if policy.check_half_ratio > policy.check_full_ratio:
             raise Invalid(
                 "the half-credit check ratio cannot exceed the full-credit ratio", field="check_half_ratio"
+            )
+        if policy.offline_code_valid_s < policy.offline_code_period_s:
+            raise Invalid(
+                "a venue code must stay valid at least as long as it is shown", field="offline_code_valid_s"
             )
         for name in ("annual_public_min_xueshi", "annual_professional_min_xueshi"):
             if getattr(policy, name) > policy.annual_total_xueshi:
@@ -169,4 +182,10 @@ _FIELDS: dict[str, Any] = {
     "annual_total_xueshi": _decimal(Decimal(0), Decimal(1000), lo_open=True),
     "annual_public_min_xueshi": _decimal(Decimal(0), Decimal(1000)),
     "annual_professional_min_xueshi": _decimal(Decimal(0), Decimal(1000)),
+    "approval_min_seconds": _int(0, 86_400),
+    "approval_bulk_flag_size": _int(1, 100_000),
+    "mentor_cap": _int(1, 100),
+    "mentorship_award_xueshi": _decimal(Decimal(0), Decimal(200)),
+    "offline_code_period_s": _int(5, 300),
+    "offline_code_valid_s": _int(5, 600),
 }

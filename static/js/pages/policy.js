@@ -30,6 +30,12 @@ const FIELDS = [
   ["annual_total_xueshi", "年度总学时要求", "decimal"],
   ["annual_public_min_xueshi", "公需科目最低学时", "decimal"],
   ["annual_professional_min_xueshi", "专业科目最低学时", "decimal"],
+  ["approval_min_seconds", "审核过快提示阈值（秒，发布后多久内审核需核查）", "int"],
+  ["approval_bulk_flag_size", "批量审核提示阈值（条）", "int"],
+  ["mentor_cap", "每位导师每年最多带徒人数", "int"],
+  ["mentorship_award_xueshi", "师承带徒完成后学时", "decimal"],
+  ["offline_code_period_s", "线下签到码刷新周期（秒）", "int"],
+  ["offline_code_valid_s", "线下签到码有效期（秒）", "int"],
 ];
 /** @type {Record<string, string>} */
 const LABEL = Object.fromEntries([...FIELDS.map(([k, l]) => [k, l]), ["note", "修改说明"]]);
