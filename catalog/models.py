@@ -729,3 +729,105 @@ class Certificate(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[int | None] = mapped_column(IdType)
     replaced_by_id: Mapped[int | None] = mapped_column(IdType)
+
+
+# --- shared courseware (issue 15, R27): migration 0011_courseware ---------------------------------------
+
+
+class Courseware(Base):
+    """Courseware an expert shares (video or slides), reviewed by the CE association before learners see
+    it; `course_id` is the recorded course it is published as once a version is approved."""
+
+    __tablename__ = "courseware"
+    __table_args__ = (CheckConstraint("category IN ('public', 'professional')", name="category"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"), index=True)
+    owner_org_id: Mapped[int | None] = mapped_column(IdType)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    course_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CoursewareVersion(Base):
+    """One uploaded file of a courseware: its check (`processing`), its HLS rendition (`recording_id`, a
+    `recordings` row) and its review state. Each version is reviewed on its own."""
+
+    __tablename__ = "courseware_versions"
+    __table_args__ = (
+        UniqueConstraint("courseware_id", "version"),
+        CheckConstraint("media_kind IN ('video', 'pdf')", name="media_kind"),
+        CheckConstraint("processing IN ('uploading', 'processing', 'ready', 'failed')", name="processing"),
+        CheckConstraint(
+            "review_state IN ('draft', 'submitted', 'approved', 'rejected', 'revoked', 'superseded')",
+            name="review_state",
+        ),
+        CheckConstraint("size_bytes >= 0", name="size_bytes"),
+        Index("ix_courseware_versions_review_state", "review_state"),
+        Index("ix_courseware_versions_recording_id", "recording_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    courseware_id: Mapped[int] = mapped_column(ForeignKey("courseware.id", ondelete="RESTRICT"))
+    version: Mapped[int] = mapped_column(Integer)
+    media_kind: Mapped[str] = mapped_column(String(8))
+    object_key: Mapped[str] = mapped_column(String(1024))  # the uploaded original in the object store
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    page_count: Mapped[int | None] = mapped_column(Integer)  # PDFs
+    processing: Mapped[str] = mapped_column(String(16))
+    check_error: Mapped[str | None] = mapped_column(Text)  # "中文原因 / English reason" when failed
+    review_state: Mapped[str] = mapped_column(String(16))
+    recording_id: Mapped[str | None] = mapped_column(String(64))  # the HLS rendition (recordings.id)
+    slides_object_key: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CoursewareReview(Base):
+    """One reviewer decision on a version. Append-only: the database refuses UPDATE and DELETE."""
+
+    __tablename__ = "courseware_reviews"
+    __table_args__ = (CheckConstraint("decision IN ('approved', 'rejected', 'revoked')", name="decision"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    version_id: Mapped[int] = mapped_column(IdType, index=True)
+    reviewer_person_id: Mapped[int] = mapped_column(IdType)
+    reviewer_org_id: Mapped[int | None] = mapped_column(IdType)
+    decision: Mapped[str] = mapped_column(String(16))
+    comments: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CoursewareUpload(Base):
+    """A resumable upload straight to the object store (an S3 multipart upload, or the embedded store's
+    equivalent): the browser PUTs parts to presigned URLs; the application never holds the bytes."""
+
+    __tablename__ = "courseware_uploads"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'completed', 'aborted')", name="state"),
+        CheckConstraint("size_bytes > 0", name="size_bytes"),
+        CheckConstraint("part_size > 0", name="part_size"),
+        Index("ix_courseware_uploads_state_expires", "state", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_person_id: Mapped[int] = mapped_column(IdType, index=True)
+    version_id: Mapped[int | None] = mapped_column(IdType)
+    object_key: Mapped[str] = mapped_column(String(1024))
+    s3_upload_id: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(128))
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
