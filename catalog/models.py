@@ -748,6 +748,9 @@ class Courseware(Base):
     category: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(Text, default="")
     course_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    # The draft course holding the sessions of versions not (or no longer) approved
+    # (catalog.courseware.placement).
+    staging_course_id: Mapped[int | None] = mapped_column(IdType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -785,6 +788,8 @@ class CoursewareVersion(Base):
     check_error: Mapped[str | None] = mapped_column(Text)  # "中文原因 / English reason" when failed
     review_state: Mapped[str] = mapped_column(String(16))
     recording_id: Mapped[str | None] = mapped_column(String(64))  # the HLS rendition (recordings.id)
+    # The version's own session (catalog.courseware.placement): the rendition's recordings row hangs on it.
+    session_id: Mapped[int | None] = mapped_column(IdType)
     slides_object_key: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

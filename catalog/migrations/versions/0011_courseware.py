@@ -46,6 +46,9 @@ def upgrade() -> None:
         sa.Column("category", sa.String(length=16), nullable=False),
         sa.Column("description", sa.Text(), nullable=False, server_default=""),
         sa.Column("course_id", ID, nullable=True),
+        # The draft course holding the sessions of versions not (or no longer) approved (catalog.courseware
+        # .placement): their media belong to no course a learner can enroll in.
+        sa.Column("staging_course_id", ID, nullable=True),
         sa.Column("created_at", AT, nullable=False),
         sa.Column("updated_at", AT, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_courseware")),
@@ -77,6 +80,9 @@ def upgrade() -> None:
         sa.Column("check_error", sa.Text(), nullable=True),
         sa.Column("review_state", sa.String(length=16), nullable=False),
         sa.Column("recording_id", sa.String(length=64), nullable=True),
+        # The version's own session: its rendition's keys (hls/{session_id}/...) and media cookie are
+        # its alone.
+        sa.Column("session_id", ID, nullable=True),
         sa.Column("slides_object_key", sa.String(length=1024), nullable=True),
         sa.Column("created_at", AT, nullable=False),
         sa.Column("submitted_at", AT, nullable=True),
