@@ -15,8 +15,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
+from catalog.courseware import access as courseware_access
 from catalog.db import Database
-from catalog.domain import Caller, MediaPurpose, Role
+from catalog.domain import Caller, CourseStatus, MediaPurpose, Role
 from catalog.lifecycle import MediaRefusal, SessionStatus, media_refusal, session_status, whip_opens_at
 from catalog.models import RoleAssignment, Session
 from infra import ice, tokens
@@ -224,6 +225,12 @@ class MediaGrant:
 
 async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> bool:
     """Whether the holder still is what the token says, as it was when it was issued."""
+    if (
+        session.course.status == CourseStatus.DRAFT
+        and grant.role not in ("expert", courseware_access.REVIEWER)
+        and await courseware_access.is_staging(s, session.course_id)
+    ):
+        return False  # a courseware version not (or no longer) approved: its owner and reviewers only
     match grant.role:
         case "expert":
             return any(e.person_id == grant.person_id for e in session.experts)
@@ -248,6 +255,13 @@ async def _still_holds(s: AsyncSession, grant: MediaGrant, session: Session) -> 
             # even when the learner enrolled again since.
             enrollment = await queries.active_enrollment(s, grant.person_id, session.course_id)
             return enrollment is not None and enrollment.enrolled_at <= grant.issued_at
+        case courseware_access.REVIEWER:
+            found = await s.scalar(
+                select(RoleAssignment.id).where(
+                    RoleAssignment.person_id == grant.person_id, RoleAssignment.role == Role.REVIEWER.value
+                )
+            )
+            return found is not None and await courseware_access.is_courseware_course(s, session.course_id)
         case "supervisor":
             found = await s.scalar(
                 select(RoleAssignment.id).where(

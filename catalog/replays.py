@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
+from catalog.courseware import access as courseware_access
 from catalog.db import Database
-from catalog.domain import Caller, RecordingState
+from catalog.domain import Caller, CourseStatus, RecordingState, Role
 from catalog.models import Course, Recording, ReplayProgress, Session
 from infra import media_access
 from infra.errors import Forbidden, NotFound
@@ -169,13 +170,22 @@ async def watcher_role(
 ) -> str | None:
     """Who `caller` is among the people who may watch a session's media (live HLS and replays): "expert"
     (one of the session's `expert_ids`), "staff" (the course provider's), "learner" (enrolled in the
-    course) or "supervisor" (bureau, admins); None for anyone else."""
+    course), "reviewer" (the association's, for courseware) or "supervisor" (bureau, admins); None for
+    anyone else."""
     if caller.person_id in expert_ids:
         return "expert"
+    # A courseware version not approved (its session in the staging course, a draft): its owner (the
+    # expert above) and the association's reviewers only (R27, catalog.courseware.access).
+    if course.status == CourseStatus.DRAFT and await courseware_access.is_staging(s, course.id):
+        return courseware_access.REVIEWER if caller.holds(Role.REVIEWER, anywhere=True) else None
     if caller.manages_provider(course.provider_org_id):
         return "staff"
     if await queries.active_enrollment(s, caller.person_id, course.id) is not None:
         return "learner"
+    if caller.holds(Role.REVIEWER, anywhere=True) and await courseware_access.is_courseware_course(
+        s, course.id
+    ):
+        return courseware_access.REVIEWER
     return "supervisor" if caller.is_supervisor else None
 
 

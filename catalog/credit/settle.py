@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from catalog.courseware import credit as courseware_credit
 from catalog.credit import engine, flags, ledger, policies, store
 from catalog.credit.evidence import LOW, MEDIUM, Client, Flag, Span
 from catalog.credit.policy import CreditPolicy
@@ -528,6 +529,8 @@ async def settle_replay(
         ev = await store.replay_evidence(s, person_id, recording_id)
         if ev is None:
             return report
+        # R27: a courseware rendition counts only while its version was the approved one.
+        ev = await courseware_credit.approved_only(s, ev, now)
         report.replays = 1
         credit = engine.replay_credit(ev.clients, ev.duration_s, ev.checks, pol)
         subject = f"recording:{recording_id}"

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import queries
+from catalog.courseware import credit as courseware_credit
 from catalog.credit import engine, store
 from catalog.credit.evidence import Beat, Span
 from catalog.credit.policies import by_version, current
@@ -110,6 +111,7 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         ).all()
         waiting = await _uncredited(s, caller.person_id, year, policy, now, {r[0].session_id for r in rows})
         versions = {v: await by_version(s, v) for v in {r[0].policy_version for r in rows}}
+        revoked = await courseware_credit.marks(s, {r[0].session_id for r in rows})
     summary = engine.annual_summary([(e.category, e.status, e.xueshi) for e, *_ in rows], policy)
     courses: dict[int, dict[str, Any]] = {}
     for e, course_title, credit_hours, session_title in rows:
@@ -129,7 +131,7 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
             c["pending_xueshi"] += e.xueshi
         elif e.status == engine.REGISTERED:
             c["registered_xueshi"] += e.xueshi
-        c["entries"].append(_entry_view(e, session_title))
+        c["entries"].append(_entry_view(e, session_title) | revoked.get(e.session_id or 0, {}))
         if e.xueshi == 0 and e.kind != "reversal":
             # Assessed and credited nothing: the learner is told why, beside the sessions still waiting.
             waiting.append(
