@@ -225,6 +225,8 @@ QUERY: dict[str, dict[str, Any]] = {
     "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "description": "credit year (Beijing)"},
     "course_id": ID,
     "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},
+    # The courseware review queue (catalog.courseware.review.QUEUE_STATES).
+    "state": {"type": "string", "enum": ["submitted", "approved", "decided"], "default": "submitted"},
     "status": {
         "type": "string",
         "enum": ["published", "draft", "archived", "all"],
