@@ -18,6 +18,7 @@ def make_object_store(settings: Settings) -> ObjectStore:
             bucket=settings.s3_bucket,
             region=settings.s3_region,
             secure=settings.s3_secure,
+            public_url=settings.s3_public_url,
         )
     from infra.objects_local import LocalObjectStore
 

@@ -9,21 +9,33 @@ Signed URLs are served by streaming/objects_routes.py and checked with `verify_p
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import hmac
 import json
 import math
 import os
+import secrets
+import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
 from infra.errors import Conflict, Invalid
+from infra.multipart import (
+    MIN_PART_BYTES,
+    StoredPart,
+    UploadNotFound,
+    check_completion,
+    check_part_number,
+    normalise_etag,
+)
 from infra.objects import ObjectInfo, ObjectNotFound, StoreUnavailable
 
 # The first key segment reserved for the store's own bookkeeping (metadata sidecars, temp files).
@@ -33,6 +45,8 @@ MAX_SEGMENT_BYTES = 250  # NAME_MAX (255) minus the ".json" of the metadata side
 COPY_CHUNK_BYTES = 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _SIGNING_PURPOSE = "objects.get"
+_PART_SIGNING_PURPOSE = "objects.put-part"
+_UPLOAD_ID_LENGTH = 32  # hex characters of a local multipart upload id
 
 
 def check_key(key: str) -> str:
@@ -91,6 +105,14 @@ def resolve_range(start: int | None, end: int | None, size: int) -> tuple[int, i
 def _signature(signing_key: str, key: str, expires: int) -> str:
     # `expires` is digits only, so the last newline separates it unambiguously from any key.
     message = f"{_SIGNING_PURPOSE}\n{key}\n{expires}".encode("utf-8", "surrogatepass")
+    return hmac.new(signing_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _part_signature(signing_key: str, key: str, upload_id: str, number: int, expires: int) -> str:
+    # The upload id is hex and the number and expiry digits: only the key may hold a newline.
+    message = f"{_PART_SIGNING_PURPOSE}\n{upload_id}\n{number}\n{expires}\n{key}".encode(
+        "utf-8", "surrogatepass"
+    )
     return hmac.new(signing_key.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -354,3 +376,162 @@ class LocalObjectStore:
         The open file stays the same object even if `key` is replaced while it is being read.
         """
         return await asyncio.to_thread(self._open, key)
+
+    # -- multipart uploads from browsers (infra.multipart.MultipartStore) ----------------------------
+    # An upload is the folder `.lectern/multipart/<upload id>/` holding `upload.json` (key, content type)
+    # and its parts `00001` (+ `00001.json`: etag, size), each installed whole with `os.replace` once all
+    # its bytes arrived (streamed to disk by streaming/objects_routes.py), so a cut connection stores
+    # nothing of that part. Completion concatenates the parts into the object, then removes the folder.
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if len(upload_id) != _UPLOAD_ID_LENGTH or any(c not in "0123456789abcdef" for c in upload_id):
+            raise UploadNotFound(f"no upload {upload_id!r}", field="upload_id")
+        return self._root / RESERVED_SEGMENT / "multipart" / upload_id
+
+    def _upload_of(self, key: str, upload_id: str) -> Path:
+        """The folder of upload `upload_id` to `key`; UploadNotFound unless it exists for that key."""
+        folder = self._upload_dir(upload_id)
+        try:
+            with (folder / "upload.json").open() as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            raise UploadNotFound(f"no upload {upload_id!r}", field="upload_id") from None
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            raise UploadNotFound(f"no upload {upload_id!r} of {key!r}", field="upload_id")
+        return folder
+
+    def _start_multipart(self, key: str, content_type: str) -> str:
+        self._data_path(key)
+        upload_id = secrets.token_hex(_UPLOAD_ID_LENGTH // 2)
+        folder = self._upload_dir(upload_id)
+        folder.mkdir(parents=True)
+        meta = {"key": key, "content_type": content_type, "created_at": time.time()}
+        (folder / "upload.json").write_text(json.dumps(meta))
+        return upload_id
+
+    def _parts(self, key: str, upload_id: str) -> builtins.list[StoredPart]:
+        folder = self._upload_of(key, upload_id)
+        parts: builtins.list[StoredPart] = []
+        for sidecar in sorted(folder.glob("[0-9][0-9][0-9][0-9][0-9].json")):
+            meta = self._read_meta(sidecar)
+            data = sidecar.with_suffix("")
+            try:
+                size = data.stat().st_size
+            except FileNotFoundError:
+                continue
+            if meta.get("size") == size and meta.get("etag"):
+                parts.append(StoredPart(int(data.name), str(meta["etag"]), size))
+        return parts
+
+    def _complete(self, key: str, upload_id: str, wanted: builtins.list[tuple[int, str]]) -> ObjectInfo:
+        folder = self._upload_of(key, upload_id)
+        stored = {p.number: p for p in self._parts(key, upload_id)}
+        for i, (number, etag) in enumerate(wanted):
+            part = stored.get(number)
+            if part is None or part.etag != normalise_etag(etag):
+                raise Invalid(f"part {number} is not stored with etag {etag!r}", field="parts")
+            if i < len(wanted) - 1 and part.size < MIN_PART_BYTES:
+                raise Invalid(f"part {number} is smaller than {MIN_PART_BYTES} bytes", field="parts")
+        meta = self._read_meta(folder / "upload.json")
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir())
+        tmp = Path(tmp_name)
+        digest = hashlib.md5()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for number, _ in wanted:
+                    with (folder / f"{number:05d}").open("rb") as src:
+                        while chunk := src.read(COPY_CHUNK_BYTES):
+                            digest.update(chunk)
+                            out.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        info = self._install(
+            key, tmp, digest.hexdigest(), str(meta.get("content_type") or DEFAULT_CONTENT_TYPE)
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        return info
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            folder = self._upload_of(key, upload_id)
+        except UploadNotFound:
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+
+    async def start_multipart(self, key: str, content_type: str) -> str:
+        return await asyncio.to_thread(self._start_multipart, key, content_type)
+
+    async def part_url(self, key: str, upload_id: str, number: int, expires_s: int) -> str:
+        self._data_path(key)
+        check_part_number(number)
+        expires = math.ceil(time.time() + expires_s)
+        signature = _part_signature(self._signing_key, key, upload_id, number, expires)
+        return (
+            f"{self._base_url}/objects/{quote(key, safe='/')}?uploadId={upload_id}&partNumber={number}"
+            f"&expires={expires}&signature={signature}"
+        )
+
+    async def list_parts(self, key: str, upload_id: str) -> builtins.list[StoredPart]:
+        return await asyncio.to_thread(self._parts, key, upload_id)
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        check_completion(parts)
+        await asyncio.to_thread(self._complete, key, upload_id, list(parts))
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await asyncio.to_thread(self._abort, key, upload_id)
+
+    # -- for the route that receives parts ------------------------------------------------------------
+
+    def verify_part_url(
+        self, key: str, upload_id: str, number: int, expires: int, signature: str, now: float
+    ) -> bool:
+        """Whether a URL from `part_url` is genuine and unexpired at `now`."""
+        expected = _part_signature(self._signing_key, key, upload_id, number, expires)
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            return False
+        return now <= expires
+
+    async def part_writer(self, key: str, upload_id: str, number: int) -> PartWriter:
+        """A writer for part `number` of the upload: `write` chunks as they arrive, then `commit`
+        (installs the part) or `discard`. UploadNotFound for an unknown upload."""
+        check_part_number(number)
+        folder = await asyncio.to_thread(self._upload_of, key, upload_id)
+        return await asyncio.to_thread(PartWriter, folder, number)
+
+
+class PartWriter:
+    """One part being received: chunks go to a temp file in the upload's folder (md5 as they come), so a
+    part is never held in memory; `commit` moves it into place with its sidecar, `discard` drops it."""
+
+    def __init__(self, folder: Path, number: int) -> None:
+        self._folder = folder
+        self._number = number
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".part-")
+        self._tmp = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._md5 = hashlib.md5()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._md5.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> StoredPart:
+        self._file.close()
+        part = StoredPart(self._number, self._md5.hexdigest(), self.size)
+        data = self._folder / f"{self._number:05d}"
+        sidecar = self._folder / f"{self._number:05d}.json"
+        if not self._folder.is_dir():  # aborted meanwhile
+            self._tmp.unlink(missing_ok=True)
+            raise UploadNotFound("the upload was aborted", field="upload_id")
+        sidecar.unlink(missing_ok=True)  # a reader never pairs the new data with the old sidecar
+        os.replace(self._tmp, data)
+        sidecar.write_text(json.dumps({"etag": part.etag, "size": part.size}))
+        return part
+
+    def discard(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -7,18 +7,28 @@ a missing key is ObjectNotFound, an unreachable server or refused credentials is
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part as MinioPart
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from infra.errors import Invalid
+from infra.multipart import (
+    StoredPart,
+    UploadNotFound,
+    check_completion,
+    check_part_number,
+    normalise_etag,
+)
 from infra.objects import ObjectInfo, ObjectNotFound, StoreUnavailable
 from infra.objects_local import DEFAULT_CONTENT_TYPE, check_key, check_range
 
@@ -37,6 +47,8 @@ CHECK_READ_TIMEOUT_S = 2.0
 LIST_STAT_CONCURRENCY = 8
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+# What S3 answers a completion whose parts do not match what it stores.
+_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 _REFUSED_CODES = frozenset(
     {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken"}
 )
@@ -84,6 +96,7 @@ class S3ObjectStore:
         bucket: str,
         region: str = "us-east-1",
         secure: bool = False,
+        public_url: str = "",
     ) -> None:
         self._endpoint = endpoint
         self._bucket = bucket
@@ -105,6 +118,21 @@ class S3ObjectStore:
             region=region,
             secure=secure,
             http_client=self._check_http,
+        )
+        # Browsers reach the server at another address than the app (nginx in front of MinIO): URLs for
+        # them are signed for that host (SigV4 signs it). Signing is offline: the region is given.
+        public = urlsplit(public_url) if public_url else None
+        self._public_client = (
+            Minio(
+                public.netloc,
+                access_key=access_key,
+                secret_key=secret_key,
+                region=region,
+                secure=public.scheme == "https",
+                http_client=self._http,
+            )
+            if public is not None
+            else self._client
         )
         self._bucket_ready = False
         self._bucket_lock = asyncio.Lock()
@@ -233,6 +261,89 @@ class S3ObjectStore:
         # Signing is local computation; the bucket must exist for the URL to be of any use.
         await self._ready()
         return self._client.presigned_get_object(self._bucket, key, expires=timedelta(seconds=expires_s))
+
+    # -- multipart uploads from browsers (infra.multipart.MultipartStore) -----------------------------
+
+    async def _multipart_call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._call(what, fn, *args)
+        except ObjectNotFound as exc:  # radosgw says NoSuchKey of an upload completed meanwhile
+            raise UploadNotFound(f"no upload {what}", field="upload_id") from exc
+        except S3Error as exc:  # the codes _call does not map
+            if exc.code == "NoSuchUpload":
+                raise UploadNotFound(f"no upload {what}", field="upload_id") from exc
+            if exc.code in _PART_CODES:
+                raise Invalid(f"S3 refused the parts of {what}: {exc.code}", field="parts") from exc
+            raise
+
+    async def start_multipart(self, key: str, content_type: str) -> str:
+        check_key(key)
+        await self._ready()
+        return await self._multipart_call(
+            repr(key),
+            self._client._create_multipart_upload,  # minio exposes multipart only privately
+            self._bucket,
+            key,
+            {"Content-Type": content_type},
+        )
+
+    async def part_url(self, key: str, upload_id: str, number: int, expires_s: int) -> str:
+        check_key(key)
+        check_part_number(number)
+        return self._public_client.get_presigned_url(
+            "PUT",
+            self._bucket,
+            key,
+            expires=timedelta(seconds=expires_s),
+            extra_query_params={"partNumber": str(number), "uploadId": upload_id},
+        )
+
+    def _list_parts_sync(self, key: str, upload_id: str) -> builtins.list[StoredPart]:
+        parts: builtins.list[StoredPart] = []
+        marker: str | None = None
+        while True:
+            result = self._client._list_parts(self._bucket, key, upload_id, part_number_marker=marker)
+            parts += [
+                StoredPart(int(p.part_number), normalise_etag(p.etag), int(p.size or 0)) for p in result.parts
+            ]
+            if not result.is_truncated or not result.next_part_number_marker:
+                return parts
+            marker = str(result.next_part_number_marker)
+
+    async def list_parts(self, key: str, upload_id: str) -> builtins.list[StoredPart]:
+        check_key(key)
+        await self._ready()
+        return await self._multipart_call(f"{upload_id!r} of {key!r}", self._list_parts_sync, key, upload_id)
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        check_key(key)
+        check_completion(parts)
+        # First make sure the upload exists: radosgw answers a completion of an aborted upload with a
+        # 500 ("completion already in progress"), not NoSuchUpload.
+        await self.list_parts(key, upload_id)
+        listed = [MinioPart(n, normalise_etag(e)) for n, e in parts]
+        await self._multipart_call(
+            f"{upload_id!r} of {key!r}",
+            self._client._complete_multipart_upload,
+            self._bucket,
+            key,
+            upload_id,
+            listed,
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        check_key(key)
+        await self._ready()
+        try:
+            await self._multipart_call(
+                f"{upload_id!r} of {key!r}",
+                self._client._abort_multipart_upload,
+                self._bucket,
+                key,
+                upload_id,
+            )
+        except UploadNotFound:
+            return
 
     async def check(self) -> None:
         # Any failure means "not ready"; the message says which (unreachable, refused credentials, ...).

@@ -33,9 +33,16 @@ class Settings:
     s3_bucket: str = field(default="lectern", metadata={"env": "S3_BUCKET"})
     s3_region: str = field(default="us-east-1", metadata={"env": "S3_REGION"})
     s3_secure: bool = field(default=False, metadata={"env": "S3_SECURE"})
+    # Where browsers reach the S3 server (scheme://host[:port]) when that is not S3_ENDPOINT, e.g. nginx
+    # in front of MinIO: the part URLs of courseware uploads are signed for it. Empty: S3_ENDPOINT.
+    s3_public_url: str = field(default="", metadata={"env": "S3_PUBLIC_URL"})
     secret_key: str = field(default="", metadata={"env": "LECTERN_SECRET_KEY", "secret": True})
     public_url: str = field(default="", metadata={"env": "LECTERN_PUBLIC_URL"})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"env": "LECTERN_MAX_BODY_BYTES"})
+    # The largest courseware file an expert may upload (straight to the object store, in parts).
+    courseware_max_bytes: int = field(
+        default=8 * 1024 * 1024 * 1024, metadata={"env": "LECTERN_COURSEWARE_MAX_BYTES"}
+    )
     log_level: str = field(default="INFO", metadata={"env": "LECTERN_LOG_LEVEL"})
     session_ttl_s: int = field(default=7 * 24 * 3600, metadata={"env": "LECTERN_SESSION_TTL_S"})
     secure_cookies: bool = field(default=False, metadata={"env": "LECTERN_SECURE_COOKIES"})
@@ -155,6 +162,10 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         client_address.parse_networks(settings.trusted_proxies)
     except ValueError as exc:
         raise SettingsError(f"LECTERN_TRUSTED_PROXIES: {exc}") from None
+    if settings.s3_public_url and not settings.s3_public_url.startswith(("http://", "https://")):
+        raise SettingsError("S3_PUBLIC_URL must be an http:// or https:// URL (scheme://host[:port])")
+    if settings.courseware_max_bytes <= 0:
+        raise SettingsError("LECTERN_COURSEWARE_MAX_BYTES must be positive")
     if settings.database_pool_size <= 0:
         raise SettingsError("LECTERN_DATABASE_POOL_SIZE must be positive")
     if settings.turn_credential_ttl_s <= 0:

@@ -1,6 +1,8 @@
-"""`GET /objects/{key}`: serves presigned URLs of the embedded (local-folder) object store, with Range.
+"""`GET /objects/{key}`: serves presigned URLs of the embedded (local-folder) object store, with Range;
+`PUT /objects/{key}?uploadId=…&partNumber=…`: receives a part of a multipart upload at a signed URL
+(infra.multipart), streamed to disk.
 
-Only in embedded mode: with S3 the presigned URLs point at the S3 server and this route answers 404.
+Only in embedded mode: with S3 the presigned URLs point at the S3 server and these routes answer 404.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 from infra.appkeys import OBJECTS
 from infra.errors import Forbidden, Invalid, NotFound
 from infra.http import error_response
+from infra.multipart import MAX_PART_BYTES
 from infra.objects import ObjectNotFound
 from infra.objects_local import LocalObjectStore, resolve_range
 
@@ -120,5 +123,41 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         f.close()
 
 
+async def put_part(request: web.Request) -> web.Response:
+    """One part of a multipart upload, from a browser holding a URL of `LocalObjectStore.part_url`. The
+    body goes to disk as it arrives; a body cut short (a dropped connection) stores nothing."""
+    store = request.app[OBJECTS]
+    if not isinstance(store, LocalObjectStore):
+        raise NotFound("parts are uploaded to the object store, not to Lectern")
+    key = request.match_info["key"]
+    expires, signature = _signed_params(request)
+    try:
+        upload_id = request.query["uploadId"]
+        number = int(request.query["partNumber"])
+    except (KeyError, ValueError):
+        raise Forbidden("missing or malformed uploadId or partNumber") from None
+    if not store.verify_part_url(key, upload_id, number, expires, signature, now=time.time()):
+        raise Forbidden("invalid or expired URL signature")
+    length = request.content_length
+    if length is None:
+        raise Invalid("a part needs a Content-Length", field="Content-Length")
+    if length > MAX_PART_BYTES:
+        raise Invalid(f"a part holds at most {MAX_PART_BYTES} bytes", field="Content-Length")
+    writer = await store.part_writer(key, upload_id, number)
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+            if writer.size + len(chunk) > length:
+                raise Invalid("the body is longer than its Content-Length", field="Content-Length")
+            await asyncio.to_thread(writer.write, chunk)
+        if writer.size != length:
+            raise Invalid(f"got {writer.size} of {length} bytes", field="Content-Length")
+        part = await asyncio.to_thread(writer.commit)
+    except BaseException:
+        await asyncio.to_thread(writer.discard)
+        raise
+    return web.Response(status=200, headers={"ETag": f'"{part.etag}"'})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/objects/{key:.+}", get_object)
+    app.router.add_put("/objects/{key:.+}", put_part)
