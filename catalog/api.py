@@ -39,6 +39,7 @@ from catalog.auth import (
     settings,
 )
 from catalog.courseware import routes as courseware_routes
+from catalog.courseware import upload_routes
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
@@ -983,7 +984,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
-ROUTES: tuple[Route, ...] = CORE_ROUTES + courseware_routes.ROUTES
+ROUTES: tuple[Route, ...] = CORE_ROUTES + courseware_routes.ROUTES + upload_routes.ROUTES
 
 
 def add_routes(app: web.Application) -> None:
