@@ -40,7 +40,10 @@ def draft(body: Mapping[str, Any]) -> CoursewareDraft:
     return CoursewareDraft(
         title=f.required_text(body, "title", max_len=f.TITLE_MAX),
         category=f.required_choice(body, "category", Category),
-        description=f.text(body, "description", max_len=f.DESCRIPTION_MAX, min_len=0, multiline=True) or "",
+        description=f.text(
+            body, "description", max_len=f.DESCRIPTION_MAX, min_len=0, required=False, multiline=True
+        )
+        or "",
     )
 
 

@@ -44,7 +44,8 @@ QUEUE_STATES = {
 def decision_request(body: Mapping[str, Any]) -> tuple[Decision, str]:
     f.reject_unknown(body, {"decision", "comments"})
     decision = f.required_choice(body, "decision", Decision)
-    comments = f.text(body, "comments", max_len=COMMENTS_MAX, min_len=0, multiline=True) or ""
+    comments = f.text(body, "comments", max_len=COMMENTS_MAX, min_len=0, required=False, multiline=True)
+    comments = comments or ""
     return decision, comments
 
 

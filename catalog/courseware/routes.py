@@ -36,6 +36,7 @@ async def list_mine(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     caller = await current_person(request)
+    authoring.require_expert(caller)  # who calls, before what they sent
     d = authoring.draft(await read_json(request))
     return json_ok(await authoring.create(database(request), caller, d, now()), status=201)
 

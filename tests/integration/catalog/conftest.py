@@ -38,9 +38,10 @@ from catalog.models import (
     Session,
     SessionExpert,
 )
-from infra.appkeys import BUS, READINESS, SETTINGS
+from infra.appkeys import BUS, OBJECTS, READINESS, SETTINGS
 from infra.bus_memory import MemoryBus
 from infra.http import error_middleware
+from infra.objects_local import LocalObjectStore
 from infra.settings import Settings, normalise_database_url
 from tests.helpers import service_env
 
@@ -132,6 +133,10 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[READINESS] = {}
+    # The embedded object store (a test may replace it): slides and uploads are signed URLs of it.
+    app[OBJECTS] = LocalObjectStore(
+        settings.objects_dir, signing_key=settings.secret_key, base_url=settings.base_url
+    )
     app.cleanup_ctx.append(_memory_bus)
     catalog.setup(app)
     return app

@@ -21,6 +21,7 @@ from catalog.domain import CourseStatus, Role
 from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
 from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
 from tests.integration.catalog.conftest import SECRET
+from tests.integration.catalog.courseware_authz import courseware_cases
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -423,6 +424,7 @@ MATRIX: dict[str, Case] = {
     "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
+MATRIX.update(courseware_cases(case))
 
 ANONYMOUS_WRITES_ALLOWED = {
     "POST /api/auth/register",
