@@ -1,5 +1,6 @@
 """The system of record: people, organizations, courses, sessions, attendance, credit (学时)."""
 
+from catalog.courseware.processing import COURSEWARE_MEDIA, CoursewareMedia, MediaRejected, VideoCheck
 from catalog.credit.policies import heartbeat_period_s
 from catalog.db import Database, migrate, migrate_async
 from catalog.domain import MediaPurpose
@@ -9,11 +10,15 @@ from catalog.replays import unlisted_recordings
 from catalog.web import DATABASE, setup
 
 __all__ = [
+    "COURSEWARE_MEDIA",
     "DATABASE",
     "ON_WITHDRAWN",
+    "CoursewareMedia",
     "Database",
     "MediaGrant",
     "MediaPurpose",
+    "MediaRejected",
+    "VideoCheck",
     "WithdrawalHook",
     "check_grant",
     "check_media_grant",

@@ -786,6 +786,8 @@ class CoursewareVersion(Base):
     page_count: Mapped[int | None] = mapped_column(Integer)  # PDFs
     processing: Mapped[str] = mapped_column(String(16))
     check_error: Mapped[str | None] = mapped_column(Text)  # "中文原因 / English reason" when failed
+    # When a processor took it (catalog.courseware.processing): one process works on a version at a time.
+    processing_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     review_state: Mapped[str] = mapped_column(String(16))
     recording_id: Mapped[str | None] = mapped_column(String(64))  # the HLS rendition (recordings.id)
     # The version's own session (catalog.courseware.placement): the rendition's recordings row hangs on it.

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from catalog import api
 from catalog.consumer import consumer_context
+from catalog.courseware.processing import processing_context
 from catalog.db import Database
 from catalog.external import PullContext
 from catalog.keys import DATABASE, EXTERNAL, PLAYBACKS
@@ -42,5 +43,6 @@ def setup(app: web.Application) -> None:
     whose cleanup contexts provide BUS before this one runs)."""
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
     app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context, pull_context])
+    app.cleanup_ctx.append(processing_context)  # courseware checks and renditions (needs the database)
     app[PLAYBACKS] = Playbacks()
     api.add_routes(app)

@@ -1,5 +1,6 @@
-"""The PyAV side of a recording: Opus → AAC once, VP8 → H.264 once, and one fragmenting mp4 muxer per angle
-whose fragments become HLS segments. Everything here runs on the recording's single worker thread."""
+"""The PyAV side of a recording: Opus (or raw PCM from a file) → AAC once, VP8 → H.264 once, and one
+fragmenting mp4 muxer per angle whose fragments become HLS segments. Everything here runs on the
+recording's single worker thread."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class AudioTranscoder:
         self._encoder.open()
         self.next_pts: int | None = None
         self.late_packets = 0
+        self._to_fltp: Any = None
 
     def opus(self, data: bytes, pts: int) -> list[AacPacket]:
         out: list[AacPacket] = []
@@ -107,8 +109,35 @@ class AudioTranscoder:
             out += self._encode(frame, pts)
         return out
 
+    def pcm(self, data: bytes, pts: int) -> list[AacPacket]:
+        """Raw audio (16-bit interleaved stereo at 48 kHz: `pcm_s16le` frames of a file being recorded,
+        recorder.ingest) → AAC, on the same continuous sample clock as Opus."""
+        out: list[AacPacket] = []
+        if self.next_pts is not None:
+            if pts < self.next_pts - AAC_FRAME // 2:
+                self.late_packets += 1
+                return out
+            if pts > self.next_pts + AAC_FRAME:
+                out += self.silence_until(pts)
+        samples = len(data) // 4
+        if samples == 0:
+            return out
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=samples)
+        plane = frame.planes[0]
+        raw = data[: samples * 4]
+        plane.update(raw + bytes(plane.buffer_size - len(raw)))  # the plane may be padded for alignment
+        frame.sample_rate = AUDIO_RATE
+        # The encoder takes one sample format (silence and Opus come as fltp): convert, same rate.
+        if self._to_fltp is None:
+            self._to_fltp = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        for converted in self._to_fltp.resample(frame):
+            out += self._encode(converted, pts)
+        return out
+
     def silence_until(self, pts: int) -> list[AacPacket]:
-        start = self.next_pts if self.next_pts is not None else pts
+        # With no audio yet (no microphone at all, a file without sound) the silence starts at 0: from
+        # `pts` it never started, the muxer waited for audio forever and the angle was one segment.
+        start = self.next_pts if self.next_pts is not None else 0
         out: list[AacPacket] = []
         while start < pts:
             samples = min(960, pts - start)
@@ -136,16 +165,15 @@ class AudioTranscoder:
         return AacPacket(bytes(p), int(p.pts), int(p.duration or AAC_FRAME))
 
 
-class Vp8Transcoder:
-    """VP8 → H.264 (libx264 ultrafast/zerolatency, constrained baseline), once per lecture. IDRs are forced
-    on the segment cadence, so the segmenter never waits for the publisher."""
+class H264Encoder:
+    """Decoded pictures → H.264 (libx264 ultrafast/zerolatency, constrained baseline: no B-frames, so pts
+    is dts), with an IDR forced every `keyframe_interval_s`, so the segmenter never waits for a keyframe.
+    A new picture size opens a new encoder (a new SPS: the angle writer starts a new period)."""
 
     def __init__(self, keyframe_interval_s: float) -> None:
-        self._decoder: Any = av.CodecContext.create("vp8", "r")
         self._encoder: Any = None
         self._interval = round(keyframe_interval_s * VIDEO_RATE)
         self._last_idr: int | None = None
-        self._started = False
 
     def _open(self, width: int, height: int) -> Any:
         enc: Any = av.CodecContext.create("libx264", "w")
@@ -162,6 +190,43 @@ class Vp8Transcoder:
         }
         return enc
 
+    def encode(self, frame: Any, pts: int) -> list[tuple[bytes, int, bool]]:
+        """One yuv420p picture at `pts` (90 kHz) → (Annex-B access unit, pts, keyframe) of what the
+        encoder gives back."""
+        out: list[tuple[bytes, int, bool]] = []
+        if self._encoder is None or (frame.width, frame.height) != (
+            self._encoder.width,
+            self._encoder.height,
+        ):
+            out += self.flush()
+            self._encoder = self._open(frame.width, frame.height)
+            self._last_idr = None
+        frame.pts = pts
+        frame.time_base = Fraction(1, VIDEO_RATE)
+        if self._last_idr is None or pts - self._last_idr >= self._interval:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._last_idr = pts
+        else:
+            frame.pict_type = av.video.frame.PictureType.NONE
+        out += [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in self._encoder.encode(frame)]
+        return out
+
+    def flush(self) -> list[tuple[bytes, int, bool]]:
+        if self._encoder is None:
+            return []
+        out = [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in self._encoder.encode(None)]
+        self._encoder = None
+        return out
+
+
+class Vp8Transcoder:
+    """VP8 → H.264 through `H264Encoder`, once per lecture."""
+
+    def __init__(self, keyframe_interval_s: float) -> None:
+        self._decoder: Any = av.CodecContext.create("vp8", "r")
+        self._h264 = H264Encoder(keyframe_interval_s)
+        self._started = False
+
     def frame(self, data: bytes, pts: int, keyframe: bool) -> list[tuple[bytes, int, bool]]:
         if not self._started and not keyframe:
             return []
@@ -176,29 +241,11 @@ class Vp8Transcoder:
             log.debug("undecodable vp8 frame at pts=%d", pts)
             return out
         for frame in frames:
-            if self._encoder is None or (frame.width, frame.height) != (
-                self._encoder.width,
-                self._encoder.height,
-            ):
-                out += self.flush()
-                self._encoder = self._open(frame.width, frame.height)
-                self._last_idr = None
-            frame.pts = pts
-            frame.time_base = Fraction(1, VIDEO_RATE)
-            if self._last_idr is None or pts - self._last_idr >= self._interval:
-                frame.pict_type = av.video.frame.PictureType.I
-                self._last_idr = pts
-            else:
-                frame.pict_type = av.video.frame.PictureType.NONE
-            out += [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in self._encoder.encode(frame)]
+            out += self._h264.encode(frame, pts)
         return out
 
     def flush(self) -> list[tuple[bytes, int, bool]]:
-        if self._encoder is None:
-            return []
-        out = [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in self._encoder.encode(None)]
-        self._encoder = None
-        return out
+        return self._h264.flush()
 
 
 class AngleWriter:
@@ -425,6 +472,8 @@ class MediaPipeline:
             # Before the transcoder fills a gap in the audio with silence: an angle whose video stopped
             # (with the audio, when the publisher went away) ends its period first.
             ended = [c for w in self._angles.values() for c in w.end_if_gap(pts * VIDEO_RATE // AUDIO_RATE)]
+            if frame.codec == "pcm_s16le":
+                return ended + self._to_angles(self._audio.pcm(frame.data, pts))
             return ended + self._to_angles(self._audio.opus(frame.data, pts))
         if frame.track not in ("camera", "screen"):
             log.debug("ignoring track=%s", frame.track)

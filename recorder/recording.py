@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -80,6 +80,7 @@ class Recorder:
         self._pending: list[EncodedFrame] = []
         self._pending_bytes = 0
         self._frames_ready = asyncio.Event()
+        self._batch_done = asyncio.Event()  # the worker took a batch (what `feed` waits on)
         self._feeder: asyncio.Task[None] | None = None
         self._upload_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -128,19 +129,42 @@ class Recorder:
         self._pending_bytes += len(frame.data)
         self._frames_ready.set()
 
+    async def feed(self, frames: Sequence[EncodedFrame]) -> None:
+        """`push()` with back-pressure, for media that comes faster than real time (a file being recorded,
+        recorder.ingest): first wait until the worker's queue is under half its limit and the spool under
+        half of its own, so that no frame and no segment is ever dropped."""
+        while self._pending_bytes > self._queue_limit_bytes // 2:
+            self._raise_if_feeder_failed()
+            self._batch_done.clear()
+            await self._batch_done.wait()
+        if self._spool.pending_bytes > self._spool.limit_bytes // 2:
+            await self._uploader.wait_idle()
+        self._raise_if_feeder_failed()
+        for frame in frames:
+            self.push(frame)
+
+    def _raise_if_feeder_failed(self) -> None:
+        if self._feeder is not None and self._feeder.done():
+            self._feeder.result()  # its exception, if it has one
+            raise RuntimeError("the recorder no longer takes frames")
+
     async def _feed(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._pipeline is not None
-        while not (self._closing and not self._pending):
-            await self._frames_ready.wait()
-            self._frames_ready.clear()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                closed = await loop.run_in_executor(self._executor, self._pipeline.process, batch)
-                self._pending_bytes -= sum(len(f.data) for f in batch)
-                if self._pending_bytes < self._queue_limit_bytes // 2:
-                    self._queue_full_warned = False
-                await self._accept(closed)
+        try:
+            while not (self._closing and not self._pending):
+                await self._frames_ready.wait()
+                self._frames_ready.clear()
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    closed = await loop.run_in_executor(self._executor, self._pipeline.process, batch)
+                    self._pending_bytes -= sum(len(f.data) for f in batch)
+                    if self._pending_bytes < self._queue_limit_bytes // 2:
+                        self._queue_full_warned = False
+                    self._batch_done.set()
+                    await self._accept(closed)
+        finally:
+            self._batch_done.set()  # a `feed` waiting on a worker that stopped wakes and sees why
 
     async def _accept(self, closed: list[ClosedSegment]) -> None:
         if not closed:

@@ -21,6 +21,7 @@ from infra.settings import Settings
 from infra.text import for_log
 from streaming import (
     channel,
+    courseware_media,
     health,
     hls_evidence,
     hls_routes,
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
     security_headers.install(app, settings.trusted_proxies)
     app.cleanup_ctx.extend([_objects, _bus])
     catalog.setup(app)
+    courseware_media.setup(app)  # the catalog's courseware checks and renditions, on the recorder
     app.cleanup_ctx.append(_outbox)  # after the catalog's consumer, so it is flushed before that stops
     metrics.install(app)
     health.add_routes(app)

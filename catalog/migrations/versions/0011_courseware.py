@@ -78,6 +78,8 @@ def upgrade() -> None:
         sa.Column("page_count", sa.Integer(), nullable=True),
         sa.Column("processing", sa.String(length=16), nullable=False),
         sa.Column("check_error", sa.Text(), nullable=True),
+        # When a processor took the version (catalog.courseware.processing): one process works on it.
+        sa.Column("processing_claimed_at", AT, nullable=True),
         sa.Column("review_state", sa.String(length=16), nullable=False),
         sa.Column("recording_id", sa.String(length=64), nullable=True),
         # The version's own session: its rendition's keys (hls/{session_id}/...) and media cookie are
