@@ -23,6 +23,8 @@ PAGES: dict[str, str] = {
     r"/courses/{course_id:\d+}": "course.html",
     "/me": "me.html",
     "/teach": "teach.html",
+    "/teach/courseware": "teach-courseware.html",
+    "/review/courseware": "review-courseware.html",
     "/provider": "provider.html",
     "/me/credits": "credits.html",
     "/admin/credit-policy": "policy.html",

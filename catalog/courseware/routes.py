@@ -11,7 +11,7 @@ from aiohttp import web
 
 from catalog import fields as f
 from catalog.auth import current_person, database, now
-from catalog.courseware import authoring, review, slides
+from catalog.courseware import authoring, processing, review, slides
 from catalog.courseware.rules import COMMENTS_MAX, Decision
 from catalog.domain import Category
 from catalog.routing import Route
@@ -59,6 +59,7 @@ async def add_version(request: web.Request) -> web.Response:
     view = await authoring.add_version(
         database(request), caller, _id(request, "courseware_id"), upload, slides_upload, now()
     )
+    processing.wake(request.app)  # check and render it now, where a processor runs
     return json_ok(view, status=201)
 
 

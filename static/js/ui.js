@@ -259,8 +259,8 @@ export function hasRole(me, role) {
 }
 
 /**
- * Where a person starts after logging in: the home of their main role. Roles whose pages do not exist
- * yet (employer, bureau, reviewer, admin) start on the landing page, which says what there is for them.
+ * Where a person starts after logging in: the home of their main role (a reviewer: 课件审核). Roles whose
+ * pages do not exist yet (employer, bureau, admin) start on the landing page, which says what there is.
  * @param {any} me
  * @returns {string}
  */
@@ -268,6 +268,7 @@ export function homeOf(me) {
   if (hasRole(me, "expert")) return "/teach";
   if (hasRole(me, "provider_admin")) return "/provider";
   if (hasRole(me, "learner")) return "/me";
+  if (hasRole(me, "reviewer")) return "/review/courseware";
   return "/";
 }
 
@@ -316,6 +317,8 @@ function renderNav(me) {
   if (me && hasRole(me, "learner")) links.push(h("a", { href: "/me/credits" }, ["我的学时"]));
   if (me) {
     if (hasRole(me, "expert")) links.push(h("a", { href: "/teach" }, ["我的授课"]));
+    if (hasRole(me, "expert")) links.push(h("a", { href: "/teach/courseware" }, ["我的课件"]));
+    if (hasRole(me, "reviewer")) links.push(h("a", { href: "/review/courseware" }, ["课件审核"]));
     if (hasRole(me, "provider_admin")) links.push(h("a", { href: "/provider" }, ["机构后台"]));
     if (["provider_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/review" }, ["待核查"]));
     if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));

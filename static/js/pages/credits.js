@@ -46,6 +46,8 @@ function entryLine(e) {
   facts.push(h("strong", {}, [`${Number(e.xueshi)} 学时`]));
   facts.push(h("span", { class: `badge status-${e.status}` }, [STATUS[e.status] || e.status]));
   facts.push(h("span", {}, [`规则 v${e.policy_version}`]));
+  // Credit earned from shared courseware whose approval the association later revoked: kept, marked.
+  if (e.courseware_revoked) facts.push(h("span", { class: "badge courseware-revoked" }, ["课件审核已撤销（学时保留）"]));
   return h("div", { class: "meta entry", "data-entry": String(e.id) }, facts);
 }
 

@@ -11,7 +11,7 @@ const HOMES = /** @type {Record<string, [string, string] | string>} */ ({
   expert: ["/teach", "我的授课：您主讲的课次与讲师直播间"],
   provider_admin: ["/provider", "机构后台：开设课程、安排课次与专家"],
   employer_admin: "单位管理页面（为职工报名、审核学时）尚未开放。",
-  reviewer: "继教协会的审核页面尚未开放。",
+  reviewer: ["/review/courseware", "课件审核：专家上传的共享课件，审核通过后向全体学员开放"],
   bureau: ["/review", "待核查：各机构学时证据的异常标记（学时规则可查看）"],
   admin: ["/admin/credit-policy", "学时规则：计算学时的规则版本（待核查见导航）"],
 });
