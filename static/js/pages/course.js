@@ -123,6 +123,7 @@ enrollBtn.addEventListener("click", async () => {
   const done = busy(enrollBtn, "正在报名…");
   try {
     await api("POST", `/api/courses/${courseId}/enroll`, {});
+    await load(); // enrolled, the course's replays open (their links appear)
     showEnrolled(true);
     say("报名成功，可在“我的学习”中查看。", "ok");
     $("#message").append(" ", h("a", { href: "/me" }, ["去我的学习"]));
