@@ -170,7 +170,7 @@ osd_objectstore = memstore
 # go out with a zero fsid ("wrong fsid", the OSD exits); the script places the OSD in the map instead.
 osd_crush_update_on_start = false
 osd_class_update_on_start = false
-memstore_device_bytes = 2147483648
+memstore_device_bytes = 4294967296
 run_dir = $cdir/run
 admin_socket = $cdir/run/\$name.asok
 log_file = $cdir/log/\$name.log
