@@ -58,26 +58,38 @@ def came_over_tls(request: web.BaseRequest, trusted: Sequence[client_address.Net
     return proto.strip().lower() == "https"
 
 
-def headers_for(status: int, content_type: str, tls: bool) -> dict[str, str]:
+def page_csp(connect_origins: Sequence[str] = ()) -> str:
+    """PAGE_CSP, with `connect_origins` (the S3 server courseware parts are PUT to, when it is another
+    origin than ours: docs/courseware.md) allowed in connect-src."""
+    if not connect_origins:
+        return PAGE_CSP
+    return PAGE_CSP.replace("connect-src 'self'", " ".join(("connect-src 'self'", *connect_origins)))
+
+
+def headers_for(
+    status: int, content_type: str, tls: bool, connect_origins: Sequence[str] = ()
+) -> dict[str, str]:
     """The security headers of one answer. A 304 gets the page policy: it has no content type, and the
     browser replaces the headers stored with its cached copy, which may be a page, by the 304's."""
     headers = dict(COMMON)
     page = content_type == "text/html" or status == 304
-    headers["Content-Security-Policy"] = PAGE_CSP if page else OTHER_CSP
+    headers["Content-Security-Policy"] = page_csp(connect_origins) if page else OTHER_CSP
     if tls:
         headers["Strict-Transport-Security"] = HSTS
     return headers
 
 
-def install(app: web.Application, trusted_proxies: tuple[str, ...]) -> None:
+def install(
+    app: web.Application, trusted_proxies: tuple[str, ...], connect_origins: Sequence[str] = ()
+) -> None:
     """Add the headers to every answer of `app`; a header a handler set itself is kept (none do today),
-    except Server, which never names the framework and its version."""
+    except Server, which never names the framework and its version. `connect_origins`: see page_csp."""
 
     trusted = client_address.parse_networks(trusted_proxies)  # checked by Settings already
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         tls = came_over_tls(request, trusted)
-        for name, value in headers_for(response.status, response.content_type, tls).items():
+        for name, value in headers_for(response.status, response.content_type, tls, connect_origins).items():
             response.headers.setdefault(name, value)
         response.headers["Server"] = SERVER
 

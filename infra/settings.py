@@ -88,6 +88,15 @@ class Settings:
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    @property
+    def s3_browser_origin(self) -> str:
+        """The origin browsers send courseware parts to with S3 (scheme://host[:port]); "" without S3."""
+        if not self.uses_s3:
+            return ""
+        if self.s3_public_url:
+            return self.s3_public_url.rstrip("/")
+        return f"{'https' if self.s3_secure else 'http'}://{self.s3_endpoint}"
+
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict fit for a log line: secrets and passwords in URLs are masked."""
         out: dict[str, Any] = {}

@@ -112,7 +112,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[READINESS] = {}
-    security_headers.install(app, settings.trusted_proxies)
+    # Pages may PUT courseware parts to the S3 server when browsers reach it at another origin.
+    uploads = (settings.s3_browser_origin,) if settings.s3_browser_origin else ()
+    security_headers.install(app, settings.trusted_proxies, uploads)
     app.cleanup_ctx.extend([_objects, _bus])
     catalog.setup(app)
     courseware_media.setup(app)  # the catalog's courseware checks and renditions, on the recorder
