@@ -300,8 +300,9 @@ class Processor:
             return None
         try:
             await process(self._ctx, version_id)
-        except StoreUnavailable:
-            # Not the file's fault: released, and taken again once the store answers.
+        except (StoreUnavailable, asyncio.CancelledError):
+            # Not the file's fault (the store is down, the server is stopping): released, so that it is
+            # taken again once the store answers, or at the next start, not only after the lease.
             await _set(self._ctx.db, version_id, processing_claimed_at=None)
             raise
         return version_id
@@ -327,6 +328,15 @@ class Processor:
 PROCESSOR: web.AppKey[Processor] = web.AppKey("courseware_processor", Processor)
 
 
+def context_of(app: web.Application) -> Context | None:
+    """The processing context of a started app (its database, object store and courseware media), or
+    None where no media are provided (then nothing can be checked or rendered)."""
+    media, store = app.get(COURSEWARE_MEDIA), app.get(OBJECTS)
+    if media is None or store is None or DATABASE not in app:
+        return None
+    return Context(app[DATABASE], store, media)
+
+
 def wake(app: web.Application) -> None:
     """Look for versions to process now (after a version was added), where a processor runs."""
     processor = app.get(PROCESSOR)
@@ -337,12 +347,11 @@ def wake(app: web.Application) -> None:
 async def processing_context(app: web.Application) -> AsyncIterator[None]:
     """The processor, where the composition root provides COURSEWARE_MEDIA (the full app; a catalog on its
     own processes nothing)."""
-    media = app.get(COURSEWARE_MEDIA)
-    store = app.get(OBJECTS)
-    if media is None or store is None:
+    ctx = context_of(app)
+    if ctx is None:
         yield
         return
-    processor = Processor(Context(app[DATABASE], store, media))
+    processor = Processor(ctx)
     app[PROCESSOR] = processor
     processor.start()
     yield
