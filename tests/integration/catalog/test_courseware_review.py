@@ -326,6 +326,16 @@ async def test_a_revocation_takes_the_course_out_of_the_catalog_and_marks_the_cr
     assert shown["courseware_version"] == 1
     assert course["pending_xueshi"] == "2.00"
 
+    # A new version approved later publishes the same course again, with the new version only.
+    v2, s2, rec2 = await ready_version(client, world, cw["id"])
+    await approved(client, world, v2)
+    shown_again = await (await _course(client, world, course_id)).json()
+    assert shown_again["status"] == "published"
+    assert [s["id"] for s in shown_again["sessions"]] == [s2]
+    assert (await client.get(f"/api/replays/{rec2}", headers=_headers(world, "learner"))).status == 200
+    assert (await client.get(f"/api/replays/{rec}", headers=_headers(world, "learner"))).status == 403
+    assert (await _version(world, version_id)).review_state == "revoked"
+
 
 # -- R27: replay credit only while the version was approved --------------------------------------------
 
