@@ -22,6 +22,7 @@ from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
 from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
 from tests.integration.catalog.conftest import SECRET
 from tests.integration.catalog.courseware_authz import courseware_cases
+from tests.integration.catalog.upload_authz import upload_cases
 
 if TYPE_CHECKING:
     from tests.integration.catalog.conftest import World
@@ -425,6 +426,7 @@ MATRIX: dict[str, Case] = {
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 MATRIX.update(courseware_cases(case))
+MATRIX.update(upload_cases(case))
 
 ANONYMOUS_WRITES_ALLOWED = {
     "POST /api/auth/register",
