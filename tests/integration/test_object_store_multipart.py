@@ -4,8 +4,8 @@ the app's signed /objects URLs) and S3 (radosgw: presigned part URLs), so both b
 from __future__ import annotations
 
 import asyncio
-import io
 import hashlib
+import io
 from typing import cast
 
 import aiohttp
