@@ -76,6 +76,7 @@ class SessionDraft:
     external_platform: ExternalPlatform
     external_ids: dict[str, str]
     expert_ids: list[int]  # may be empty for a draft course; see catalog.courses.add_session
+    location: str | None = None  # where an offline session is held (required for kind offline)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,9 @@ _SESSION_FIELDS = {
     "actual_end",
     "external_platform",
     "external_ids",
+    "location",
 }
+LOCATION_MAX = 200
 
 
 def session_draft(body: Mapping[str, Any], now: datetime) -> SessionDraft:
@@ -212,8 +215,10 @@ def session_draft(body: Mapping[str, Any], now: datetime) -> SessionDraft:
         external_platform=changes.get("external_platform", ExternalPlatform.NONE),
         external_ids=changes.get("external_ids", {}),
         expert_ids=f.id_list(body, "expert_ids", max_items=EXPERTS_MAX) if "expert_ids" in body else [],
+        location=changes.get("location"),
     )
     check_platform(draft.kind, draft.external_platform)
+    check_location(draft.kind, draft.location)
     return draft
 
 
@@ -254,6 +259,8 @@ def session_changes(body: Mapping[str, Any], now: datetime, *, creating: bool = 
         out["external_platform"] = f.required_choice(body, "external_platform", ExternalPlatform)
     if "external_ids" in body:
         out["external_ids"] = f.json_object(body, "external_ids") or {}
+    if "location" in body:
+        out["location"] = f.text(body, "location", max_len=LOCATION_MAX, required=False) or None
     return out
 
 
@@ -273,6 +280,12 @@ def check_platform(kind: SessionKind, platform: ExternalPlatform) -> None:
             "external sessions need an external_platform, other kinds must use none",
             field="external_platform",
         )
+
+
+def check_location(kind: SessionKind, location: str | None) -> None:
+    """An offline session is held somewhere: its learners are told where, and sign in there."""
+    if kind == SessionKind.OFFLINE and not location:
+        raise Invalid("an offline session needs a location", field="location")
 
 
 def expert_ids(body: Mapping[str, Any]) -> list[int]:

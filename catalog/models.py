@@ -223,6 +223,7 @@ class Session(Base):
     actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     external_platform: Mapped[str] = mapped_column(String(16), default="none")
     external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    location: Mapped[str | None] = mapped_column(String(200))  # where an offline session is held (0011)
 
     course: Mapped[Course] = relationship(back_populates="sessions", lazy="raise")
     experts: Mapped[list[SessionExpert]] = relationship(lazy="raise", order_by="SessionExpert.person_id")
@@ -729,3 +730,58 @@ class Certificate(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[int | None] = mapped_column(IdType)
     replaced_by_id: Mapped[int | None] = mapped_column(IdType)
+
+
+# --- offline training (线下培训): migration 0011_offline -------------------------------------------------
+
+
+class OfflineAttendance(Base):
+    """One sign-in at an offline session's venue, closed by its sign-out (catalog.offline). The instants
+    are the server's; a staff correction (missed sign-out, wrong time) overwrites them, says who, when
+    and why, and leaves the times it replaced in the audit log. A person holds at most one open sign-in
+    across all sessions (the partial unique index): nobody is at two venues at once."""
+
+    __tablename__ = "offline_attendance"
+    __table_args__ = (
+        Index("ix_offline_attendance_session_person", "session_id", "person_id"),
+        Index(
+            "uq_offline_attendance_open_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text("signed_out_at IS NULL"),
+            postgresql_where=text("signed_out_at IS NULL"),
+        ),
+        CheckConstraint("signed_out_at IS NULL OR signed_out_at > signed_in_at", name="order"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    # Evidence outlives the session and the person: plain ids, no foreign keys.
+    session_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType)
+    signed_in_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    in_code_slot: Mapped[int] = mapped_column(BigInteger)  # the signed code's slot (its issue instant, s)
+    out_code_slot: Mapped[int | None] = mapped_column(BigInteger)
+    sign_in_ip: Mapped[str] = mapped_column(String(64), default="")
+    sign_in_user_agent: Mapped[str] = mapped_column(String(512), default="")
+    sign_out_ip: Mapped[str | None] = mapped_column(String(64))
+    sign_out_user_agent: Mapped[str | None] = mapped_column(String(512))
+    corrected_by: Mapped[int | None] = mapped_column(IdType)
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    corrected_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OfflineCodeUse(Base):
+    """A venue code a person has used: one act (sign in or sign out) per code and person, so a replayed
+    code is refused."""
+
+    __tablename__ = "offline_code_uses"
+    __table_args__ = (CheckConstraint("action IN ('sign_in', 'sign_out')", name="action"),)
+
+    session_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    code_slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -79,6 +79,12 @@ _SESSION_PROPS: dict[str, Any] = {
     "scheduled_end": INSTANT,
     "external_platform": _enum(ExternalPlatform),
     "external_ids": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
+    "location": {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": 200,
+        "description": "where an offline session is held (required for kind offline)",
+    },
 }
 SESSION_CREATE = _obj(_SESSION_PROPS, ("title", "kind", "scheduled_start", "scheduled_end"))
 # actual_start/actual_end are the server's own times: a correction is POST .../time-corrections (fraud 17).

@@ -186,7 +186,8 @@ async def settle_due(
     evidence_through: datetime | None = None,
 ) -> Report:
     """Settle every session that ended at least 2 × heartbeat period before `now` and was not settled yet,
-    then sweep recently played replays. What the background task calls; tests call it directly.
+    then sweep recently played replays, external meetings and offline training sessions
+    (catalog.offline.settlement). What the background task calls; tests call it directly.
 
     `evidence_through`: the time up to which the catalog has stored every evidence event (the task asks
     the bus for the consumer's oldest unacknowledged event): a session is settled only once its end plus
@@ -202,6 +203,10 @@ async def settle_due(
             report.add(await settle_session(db, session_id, now, policy=pol))
     report.add(await sweep_replays(db, now, policy=pol))
     report.add(await settle_external_due(db, now, policy=pol))
+    # Offline training (issue 15) builds on this module's rules, so it is imported here, not at the top.
+    from catalog.offline.settlement import settle_offline_due
+
+    report.add(await settle_offline_due(db, now, policy=pol))
     return report
 
 

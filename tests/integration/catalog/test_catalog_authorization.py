@@ -17,8 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from catalog.credit.policy import CreditPolicy
 from catalog.domain import CourseStatus, Role
-from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
+from catalog.models import ExternalImportBatch, ExternalRecordRow, OfflineAttendance, Session, SessionExpert
+from catalog.offline import rules as offline_rules
 from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
 from tests.integration.catalog.conftest import SECRET
 
@@ -260,6 +262,50 @@ async def _my_account(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return "/api/me/external-accounts/tencent", {"external_user_id": f"user-{role}"}
 
 
+async def _offline_session(w: World, _role: str) -> int:
+    """An offline session of the seeded course, running now, taught by the seeded expert."""
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    async with w.db.sessions.begin() as s:
+        ss = Session(
+            course_id=w.course_id, title="现场培训", kind="offline", scheduled_start=start,
+            scheduled_end=start + timedelta(hours=2), external_platform="none", external_ids={},
+            location="青岛市市南区培训教室",
+        )  # fmt: skip
+        s.add(ss)
+        await s.flush()
+        s.add(SessionExpert(session_id=ss.id, person_id=w.actors["expert"].person_id))
+        return ss.id
+
+
+def _offline(path: str) -> Build:
+    async def build(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+        return path.format(s=await _offline_session(w, role)), None
+
+    return build
+
+
+async def _checkin(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    # The venue's current code: the enrolled learner signs in, everyone else is not enrolled.
+    session = await _offline_session(w, role)
+    code = offline_rules.issue(SECRET, session, datetime.now(UTC), CreditPolicy()).text
+    return f"/api/sessions/{session}/checkin", {"action": "sign_in", "code": code}
+
+
+async def _offline_correction(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    session = await _offline_session(w, role)
+    now = datetime.now(UTC)
+    async with w.db.sessions.begin() as s:
+        row = OfflineAttendance(
+            session_id=session, person_id=w.actors["learner"].person_id,
+            signed_in_at=now - timedelta(minutes=9), signed_out_at=now - timedelta(minutes=8),
+            in_code_slot=0, out_code_slot=30, created_at=now, updated_at=now,
+        )  # fmt: skip
+        s.add(row)
+        await s.flush()
+    body = {"signed_out_at": (now - timedelta(minutes=1)).isoformat(), "reason": "核对签到表后更正"}
+    return f"/api/offline-attendance/{row.id}/corrections", body
+
+
 TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
 
 MANAGERS = {"provider_admin": 200, "admin": 200}
@@ -422,6 +468,24 @@ MATRIX: dict[str, Case] = {
     "GET /api/me/external-accounts": case(200, fixed("/api/me/external-accounts"), anonymous=401),
     "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
+    # Offline training: the venue's code for its staff (the provider's administrators, the session's
+    # experts); sign-in for enrolled learners; corrections by the provider's administrators.
+    "GET /api/sessions/{session_id}/venue/code": case(
+        403, _offline("/api/sessions/{s}/venue/code"), anonymous=401, expert=200, **MANAGERS
+    ),
+    "GET /api/sessions/{session_id}/offline-attendance": case(
+        403,
+        _offline("/api/sessions/{s}/offline-attendance"),
+        anonymous=401,
+        expert=200,
+        bureau=200,
+        **MANAGERS,
+    ),
+    "GET /api/sessions/{session_id}/checkin": case(200, _offline("/api/sessions/{s}/checkin"), anonymous=401),
+    "POST /api/sessions/{session_id}/checkin": case(403, _checkin, anonymous=401, learner=201),
+    "POST /api/offline-attendance/{attendance_id}/corrections": case(
+        403, _offline_correction, anonymous=401, **MANAGERS
+    ),
 }
 
 ANONYMOUS_WRITES_ALLOWED = {
