@@ -9,7 +9,7 @@ import { $, CATEGORY, duration, h, requireLogin, sayError, when } from "../ui.js
 /** @type {Record<string, string>} */
 const STATUS = { pending: "待审核", registered: "已认定", rejected: "未认定" };
 /** @type {Record<string, string>} */
-const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", external: "腾讯会议/钉钉", reversal: "更正" };
+const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", external: "腾讯会议/钉钉", offline: "线下培训", reversal: "更正" };
 
 /**
  * One progress bar: registered credit against the requirement, pending beside it.
@@ -40,7 +40,7 @@ function bar(label, registered, pending, required, key) {
 /** @param {any} e an entry of GET /api/me/credits */
 function entryLine(e) {
   const facts = [h("span", {}, [e.session_title || "课程回放"]), h("span", {}, [KIND[e.kind] || e.kind])];
-  if (e.present_s != null) facts.push(h("span", {}, [`在线 ${duration(e.present_s)}`]));
+  if (e.present_s != null) facts.push(h("span", {}, [`${e.kind === "offline" ? "在场" : "在线"} ${duration(e.present_s)}`]));
   if (e.coverage != null) facts.push(h("span", {}, [`回放覆盖 ${Math.round(e.coverage * 100)}%`]));
   if (e.checks_total) facts.push(h("span", {}, [`签到 ${e.checks_answered}/${e.checks_total}`]));
   facts.push(h("strong", {}, [`${Number(e.xueshi)} 学时`]));
