@@ -183,6 +183,11 @@ async def test_a_learner_signs_in_and_out_on_a_phone_by_scanning_the_venue_code_
         await snap(mobile, "offline-checkin-signed-out")
         await expect(page.locator("#present")).to_have_text("0", timeout=15_000)
         await expect(page.locator("#total")).to_have_text("1")
+        await page.goto(f"{server.url}/venue/{sid}/records")  # the staff's list, where corrections are made
+        row = page.locator("#rows tr[data-attendance]")
+        await expect(row).to_have_count(1)
+        await expect(row).to_contain_text("吴磊")
+        await expect(row).to_contain_text("已签退")
 
         # The session ends (the provider records it), settlement runs, 我的学时 shows the credit.
         state = await learner.call("GET", f"/api/sessions/{sid}/checkin")
