@@ -6,7 +6,9 @@ off the screen (a screenshot decoded with zxing-cpp), and the learner's phone (3
 encodes: not logged in yet, the phone goes to the login page and comes back to the same URL, code and
 all, and signs in with one tap. The display counts the learner. With the next code on the screen the
 learner signs out and sees both times. The provider records that the session ended (an audited time
-correction), settlement runs, and 我的学时 shows the pending 线下培训 entry of the interval's 学时.
+correction), settlement runs, and 我的学时 shows the pending 线下培训 entry of the interval's 学时. Then
+the administrator corrects the sign-out on 签到记录 with a reason, and 我的学时 shows the credit settled
+again.
 
 A short policy keeps it quick: a new code every 5 s, valid 30 s; 1 学时 per minute, to 0.1.
 """
@@ -20,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -52,6 +55,7 @@ PHONE = {
     "is_mobile": True,
     "has_touch": True,
 }
+BEIJING = ZoneInfo("Asia/Shanghai")
 SIGNED_IN_AT_LEAST_S = 12  # before signing out: long enough for a 学时 figure above zero
 
 
@@ -222,6 +226,27 @@ async def test_a_learner_signs_in_and_out_on_a_phone_by_scanning_the_venue_code_
         await expect(entry).to_contain_text(f"{expected.normalize():f} 学时")
         await expect(entry).to_contain_text("待审核")
         await snap(credits, "offline-credits")
+
+        # A wrong time: on 签到记录 the provider's administrator corrects the sign-out, with a reason; the
+        # credit is settled again at once (the first entry reversed, a new one for the corrected interval).
+        corrected = (signed[0] + timedelta(seconds=7)).astimezone(BEIJING).replace(microsecond=0)
+        expected_now = (Decimal(repr((corrected - signed[0]).total_seconds())) / 60).quantize(
+            Decimal("0.1"), rounding=ROUND_FLOOR
+        )
+        assert expected_now < expected
+        await page.goto(f"{server.url}/venue/{sid}/records")
+        row = page.locator("#rows tr[data-attendance]")
+        await row.locator("summary").click()
+        await row.get_by_label("签退时间（北京时间）").fill(corrected.strftime("%Y-%m-%dT%H:%M:%S"))
+        await row.get_by_label("原因").fill("核对签到表：学员提前离场")
+        await row.get_by_role("button", name="保存更正").click()
+        await expect(page.locator("#message")).to_contain_text("学时已重新结算")
+        await expect(row).to_contain_text("已更正：核对签到表：学员提前离场")
+        await snap(page, "offline-records")
+        await credits.goto(f"{server.url}/me/credits")
+        course_item = credits.locator("#courses li", has_text=OFFLINE_COURSE)
+        await expect(course_item.locator(".entry")).to_have_count(3)  # credited, reversed, credited anew
+        await expect(course_item).to_contain_text(f"待审核 {expected_now.normalize():f} 学时")
     finally:
         for person in (admin, staff, learner):
             await person.http.close()
