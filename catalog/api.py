@@ -41,6 +41,8 @@ from catalog.auth import (
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
+from catalog.mentorship import routes as mentorship_routes
+from catalog.plans import routes as plan_routes
 from catalog.routing import CHECK, COURSE, FLAG, ORG, PLATFORM, PLAYBACK_CLIENT, RECORDING, SESSION, Route
 from infra import media_access
 from infra.http import json_ok, read_json, read_upload
@@ -982,7 +984,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
-ROUTES: tuple[Route, ...] = CORE_ROUTES
+ROUTES: tuple[Route, ...] = CORE_ROUTES + mentorship_routes.ROUTES + plan_routes.ROUTES
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,7 +6,7 @@ which has no time zones. Relationships are `lazy="raise"`: queries say what they
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -33,6 +34,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from catalog import domain
+from catalog.mentorship.rules import MentorshipStatus
+from catalog.plans.figures import PlanStatus
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -261,6 +264,8 @@ class Enrollment(Base):
     status: Mapped[str] = mapped_column(String(16))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The annual training plan item an employer enrolled this person from (migration 0011_programme).
+    plan_item_id: Mapped[int | None] = mapped_column(IdType, index=True)
 
 
 class Recording(Base):
@@ -480,7 +485,8 @@ class CreditEntry(Base):
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     person_id: Mapped[int] = mapped_column(IdType)
-    course_id: Mapped[int] = mapped_column(IdType, index=True)
+    # None for credit that belongs to no course: a mentorship's fixed award (migration 0011_programme).
+    course_id: Mapped[int | None] = mapped_column(IdType, index=True)
     session_id: Mapped[int | None] = mapped_column(IdType)
     credit_year: Mapped[int] = mapped_column(Integer)
     credit_day: Mapped[str] = mapped_column(String(10))  # Beijing date (YYYY-MM-DD) the 学时 count on
@@ -729,3 +735,101 @@ class Certificate(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[int | None] = mapped_column(IdType)
     replaced_by_id: Mapped[int | None] = mapped_column(IdType)
+
+
+# --- the programme (mentorship, employers' annual training plans): migration 0011_programme -------------
+
+
+class Mentorship(Base):
+    """A 师承带徒 agreement for one year (R26): proposed by one side, confirmed by the other (both times
+    kept), completed by the mentor's summary and the mentee's confirmation, which posts the award."""
+
+    __tablename__ = "mentorships"
+    __table_args__ = (
+        one_of("status", MentorshipStatus, "status"),
+        CheckConstraint("mentor_person_id <> mentee_person_id", name="not_self"),
+        CheckConstraint("start_date <= end_date", name="period"),
+        # One agreement in force (not cancelled) per mentor, mentee and year.
+        Index(
+            "uq_mentorships_pair_year",
+            "mentor_person_id",
+            "mentee_person_id",
+            "year",
+            unique=True,
+            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
+        Index("ix_mentorships_mentor_year", "mentor_person_id", "year"),
+        Index("ix_mentorships_mentee_year", "mentee_person_id", "year"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    mentor_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"))
+    mentee_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"))
+    year: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[int] = mapped_column(IdType)
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    mentor_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mentee_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completion_summary: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mentee_completion_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    credit_entry_id: Mapped[int | None] = mapped_column(IdType)
+
+
+class TrainingPlan(Base):
+    """An employer's annual training plan: drafted, then published (items may still be added, nothing
+    changed or removed); one per employer and year."""
+
+    __tablename__ = "training_plans"
+    __table_args__ = (
+        one_of("status", PlanStatus, "status"),
+        UniqueConstraint("employer_org_id", "year", name="uq_training_plans_employer_org_id_year"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    employer_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"))
+    year: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TrainingPlanItem(Base):
+    """One line of a plan: a course or a category (公需/专业), a target in 学时 per targeted person."""
+
+    __tablename__ = "training_plan_items"
+    __table_args__ = (
+        CheckConstraint("(course_id IS NULL) <> (category IS NULL)", name="course_or_category"),
+        CheckConstraint("category IS NULL OR category IN ('public', 'professional')", name="category"),
+        CheckConstraint("target_xueshi > 0", name="target"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("training_plans.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    category: Mapped[str | None] = mapped_column(String(16))
+    target_xueshi: Mapped[Decimal] = mapped_column(CreditHours())
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrainingPlanTarget(Base):
+    """A person (the employer's own staff) an item targets."""
+
+    __tablename__ = "training_plan_targets"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("training_plan_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("persons.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )

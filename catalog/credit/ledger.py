@@ -68,7 +68,7 @@ async def reverse(db: Database, entry_id: int, actor: int | None, reason: str, n
                 raise Invalid("a reversal cannot be reversed", field="entry_id")
             if await s.scalar(select(CreditEntry.id).where(CreditEntry.reversal_of_id == entry_id)):
                 raise Conflict(f"credit entry {entry_id} is already reversed", field="entry_id")
-            by_day = original.evidence.get("credited_by_day") or {original.credit_day: str(original.xueshi)}
+            by_day = _credited_by_day(original)
             reversal = append(
                 s,
                 CreditEntry(
@@ -149,12 +149,18 @@ def net_xueshi(
     return total
 
 
+def _credited_by_day(e: CreditEntry) -> dict[str, Any]:
+    """An entry's 学时 per Beijing day: its evidence's `credited_by_day`, else all on its `credit_day`. An
+    empty `credited_by_day` is a credit holding no time on any day (a mentorship's fixed award)."""
+    days = e.evidence.get("credited_by_day")
+    return {e.credit_day: str(e.xueshi)} if days is None else dict(days)
+
+
 def by_day(entries: Iterable[CreditEntry]) -> dict[date, Decimal]:
     """Credited 学时 per Beijing day across the entries (R6), reversals subtracting."""
     out: dict[date, Decimal] = defaultdict(Decimal)
     for e in entries:
-        days: dict[str, Any] = e.evidence.get("credited_by_day") or {e.credit_day: str(e.xueshi)}
-        for day, amount in days.items():
+        for day, amount in _credited_by_day(e).items():
             out[date.fromisoformat(day)] += Decimal(str(amount))
     return dict(out)
 

@@ -85,6 +85,9 @@ def _entry_view(e: CreditEntry, session_title: str | None) -> dict[str, Any]:
     }
 
 
+# Credit of no course (catalog.mentorship's fixed award) is listed as one group under this title.
+NO_COURSE_TITLE = "师承带徒"
+
 # -- 我的学时 -------------------------------------------------------------------------------------------
 
 
@@ -102,7 +105,8 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         rows = (
             await s.execute(
                 select(CreditEntry, Course.title, Course.credit_hours, Session.title)
-                .join(Course, Course.id == CreditEntry.course_id)
+                # Outer: credit of no course (a mentorship's award) is listed too, as its own group.
+                .outerjoin(Course, Course.id == CreditEntry.course_id)
                 .outerjoin(Session, Session.id == CreditEntry.session_id)
                 .where(CreditEntry.person_id == caller.person_id, CreditEntry.credit_year == year)
                 .order_by(CreditEntry.computed_at, CreditEntry.id)
@@ -111,15 +115,15 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         waiting = await _uncredited(s, caller.person_id, year, policy, now, {r[0].session_id for r in rows})
         versions = {v: await by_version(s, v) for v in {r[0].policy_version for r in rows}}
     summary = engine.annual_summary([(e.category, e.status, e.xueshi) for e, *_ in rows], policy)
-    courses: dict[int, dict[str, Any]] = {}
+    courses: dict[int | None, dict[str, Any]] = {}
     for e, course_title, credit_hours, session_title in rows:
         c = courses.setdefault(
             e.course_id,
             {
                 "course_id": e.course_id,
-                "title": course_title,
+                "title": course_title if e.course_id is not None else NO_COURSE_TITLE,
                 "category": e.category,
-                "credit_hours": str(credit_hours),
+                "credit_hours": str(credit_hours) if credit_hours is not None else None,
                 "pending_xueshi": Decimal(0),
                 "registered_xueshi": Decimal(0),
                 "entries": [],
@@ -135,9 +139,9 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
             waiting.append(
                 {
                     "session_id": e.session_id,
-                    "session_title": session_title or "课程回放",
+                    "session_title": session_title or ("师承带徒" if e.course_id is None else "课程回放"),
                     "course_id": e.course_id,
-                    "course_title": course_title,
+                    "course_title": course_title if e.course_id is not None else NO_COURSE_TITLE,
                     "scheduled_start": None,
                     **_zero_reason(e, versions[e.policy_version]),
                 }
@@ -207,6 +211,8 @@ def _zero_reason(e: CreditEntry, policy: CreditPolicy) -> dict[str, Any]:
     """Why an assessed entry credits nothing, from its evidence and the policy version it names."""
     f = figures(e.evidence or {})
     source = e.evidence.get("figures", {}) if isinstance(e.evidence, dict) else {}
+    if e.note == "already credited" and e.kind == "mentorship":
+        return {"reason": "already_credited", "reason_text": "本年度已计入一次师承带徒学时（每年只计一次）"}
     if e.note == "already credited":
         return {"reason": "already_credited", "reason_text": "本课次已通过其他方式计入学时（每年只计一次）"}
     if source.get("threshold_met") is False and f["ratio"] is not None:
