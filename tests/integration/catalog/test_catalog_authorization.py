@@ -10,15 +10,25 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from catalog.domain import CourseStatus, Role
-from catalog.models import ExternalImportBatch, ExternalRecordRow, Session
+from catalog.models import (
+    ExternalImportBatch,
+    ExternalRecordRow,
+    Mentorship,
+    Session,
+    TrainingPlan,
+    TrainingPlanItem,
+    TrainingPlanTarget,
+)
 from catalog.playback import Grant, check_id, check_nonce, login_binding, sign_grant
 from tests.integration.catalog.conftest import SECRET
 
@@ -260,6 +270,130 @@ async def _my_account(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return "/api/me/external-accounts/tencent", {"external_user_id": f"user-{role}"}
 
 
+# --- the programme: mentorship and training plans (issue 15) ---------------------------------------------
+
+
+async def _mentorship(w: World, *, mentor: int, mentee: int, proposed_by: int, **state: Any) -> int:
+    """An agreement stored as it would stand, for last year (its period over)."""
+    year = datetime.now(UTC).year - 1
+    async with w.db.sessions.begin() as s:
+        m = Mentorship(
+            mentor_person_id=mentor, mentee_person_id=mentee, year=year, plan="计划", terms="协议",
+            start_date=date(year, 3, 1), end_date=date(year, 11, 30), status=state.pop("status", "proposed"),
+            proposed_by=proposed_by, proposed_at=datetime.now(UTC), **state,
+        )  # fmt: skip
+        s.add(m)
+        await s.flush()
+        return m.id
+
+
+async def _fresh_mentee(w: World, role: str) -> int:
+    employer = w.orgs["employer"]
+    return (await w.person(f"mentee-{role}", [(Role.LEARNER, employer)], employer=employer)).person_id
+
+
+async def _propose(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    year = datetime.now(UTC).year
+    if role == "expert":
+        side, other, name = "mentor", await _fresh_mentee(w, role), f"测试mentee-{role}"
+    else:
+        side, other, name = "mentee", w.actors["expert"].person_id, "测试expert"
+    return "/api/mentorships", {
+        "side": side, "counterpart_id": other, "counterpart_name": name, "year": year + 1, "plan": "计划",
+        "terms": "协议", "start_date": f"{year + 1}-01-01", "end_date": f"{year + 1}-12-31",
+    }  # fmt: skip
+
+
+async def _mentorship_path(w: World, role: str, action: str = "") -> str:
+    """Proposed by a fresh mentee to the seeded expert (whose move it is)."""
+    mentee = await _fresh_mentee(w, role)
+    expert = w.actors["expert"].person_id
+    m = await _mentorship(w, mentor=expert, mentee=mentee, proposed_by=mentee)
+    return f"/api/mentorships/{m}{action}"
+
+
+async def _see_mentorship(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return await _mentorship_path(w, role), None
+
+
+async def _confirm_mentorship(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return await _mentorship_path(w, role, "/confirm"), None
+
+
+async def _cancel_mentorship(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    return await _mentorship_path(w, role, "/cancel"), None
+
+
+async def _record_completion(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    mentee = await _fresh_mentee(w, role)
+    expert = w.actors["expert"].person_id
+    now = datetime.now(UTC)
+    m = await _mentorship(
+        w, mentor=expert, mentee=mentee, proposed_by=expert, status="confirmed", mentor_confirmed_at=now,
+        mentee_confirmed_at=now,
+    )  # fmt: skip
+    return f"/api/mentorships/{m}/completion", {"summary": "完成"}
+
+
+async def _confirm_completion(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    """The seeded learner is the mentee, of a fresh mentor who recorded completion."""
+    mentor = (await w.person(f"mentor-{role}", [(Role.EXPERT, None)])).person_id
+    now = datetime.now(UTC)
+    m = await _mentorship(
+        w, mentor=mentor, mentee=w.actors["learner"].person_id, proposed_by=mentor, status="confirmed",
+        mentor_confirmed_at=now, mentee_confirmed_at=now, completion_summary="完成", completed_at=now,
+    )  # fmt: skip
+    return f"/api/mentorships/{m}/completion/confirm", None
+
+
+async def _plan(w: World, *, published: bool = False) -> tuple[int, int]:
+    """A plan of the seeded employer (a year of its own, so that each call makes a new one) with one item
+    targeting the seeded learner: (plan id, item id)."""
+    now = datetime.now(UTC)
+    async with w.db.sessions.begin() as s:
+        n = await s.scalar(select(func.count()).select_from(TrainingPlan)) or 0
+        plan = TrainingPlan(
+            employer_org_id=w.orgs["employer"], year=2000 + n, title="年度计划",
+            status="published" if published else "draft", created_by=w.actors["employer_admin"].person_id,
+            created_at=now, published_at=now if published else None,
+        )  # fmt: skip
+        s.add(plan)
+        await s.flush()
+        item = TrainingPlanItem(
+            plan_id=plan.id, course_id=w.course_id, target_xueshi=Decimal(2), note="", created_at=now
+        )
+        s.add(item)
+        await s.flush()
+        s.add(TrainingPlanTarget(item_id=item.id, person_id=w.actors["learner"].person_id))
+        return plan.id, item.id
+
+
+def _plan_route(sub: str = "", body: dict[str, Any] | None = None, *, published: bool = False) -> Build:
+    async def build(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+        plan, item = await _plan(w, published=published)
+        return f"/api/plans/{plan}{sub.format(item=item)}", body
+
+    return build
+
+
+async def _new_plan(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    year = datetime.now(UTC).year + (1 if role == "admin" else 0)  # one plan per employer and year
+    return f"/api/employers/{w.orgs['employer']}/plans", {"year": year, "title": "年度计划"}
+
+
+async def _plan_item(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    plan, _item = await _plan(w)
+    return f"/api/plans/{plan}/items", {
+        "category": "public",
+        "person_ids": [w.actors["learner"].person_id],
+        "target_xueshi": 2,
+    }
+
+
+PLAN_MANAGERS = {"employer_admin": 200, "admin": 200, "bureau": 403}
+PLAN_READERS = {"employer_admin": 200, "admin": 200, "bureau": 200}
+
+
 TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
 
 MANAGERS = {"provider_admin": 200, "admin": 200}
@@ -421,6 +555,48 @@ MATRIX: dict[str, Case] = {
     "POST /api/external-records/{record_id}/match": case(403, _record, anonymous=401, **MANAGERS),
     "GET /api/me/external-accounts": case(200, fixed("/api/me/external-accounts"), anonymous=401),
     "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
+    # Mentorship: experts propose as mentors, learners as mentees; only the agreement's two people act on
+    # it (anyone else: 404); the mentee's employer and supervisors read it.
+    "GET /api/me/mentorships": case(200, fixed("/api/me/mentorships"), anonymous=401),
+    "POST /api/mentorships": case(403, _propose, anonymous=401, learner=201, expert=201),
+    "GET /api/mentorships/{mentorship_id}": case(
+        404, _see_mentorship, anonymous=401, expert=200, employer_admin=200, bureau=200, admin=200
+    ),
+    "POST /api/mentorships/{mentorship_id}/confirm": case(
+        404, _confirm_mentorship, anonymous=401, expert=200
+    ),
+    "POST /api/mentorships/{mentorship_id}/cancel": case(404, _cancel_mentorship, anonymous=401, expert=200),
+    "POST /api/mentorships/{mentorship_id}/completion": case(
+        404, _record_completion, anonymous=401, expert=200
+    ),
+    "POST /api/mentorships/{mentorship_id}/completion/confirm": case(
+        404, _confirm_completion, anonymous=401, learner=200
+    ),
+    # Training plans: the employer's administrators (and admins) manage, the bureau reads; anyone else does
+    # not see a plan (404) and may not list or create an employer's plans (403).
+    "GET /api/employers/{org_id}/plans": case(
+        403, fixed("/api/employers/{o}/plans"), anonymous=401, **PLAN_READERS
+    ),
+    "POST /api/employers/{org_id}/plans": case(403, _new_plan, anonymous=401, employer_admin=201, admin=201),
+    "GET /api/plans/{plan_id}": case(404, _plan_route(), anonymous=401, **PLAN_READERS),
+    "PATCH /api/plans/{plan_id}": case(
+        404, _plan_route("", {"title": "改名"}), anonymous=401, **PLAN_MANAGERS
+    ),
+    "POST /api/plans/{plan_id}/publish": case(404, _plan_route("/publish"), anonymous=401, **PLAN_MANAGERS),
+    "POST /api/plans/{plan_id}/items": case(
+        404, _plan_item, anonymous=401, employer_admin=201, admin=201, bureau=403
+    ),
+    "PATCH /api/plans/{plan_id}/items/{item_id}": case(
+        404, _plan_route("/items/{item}", {"target_xueshi": 3}), anonymous=401, **PLAN_MANAGERS
+    ),
+    "DELETE /api/plans/{plan_id}/items/{item_id}": case(
+        404, _plan_route("/items/{item}"), anonymous=401, **PLAN_MANAGERS
+    ),
+    "POST /api/plans/{plan_id}/enroll": case(
+        404, _plan_route("/enroll", published=True), anonymous=401, **PLAN_MANAGERS
+    ),
+    "GET /api/plans/{plan_id}/progress": case(404, _plan_route("/progress"), anonymous=401, **PLAN_READERS),
+    "GET /api/plans/{plan_id}/staff": case(404, _plan_route("/staff"), anonymous=401, **PLAN_READERS),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
