@@ -27,6 +27,8 @@ PAGES: dict[str, str] = {
     "/me/credits": "credits.html",
     "/admin/credit-policy": "policy.html",
     "/review": "review.html",
+    "/mentorships": "mentorships.html",
+    "/employer/plans": "plans.html",
     r"/studio/{session_id:\d+}": "studio.html",
     r"/watch/{session_id:\d+}": "watch.html",
     r"/replays/{recording_id:[A-Za-z0-9_-]{1,64}}": "replay.html",

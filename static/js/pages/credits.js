@@ -9,7 +9,7 @@ import { $, CATEGORY, duration, h, requireLogin, sayError, when } from "../ui.js
 /** @type {Record<string, string>} */
 const STATUS = { pending: "待审核", registered: "已认定", rejected: "未认定" };
 /** @type {Record<string, string>} */
-const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", external: "腾讯会议/钉钉", reversal: "更正" };
+const KIND = { live: "直播", hls: "直播（分流）", replay: "回放", external: "腾讯会议/钉钉", mentorship: "师承带徒", reversal: "更正" };
 
 /**
  * One progress bar: registered credit against the requirement, pending beside it.
@@ -39,7 +39,7 @@ function bar(label, registered, pending, required, key) {
 
 /** @param {any} e an entry of GET /api/me/credits */
 function entryLine(e) {
-  const facts = [h("span", {}, [e.session_title || "课程回放"]), h("span", {}, [KIND[e.kind] || e.kind])];
+  const facts = [h("span", {}, [e.session_title || (e.kind === "mentorship" ? "带徒协议结业" : "课程回放")]), h("span", {}, [KIND[e.kind] || e.kind])];
   if (e.present_s != null) facts.push(h("span", {}, [`在线 ${duration(e.present_s)}`]));
   if (e.coverage != null) facts.push(h("span", {}, [`回放覆盖 ${Math.round(e.coverage * 100)}%`]));
   if (e.checks_total) facts.push(h("span", {}, [`签到 ${e.checks_answered}/${e.checks_total}`]));
@@ -51,13 +51,15 @@ function entryLine(e) {
 
 /** @param {any} c */
 function courseItem(c) {
-  return h("li", { "data-course": String(c.course_id) }, [
-    h("h3", {}, [h("a", { href: `/courses/${c.course_id}` }, [c.title])]),
+  // Credit of no course (a mentorship's award) has no course page and no course total.
+  const noCourse = c.course_id === null;
+  return h("li", { "data-course": noCourse ? "none" : String(c.course_id) }, [
+    h("h3", {}, [noCourse ? h("a", { href: "/mentorships" }, [c.title]) : h("a", { href: `/courses/${c.course_id}` }, [c.title])]),
     h("div", { class: "meta" }, [
       h("span", { class: "tag" }, [CATEGORY[c.category] || c.category]),
       h("span", {}, [`待审核 ${Number(c.pending_xueshi)} 学时`]),
       h("span", {}, [`已认定 ${Number(c.registered_xueshi)} 学时`]),
-      h("span", {}, [`课程共 ${Number(c.credit_hours)} 学时`]),
+      ...(noCourse ? [] : [h("span", {}, [`课程共 ${Number(c.credit_hours)} 学时`])]),
     ]),
     ...c.entries.map(entryLine),
   ]);
