@@ -346,6 +346,8 @@ async def confirm_completion(
         m = await _locked(s, mentorship_id)
         if m.status != MentorshipStatus.CONFIRMED or m.completed_at is None:
             raise Conflict("the mentor has not recorded completion yet", field="status")
+        # One award per mentee and year: two agreements completing at once are awarded one after the other.
+        await s.execute(select(Person.id).where(Person.id == m.mentee_person_id).with_for_update())
         policy = await current(s)
         already = await _awarded(s, m.mentee_person_id, m.year)
         fields = rules.award(

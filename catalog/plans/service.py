@@ -59,7 +59,8 @@ async def _employer_or_404(s: AsyncSession, caller: Caller, org_id: int, *, writ
 async def _plan(s: AsyncSession, caller: Caller, plan_id: int, *, write: bool) -> TrainingPlan:
     """The plan for its employer's administrators and admins; the bureau may read (403 on writes);
     anyone else gets 404, as if it did not exist."""
-    plan = await s.get(TrainingPlan, plan_id)
+    # A change locks the plan (PostgreSQL), so that it cannot slip in beside a publication.
+    plan = await s.get(TrainingPlan, plan_id, with_for_update=write)
     if plan is None or not (_may_manage(caller, plan.employer_org_id) or caller.is_supervisor):
         raise NotFound(f"training plan {plan_id} not found", field="plan_id")
     if write and not _may_manage(caller, plan.employer_org_id):
@@ -200,10 +201,6 @@ async def rename(db: Database, caller: Caller, plan_id: int, title: str) -> dict
 async def publish(db: Database, caller: Caller, plan_id: int, now: datetime) -> dict[str, Any]:
     async with db.sessions.begin() as s:
         plan = await _plan(s, caller, plan_id, write=True)
-        plan = (
-            await s.scalars(select(TrainingPlan).where(TrainingPlan.id == plan_id).with_for_update())
-        ).one()
-        await s.refresh(plan)
         if plan.status != PlanStatus.DRAFT:
             raise Conflict("the plan is already published", field="status")
         if not await _items(s, plan.id):
@@ -358,7 +355,8 @@ async def _enroll_item(
 async def enroll(db: Database, caller: Caller, plan_id: int, now: datetime) -> dict[str, Any]:
     """Enroll each course item's targets (a published plan; idempotent: running it again enrolls only
     those not enrolled yet). Each item succeeds or fails on its own (a full course, an archived one);
-    category items enroll nobody (the staff choose their courses)."""
+    category items enroll nobody (the staff choose their courses). People who have left the employer
+    since they were targeted are not enrolled (`no_longer_staff`)."""
     results: list[dict[str, Any]] = []
     async with db.sessions.begin() as s:
         plan = await _plan(s, caller, plan_id, write=True)
@@ -366,6 +364,14 @@ async def enroll(db: Database, caller: Caller, plan_id: int, now: datetime) -> d
             raise Conflict("publish the plan before enrolling staff from it", field="status")
         items = await _items(s, plan.id)
         targets = await _targets(s, [i.id for i in items])
+        staff = set(
+            await s.scalars(
+                select(Person.id).where(
+                    Person.id.in_({p for ps in targets.values() for p in ps}),
+                    Person.employer_org_id == plan.employer_org_id,
+                )
+            )
+        )
         # Courses are locked in id order, so two enrollments of overlapping plans cannot deadlock.
         for item in sorted(items, key=lambda i: (i.course_id or 0, i.id)):
             if item.course_id is None:
@@ -373,9 +379,10 @@ async def enroll(db: Database, caller: Caller, plan_id: int, now: datetime) -> d
                     {"item_id": item.id, "skipped": "category", "created": [], "already_enrolled": []}
                 )
                 continue
+            gone = [p for p in targets[item.id] if p not in staff]
             try:
                 # Every refusal below is raised before anything of this item is added.
-                outcome = await _enroll_item(s, item, targets[item.id], now)
+                outcome = await _enroll_item(s, item, [p for p in targets[item.id] if p in staff], now)
             except DomainError as exc:
                 results.append(
                     {
@@ -391,7 +398,7 @@ async def enroll(db: Database, caller: Caller, plan_id: int, now: datetime) -> d
                     }
                 )
                 continue
-            results.append({"item_id": item.id, **outcome})
+            results.append({"item_id": item.id, **outcome, **({"no_longer_staff": gone} if gone else {})})
     results.sort(key=lambda r: int(r["item_id"]))
     created = sum(len(r["created"]) for r in results)
     log.info("training plan enrolled id=%s created=%s by=%s", plan_id, created, caller.person_id)

@@ -8,11 +8,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from catalog.credit import ledger
 from catalog.domain import CourseStatus, OrgType, Role
-from catalog.models import CreditEntry, Enrollment, TrainingPlan, TrainingPlanItem, TrainingPlanTarget
+from catalog.models import (
+    CreditEntry,
+    Enrollment,
+    Person,
+    TrainingPlan,
+    TrainingPlanItem,
+    TrainingPlanTarget,
+)
 from tests.integration.catalog.conftest import World
 from tests.integration.credit.programme_support import CATALOG_FIXTURES, Client, call, this_year
 
@@ -152,22 +159,28 @@ async def test_enrolling_from_the_plan_links_each_enrollment_to_its_item(
     w = world
     employer = w.orgs["employer"]
     third = await w.person("third", [(Role.LEARNER, employer)], employer=employer)
+    leaver = await w.person("leaver", [(Role.LEARNER, employer)], employer=employer)
     small = await w.course(w.orgs["provider"], title="小班课", capacity=1)
     plan_id = await new_plan(client, w)
     staff = [pid(w, "learner"), pid(w, "staff"), third.person_id]
-    main = await add_item(client, w, plan_id, course_id=w.course_id, person_ids=staff, target_xueshi=2)
+    main = await add_item(
+        client, w, plan_id, course_id=w.course_id, person_ids=[*staff, leaver.person_id], target_xueshi=2
+    )
     full = await add_item(client, w, plan_id, course_id=small, person_ids=staff[1:], target_xueshi=2)
     free = await add_item(client, w, plan_id, category="public", person_ids=staff, target_xueshi=30)
     assert (await call(client, w, "employer_admin", "POST", f"/api/plans/{plan_id}/enroll"))[
         0
     ] == 409  # draft
     await call(client, w, "employer_admin", "POST", f"/api/plans/{plan_id}/publish")
+    async with w.db.sessions.begin() as s:  # left the employer after the plan named them
+        await s.execute(update(Person).where(Person.id == leaver.person_id).values(employer_org_id=None))
 
     status, result = await call(client, w, "employer_admin", "POST", f"/api/plans/{plan_id}/enroll")
     assert status == 200, result
     by_item = {r["item_id"]: r for r in result["items"]}
     # The seeded learner had enrolled themselves: left as it is.
     assert (by_item[main["id"]]["created"], by_item[main["id"]]["already_enrolled"]) == (staff[1:], staff[:1])
+    assert by_item[main["id"]]["no_longer_staff"] == [leaver.person_id]
     # Two people for one seat: the item fails as a whole, the others go ahead.
     assert by_item[full["id"]]["created"] == []
     assert by_item[full["id"]]["error"]["field"] == "course_id"
