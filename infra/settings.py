@@ -62,6 +62,13 @@ class Settings:
     dingtalk_api_url: str = field(
         default="https://api.dingtalk.com", metadata={"env": "LECTERN_DINGTALK_API_URL"}
     )
+    # Certificates (catalog/certificates): the CJK TrueType font their PDFs embed (a .ttc: its first
+    # font), and the issuer named on annual transcripts.
+    certificate_font: Path = field(
+        default=Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+        metadata={"env": "LECTERN_CERTIFICATE_FONT"},
+    )
+    platform_name: str = field(default="青岛市专业技术人员继续教育平台", metadata={"env": "LECTERN_PLATFORM_NAME"})
 
     @property
     def effective_database_url(self) -> str:
