@@ -15,6 +15,9 @@ Codes (docs/credit.md):
 - `double_claim`: a session claimed again on another path at overlapping times (R24);
 - `low_trust`: external credit resting on a platform-reported total (DingTalk live, R21) or an editable
   file: credited as pending, to be checked.
+- `approval_too_fast`, `approval_bulk` (on the approver, fraud 21): an employer approval sooner than the
+  policy's `approval_min_seconds` after the entry was posted, or one call approving more than
+  `approval_bulk_flag_size` entries (catalog.credit.approval; flagged, never refused).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ CODES = (
     "daily_cap",
     "double_claim",
     "low_trust",
+    "approval_too_fast",
+    "approval_bulk",
 )
 
 

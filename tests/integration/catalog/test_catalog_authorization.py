@@ -208,6 +208,41 @@ async def _flag(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/fraud-flags/{flag_id}/resolve", {"status": "dismissed", "resolution": "核实为正常操作"}
 
 
+async def _staff_entry(w: World, status: str) -> int:
+    """A ledger entry of the employer's second employee (not the seeded learner) in `status`."""
+    from decimal import Decimal
+
+    from catalog.models import CreditEntry
+
+    async with w.db.sessions.begin() as s:
+        entry = CreditEntry(
+            person_id=w.actors["staff"].person_id, course_id=w.course_id, session_id=w.session_id,
+            credit_year=2026, credit_day="2026-03-02", category="professional", kind="live", minutes=90.0,
+            xueshi=Decimal("2.0"), policy_version=0, computed_at=datetime.now(UTC) - timedelta(hours=1),
+            status=status, evidence={},
+        )  # fmt: skip
+        s.add(entry)
+        await s.flush()
+        return entry.id
+
+
+async def _decision(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    entry_id = await _staff_entry(w, "pending")
+    return "/api/credit-entries/decisions", {"entry_ids": [entry_id], "action": "approve"}
+
+
+async def _revoke(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'registered')}/revoke", {"reason": "证据不实"}
+
+
+async def _override(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'rejected')}/override", {"reason": "复核属实"}
+
+
+async def _entry_decisions(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'pending')}/decisions", None
+
+
 async def _external_session(w: World, _role: str) -> int:
     start = datetime.now(UTC) + timedelta(days=2)
     async with w.db.sessions.begin() as s:
@@ -391,6 +426,31 @@ MATRIX: dict[str, Case] = {
         403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
     ),
     "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
+    # Employer approval: the staff's employer decides (the HR bureau only for learners without one); the
+    # bureau and admins revoke and override; an entry of someone else's staff is not found; the audit
+    # log is the HR bureau's and admins' to read.
+    "GET /api/employers/{org_id}/credit-entries": case(
+        403,
+        fixed("/api/employers/{o}/credit-entries"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
+    "GET /api/credit-entries/unaffiliated": case(
+        403, fixed("/api/credit-entries/unaffiliated"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/credit-entries/decisions": case(403, _decision, anonymous=401, employer_admin=200),
+    "POST /api/credit-entries/{entry_id}/revoke": case(
+        403, _revoke, anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "POST /api/credit-entries/{entry_id}/override": case(
+        403, _override, anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/credit-entries/{entry_id}/decisions": case(
+        404, _entry_decisions, anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/audit-log": case(403, fixed("/api/audit-log"), anonymous=401, bureau=200, admin=200),
     # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
     "GET /api/organizations/{org_id}/integrations/{platform}": case(
         403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS
