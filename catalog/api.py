@@ -38,6 +38,7 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.certificates import routes as certificate_routes
 from catalog.credit import approval_routes
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
@@ -983,7 +984,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
-ROUTES: tuple[Route, ...] = CORE_ROUTES + approval_routes.ROUTES
+ROUTES: tuple[Route, ...] = CORE_ROUTES + approval_routes.ROUTES + certificate_routes.ROUTES
 
 
 def add_routes(app: web.Application) -> None:

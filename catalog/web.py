@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from catalog import api
+from catalog.certificates import routes as certificates
 from catalog.consumer import consumer_context
 from catalog.db import Database
 from catalog.external import PullContext
@@ -43,4 +44,5 @@ def setup(app: web.Application) -> None:
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
     app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context, pull_context])
     app[PLAYBACKS] = Playbacks()
+    app[certificates.CERTIFICATES] = certificates.context(app[SETTINGS])
     api.add_routes(app)

@@ -28,6 +28,7 @@ PAGES: dict[str, str] = {
     "/admin/credit-policy": "policy.html",
     "/review": "review.html",
     "/employer": "employer.html",
+    "/verify": "verify.html",
     r"/studio/{session_id:\d+}": "studio.html",
     r"/watch/{session_id:\d+}": "watch.html",
     r"/replays/{recording_id:[A-Za-z0-9_-]{1,64}}": "replay.html",

@@ -295,6 +295,42 @@ async def _my_account(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return "/api/me/external-accounts/tencent", {"external_user_id": f"user-{role}"}
 
 
+async def _certificate(w: World, _role: str) -> tuple[str, str]:
+    """A course certificate of the seeded learner, issued by the course's provider: (serial, code)."""
+    from decimal import Decimal
+
+    from catalog.certificates import rules
+    from catalog.models import Certificate
+
+    serial, code = rules.new_serial(2026), rules.new_code()
+    async with w.db.sessions.begin() as s:
+        s.add(
+            Certificate(
+                serial=serial, verify_code=code, person_id=w.actors["learner"].person_id,
+                person_name="测试学员", scope="course", year=2026, course_id=w.course_id,
+                course_title="建筑工程新技术", total_xueshi=Decimal(2), public_xueshi=Decimal(0),
+                professional_xueshi=Decimal(2), entry_ids=[], issuer_org_id=w.orgs["provider"],
+                issuer_name="青岛继续教育基地", issued_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    return serial, code
+
+
+async def _certificate_pdf(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, _ = await _certificate(w, role)
+    return f"/api/certificates/{serial}.pdf", None
+
+
+async def _verify_certificate(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, code = await _certificate(w, role)
+    return f"/api/certificates/verify?serial={serial}&code={code}", None
+
+
+async def _revoke_certificate(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, _ = await _certificate(w, role)
+    return f"/api/certificates/{serial}/revoke", {"reason": "证书信息有误"}
+
+
 TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
 
 MANAGERS = {"provider_admin": 200, "admin": 200}
@@ -451,6 +487,27 @@ MATRIX: dict[str, Case] = {
         404, _entry_decisions, anonymous=401, employer_admin=200, bureau=200, admin=200
     ),
     "GET /api/audit-log": case(403, fixed("/api/audit-log"), anonymous=401, bureau=200, admin=200),
+    # Certificates: one's own are listed and issued by oneself (nothing registered here: 409); the PDF
+    # is its holder's, their employer's and the supervisors' (others: not found); anyone verifies; the
+    # bureau, admins and the issuing provider revoke, never the holder (who may read it: 403).
+    "GET /api/me/certificates": case(200, fixed("/api/me/certificates"), anonymous=401),
+    "POST /api/me/certificates": case(
+        409, fixed("/api/me/certificates", {"scope": "annual", "year": 2026}), anonymous=401
+    ),
+    "GET /api/certificates/{serial}.pdf": case(
+        404, _certificate_pdf, anonymous=401, learner=200, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/certificates/verify": case(200, _verify_certificate),
+    "POST /api/certificates/{serial}/revoke": case(
+        404,
+        _revoke_certificate,
+        anonymous=401,
+        learner=403,
+        employer_admin=403,
+        provider_admin=200,
+        bureau=200,
+        admin=200,
+    ),
     # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
     "GET /api/organizations/{org_id}/integrations/{platform}": case(
         403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS
