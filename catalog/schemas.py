@@ -227,8 +227,6 @@ QUERY: dict[str, dict[str, Any]] = {
     "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},
     "serial": {"type": "string", "maxLength": 40, "description": "e.g. QDCE-2026-7KQ4M9XP2D"},
     "code": {"type": "string", "maxLength": 32, "description": "the verification code"},
-    "serial": {"type": "string", "maxLength": 40, "description": "e.g. QDCE-2026-7KQ4M9XP2D"},
-    "code": {"type": "string", "maxLength": 32, "description": "the verification code"},
     "approval.status": {
         "type": "string",
         "enum": ["pending", "registered", "rejected", "revoked", "decided", "all"],

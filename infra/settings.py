@@ -68,7 +68,9 @@ class Settings:
         default=Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
         metadata={"env": "LECTERN_CERTIFICATE_FONT"},
     )
-    platform_name: str = field(default="青岛市专业技术人员继续教育平台", metadata={"env": "LECTERN_PLATFORM_NAME"})
+    platform_name: str = field(
+        default="青岛市专业技术人员继续教育平台", metadata={"env": "LECTERN_PLATFORM_NAME"}
+    )
 
     @property
     def effective_database_url(self) -> str:
