@@ -39,7 +39,7 @@ from catalog.auth import (
     settings,
 )
 from catalog.certificates import routes as certificate_routes
-from catalog.credit import approval_routes
+from catalog.credit import approval_routes, employer_routes
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
@@ -984,7 +984,9 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
-ROUTES: tuple[Route, ...] = CORE_ROUTES + approval_routes.ROUTES + certificate_routes.ROUTES
+ROUTES: tuple[Route, ...] = (
+    CORE_ROUTES + approval_routes.ROUTES + certificate_routes.ROUTES + employer_routes.ROUTES
+)
 
 
 def add_routes(app: web.Application) -> None:

@@ -223,6 +223,13 @@ QUERY: dict[str, dict[str, Any]] = {
         "description": "the file's platform when the session is not linked to one (else guessed)",
     },
     "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "description": "credit year (Beijing)"},
+    "employer.sort": {
+        "type": "string",
+        "enum": ["shortfall", "-shortfall", "name"],
+        "default": "shortfall",
+        "description": "most short first, least short first, or by name",
+    },
+    "short": {"type": "integer", "enum": [0, 1], "default": 0, "description": "1: only those short of it"},
     "course_id": ID,
     "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},
     "serial": {"type": "string", "maxLength": 40, "description": "e.g. QDCE-2026-7KQ4M9XP2D"},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,7 +26,7 @@ from catalog.credit.views import figures
 from catalog.db import Database
 from catalog.domain import Caller, OrgType, Role, mask_phone
 from catalog.models import Course, CreditDecision, CreditEntry, FraudFlag, Organization, Person, Session
-from infra.errors import Forbidden, Invalid, NotFound
+from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -402,12 +402,24 @@ async def _apply(
     ]
     rules.check_all(a, action, facts, missing=set(entry_ids) - set(found))
     source, target = rules.TRANSITIONS[action]
+    # Conditional on the status read: where there are no row locks (SQLite reads outside the write
+    # transaction) a decision committed meanwhile leaves fewer rows to change, and this one is refused.
+    changed = await s.execute(
+        update(CreditEntry)
+        .where(CreditEntry.id.in_([fact.entry_id for fact in facts]), CreditEntry.status == source)
+        .values(status=target, decided_by=a.person_id, decided_at=now)
+    )
+    if int(getattr(changed, "rowcount", 0) or 0) != len(facts):
+        raise Conflict(
+            "the entries were decided by someone else meanwhile: reload and try again",
+            field="entry_ids",
+            details={"reason": "status", "entry_ids": [fact.entry_id for fact in facts]},
+        )
     entries: list[CreditEntry] = []
     decisions: list[CreditDecision] = []
     for fact in facts:
         role, org = rules.check(a, action, fact)
         entry = found[fact.entry_id][0]
-        entry.status, entry.decided_by, entry.decided_at = target, a.person_id, now
         decision = CreditDecision(
             entry_id=entry.id,
             person_id=entry.person_id,

@@ -176,7 +176,8 @@ class _Sink:
 class XlsxStream:
     """A one-sheet XLSX written as it goes: `write(rows)` returns the compressed bytes made so far (often
     none: deflate holds data until it has a block), `close()` the rest with the zip's directory. Only one
-    batch of rows is in memory at a time. The sheet may hold up to 2 GiB of XML (zip without ZIP64)."""
+    batch of rows is in memory at a time. The sheet may hold up to 2 GiB of XML (zip without ZIP64).
+    Close it even when the download is abandoned: zipfile cannot close a file with an entry open."""
 
     def __init__(self, sheet_name: str, *, compresslevel: int = 6) -> None:
         self._sink = _Sink()
@@ -204,6 +205,9 @@ class XlsxStream:
         return self._sink.take()
 
     def close(self) -> bytes:
+        """The rest of the file; closing again gives nothing."""
+        if self._sheet.closed:
+            return b""
         self._sheet.write(b"</sheetData></worksheet>")
         self._sheet.close()
         self._zip.close()

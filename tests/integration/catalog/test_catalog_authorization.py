@@ -450,6 +450,26 @@ MATRIX: dict[str, Case] = {
     "GET /api/sessions/{session_id}/attendance.xlsx": case(
         403, fixed("/api/sessions/{s}/attendance.xlsx"), anonymous=401, bureau=200, **MANAGERS
     ),
+    # The employer's 学时台账: its administrators, the HR bureau and admins.
+    "GET /api/employers/{org_id}/staff": case(
+        403, fixed("/api/employers/{o}/staff"), anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/employers/{org_id}/study-record.xlsx": case(
+        403,
+        fixed("/api/employers/{o}/study-record.xlsx"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
+    "GET /api/employers/{org_id}/study-record.csv": case(
+        403,
+        fixed("/api/employers/{o}/study-record.csv"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
     "POST /api/sessions/{session_id}/time-corrections": case(
         403, _time_correction, anonymous=401, provider_admin=201, admin=201
     ),

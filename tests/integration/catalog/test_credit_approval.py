@@ -6,6 +6,7 @@ course and day caps. Entries come from real settlement where the evidence matter
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -665,3 +666,22 @@ async def test_the_queue_filters_and_pages(client: Client, world: World) -> None
     assert await ids("year=2025") == ([old], 1)
     assert await ids("page=2&page_size=2") == ([mine[2], theirs], 5)
     assert await ids("status=registered") == ([], 0)
+
+
+async def test_two_administrators_deciding_one_entry_at_once_decide_it_once(
+    client: Client, world: World
+) -> None:
+    """The row lock orders them (PostgreSQL); SQLite has one writer at a time: the second sees the first's
+    decision and is refused, and one decision is written."""
+    entry = await append(world, pid(world, "learner"))
+    colleague = await world.person("employer_admin2", [(Role.EMPLOYER_ADMIN, world.orgs["employer"])])
+    answers = await asyncio.gather(
+        *(
+            decide(client, who, [entry], action, "并发")
+            for who, action in [(world.actors["employer_admin"], "approve"), (colleague, "reject")] * 3
+        )
+    )
+    statuses = sorted(r.status for r in answers)
+    assert statuses == [200, 409, 409, 409, 409, 409], [await r.text() for r in answers]
+    assert await count(world, CreditDecision) == 1
+    assert len(await audit_actions(world, entry)) == 1
