@@ -28,6 +28,7 @@ PAGES: dict[str, str] = {
     "/admin/credit-policy": "policy.html",
     "/review": "review.html",
     "/employer": "employer.html",
+    "/employer/staff": "employer-staff.html",
     "/verify": "verify.html",
     r"/studio/{session_id:\d+}": "studio.html",
     r"/watch/{session_id:\d+}": "watch.html",
