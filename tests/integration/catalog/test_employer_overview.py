@@ -344,3 +344,56 @@ async def test_my_credits_shows_each_entrys_status_with_the_latest_decisions_rea
     async with w.db.sessions.begin() as s:
         assert await s.get(Person, w.actors["outsider"].person_id) is not None
     assert all(e["xueshi"] != "7.00" for e in entries.values())
+
+
+async def test_decisions_through_the_approval_api_show_on_my_credits_the_overview_and_a_certificate(
+    client: Client, world: World
+) -> None:
+    """The real routes end to end: the employer approves one entry, rejects one, approves and revokes a
+    third (catalog.credit.approval); the learner reads each status and reason, the overview counts the
+    registered one only, and a certificate of it can be issued (catalog.certificates)."""
+    w = world
+    prof = w.course_id
+    kept, rejected, revoked = [
+        await _entry(w, "learner", prof, x, day=f"{YEAR}-03-0{d}")
+        for x, d in (("2", 2), ("1.5", 3), ("1", 4))
+    ]
+    admin = w.actors["employer_admin"].headers
+
+    async def post(path: str, body: dict[str, Any]) -> None:
+        resp = await client.post(path, json=body, headers=admin)
+        assert resp.status == 200, await resp.text()
+
+    await post("/api/credit-entries/decisions", {"entry_ids": [kept, revoked], "action": "approve"})
+    await post(
+        "/api/credit-entries/decisions",
+        {"entry_ids": [rejected], "action": "reject", "reason": "当天在岗值班"},
+    )
+    await post(f"/api/credit-entries/{revoked}/revoke", {"reason": "签到记录存疑"})
+
+    view = await _get(client, w, "learner", f"/api/me/credits?year={YEAR}")
+    entries = {e["id"]: e for c in view["courses"] for e in c["entries"]}
+    got = {i: (e["status"], e["decision"]["action"], e["decision"]["reason"]) for i, e in entries.items()}
+    assert got == {
+        kept: ("registered", "approve", ""),
+        rejected: ("rejected", "reject", "当天在岗值班"),
+        revoked: ("revoked", "revoke", "签到记录存疑"),
+    }
+    assert {e["decision"]["decided_as"] for e in entries.values()} == {"employer_admin"}
+    assert view["summary"]["registered"]["professional"] == "2.00"
+
+    staff = await _get(client, w, "employer_admin", f"/api/employers/{w.orgs['employer']}/staff?year={YEAR}")
+    learner = next(i for i in staff["items"] if i["person_id"] == w.actors["learner"].person_id)
+    assert (learner["registered"]["professional"], learner["total_pending"]) == ("2.00", "0.00")
+    assert learner["short"]["professional"] == "58.00"
+
+    resp = await client.post(
+        "/api/me/certificates",
+        json={"scope": "course", "year": YEAR, "course_id": prof},
+        headers=w.actors["learner"].headers,
+    )
+    assert resp.status == 201, await resp.text()
+    cert = await resp.json()
+    assert (cert["total_xueshi"], cert["status"]) == ("2.00", "valid")
+    mine = await _get(client, w, "learner", "/api/me/certificates")
+    assert [c["serial"] for c in mine["items"]] == [cert["serial"]]
