@@ -23,11 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from catalog import audit
 from catalog.certificates import rules
 from catalog.credit import ledger, settle
 from catalog.domain import OrgType, Role
-from catalog.models import AuditEntry, Certificate, Course, CreditDecision, CreditEntry, Organization
+from catalog.models import AuditEntry, Certificate, Course, CreditEntry, Organization
 from infra.settings import Settings, replace_settings
 from tests.integration.catalog import conftest as catalog_fixtures
 from tests.integration.catalog.conftest import SECRET, AiohttpClient, World, make_app
@@ -82,34 +81,17 @@ async def earn(w: World, course_id: int, people: Sequence[int], day: int = 0) ->
         return {person: entry for person, entry in rows}
 
 
-async def decide(w: World, entry_id: int, action: str, by: str, reason: str = "") -> None:
-    """Move an entry along one edge as catalog.credit.approval does: the status with decided_by/_at, a
-    CreditDecision row and an audit row, in one transaction."""
-    edges = {"approve": ("pending", "registered"), "revoke": ("registered", "revoked")}
-    source, target = edges[action]
-    actor = w.actors[by].person_id
-    now = datetime.now(UTC)
-    async with w.db.sessions.begin() as s:
-        entry = await s.get(CreditEntry, entry_id)
-        assert entry is not None
-        assert entry.status == source
-        entry.status, entry.decided_by, entry.decided_at = target, actor, now
-        s.add(
-            CreditDecision(
-                entry_id=entry_id, person_id=entry.person_id, action=action, from_status=source,
-                to_status=target, reason=reason, decided_by=actor, decided_as="employer_admin",
-                org_id=w.orgs["employer"], decided_at=now,
-            )
-        )  # fmt: skip
-        audit.record(
-            s,
-            actor=actor,
-            action=f"credit.{action}d",
-            subject_type="credit_entry",
-            subject_id=entry_id,
-            detail={"from": source, "to": target, "reason": reason},
-            at=now,
+async def decide(c: Client, w: World, entry_id: int, action: str, by: str, reason: str = "") -> None:
+    """Approve or revoke an entry as the employer's administrator does it: through the approval API
+    (catalog.credit.approval: the status, a CreditDecision row and an audit row, in one transaction)."""
+    if action == "approve":
+        body: dict[str, Any] = {"entry_ids": [entry_id], "action": "approve", "reason": reason}
+        r = await c.post("/api/credit-entries/decisions", json=body, headers=me(w, by))
+    else:
+        r = await c.post(
+            f"/api/credit-entries/{entry_id}/{action}", json={"reason": reason}, headers=me(w, by)
         )
+    assert r.status == 200, await r.text()
 
 
 async def roomy(w: World) -> None:
@@ -169,7 +151,7 @@ async def test_a_course_certificate_certifies_registered_entries_only_and_its_pd
     learner = world.actors["learner"].person_id
     first = await earn(world, world.course_id, [learner])
     await earn(world, world.course_id, [learner], day=1)  # a second session, still pending
-    await decide(world, first[learner], "approve", "employer_admin")
+    await decide(client, world, first[learner], "approve", "employer_admin")
 
     cert = await certify(client, world, scope="course", course_id=world.course_id)
     assert SERIAL.match(cert["serial"]), cert["serial"]
@@ -229,14 +211,14 @@ async def test_asking_again_gives_the_current_one_and_new_credit_replaces_it(
 ) -> None:
     learner = world.actors["learner"].person_id
     first = await earn(world, world.course_id, [learner])
-    await decide(world, first[learner], "approve", "employer_admin")
+    await decide(client, world, first[learner], "approve", "employer_admin")
     old = await certify(client, world, scope="course", course_id=world.course_id)
     again = await certify(client, world, 200, scope="course", course_id=world.course_id)
     assert again["serial"] == old["serial"]
 
     await roomy(world)
     second = await earn(world, world.course_id, [learner], day=1)
-    await decide(world, second[learner], "approve", "employer_admin")
+    await decide(client, world, second[learner], "approve", "employer_admin")
     new = await certify(client, world, scope="course", course_id=world.course_id)
     assert new["serial"] != old["serial"]
     assert new["total_xueshi"] == "4.00"
@@ -258,7 +240,7 @@ async def test_the_annual_transcript_sums_by_category_and_names_the_platform(
     await world.enroll(learner, public)
     for course, day in ((world.course_id, 0), (public, 1)):
         entries = await earn(world, course, [learner], day=day)
-        await decide(world, entries[learner], "approve", "employer_admin")
+        await decide(client, world, entries[learner], "approve", "employer_admin")
     cert = await certify(client, world, scope="annual")
     assert (cert["public_xueshi"], cert["professional_xueshi"], cert["total_xueshi"]) == (
         "2.00",
@@ -282,7 +264,7 @@ async def _certified(client: Client, world: World, key: str = "learner") -> tupl
     if key != "learner":  # the seeded learner is enrolled already
         await world.enroll(person, world.course_id)
     entries = await earn(world, world.course_id, [person])
-    await decide(world, entries[person], "approve", "employer_admin")
+    await decide(client, world, entries[person], "approve", "employer_admin")
     return await certify(client, world, who=key, scope="course", course_id=world.course_id), entries[person]
 
 
@@ -308,7 +290,7 @@ async def test_revoking_a_certified_entry_shows_the_certificate_revoked_at_once(
     client: Client, world: World
 ) -> None:
     cert, entry = await _certified(client, world)
-    await decide(world, entry, "revoke", "employer_admin", reason="单位核查：未实际参加")
+    await decide(client, world, entry, "revoke", "employer_admin", reason="单位核查：未实际参加")
     status, body = await verify(client, cert["serial"], cert["verify_code"])
     assert (status, body["status"], body["reason"]) == (200, "revoked", "credit_revoked")
     assert "未实际参加" not in str(body)  # the reason's text is not for the public
@@ -505,7 +487,7 @@ async def test_without_the_font_issue_and_download_answer_503_never_an_empty_pdf
     learner = world.actors["learner"].person_id
     await roomy(world)
     second = await earn(world, world.course_id, [learner], day=1)
-    await decide(world, second[learner], "approve", "employer_admin")
+    await decide(client, world, second[learner], "approve", "employer_admin")
     r = await no_font.post(
         "/api/me/certificates",
         json={"scope": "course", "year": YEAR, "course_id": world.course_id},
