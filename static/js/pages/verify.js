@@ -50,7 +50,10 @@ function showVerdict(status, reason) {
   const [word, text] = VERDICT[status];
   box.dataset.status = status;
   $("#verdict-word").textContent = word;
-  $("#verdict-text").textContent = (status === "revoked" && reason && REASON[reason]) || text;
+  const why = (status === "revoked" && reason && REASON[reason]) || text;
+  // What a revoked or replaced certificate said is still shown, to compare with the paper, but not as proof.
+  const asIs = status === "revoked" || status === "replaced" ? "下列为该证书原载信息，仅供核对。" : "";
+  $("#verdict-text").textContent = why + asIs;
   box.hidden = false;
 }
 
