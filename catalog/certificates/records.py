@@ -86,6 +86,7 @@ def item_view(cert: Certificate, status: rules.Status, ctx: Context) -> dict[str
         "status": status.status,
         "status_reason": status.reason,
         "revoked_at": cert.revoked_at.isoformat() if cert.revoked_at else None,
+        "revoked_reason": cert.revoked_reason,
         "pdf_url": pdf_path(cert.serial),
         "verify_url": rules.verify_url(ctx.base_url, cert.serial, cert.verify_code),
     }

@@ -64,6 +64,6 @@ async def revoke(
         )
         await s.flush()
         status = (await records.statuses(s, [cert]))[cert.id]
-        view = records.item_view(cert, status, ctx) | {"revoked_reason": reason}
+        view = records.item_view(cert, status, ctx)
     log.info("certificate revoked serial=%s by=%s as=%s", serial, caller.person_id, role)
     return view

@@ -335,6 +335,9 @@ async def test_a_revoked_certificate_verifies_as_revoked_and_the_act_is_audited(
     _, body = await verify(client, cert["serial"], cert["verify_code"])
     assert (body["status"], body["reason"]) == ("revoked", "certificate_revoked")
     assert "作废" not in str(body)
+    r = await client.get("/api/me/certificates", headers=me(world))
+    (mine,) = (await r.json())["items"]
+    assert (mine["status"], mine["revoked_reason"]) == ("revoked", reason["reason"])  # the holder is told why
     (row,) = await audit_rows(world, "certificate.revoked")
     assert (row.subject_id, row.actor_person_id) == (cert["serial"], world.actors["bureau"].person_id)
     assert row.detail["reason"] == reason["reason"]
