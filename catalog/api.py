@@ -44,6 +44,7 @@ from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
 from catalog.routing import CHECK, COURSE, FLAG, ORG, PLATFORM, PLAYBACK_CLIENT, RECORDING, SESSION, Route
+from catalog.supervision import routes as supervision_routes
 from infra import media_access
 from infra.http import json_ok, read_json, read_upload
 
@@ -985,7 +986,11 @@ CORE_ROUTES: tuple[Route, ...] = (
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
 ROUTES: tuple[Route, ...] = (
-    CORE_ROUTES + approval_routes.ROUTES + certificate_routes.ROUTES + employer_routes.ROUTES
+    CORE_ROUTES
+    + approval_routes.ROUTES
+    + certificate_routes.ROUTES
+    + employer_routes.ROUTES
+    + supervision_routes.ROUTES
 )
 
 

@@ -44,6 +44,11 @@ ORG = _obj(
         "unified_social_credit_code": {"type": ["string", "null"], "pattern": f.USCC_RE.pattern},
         "region_code": {"type": ["string", "null"], "pattern": f.REGION_RE.pattern},
         "parent_id": {"type": ["integer", "null"], "minimum": 1, "maximum": f.BIGINT_MAX},
+        "sector": {
+            "type": ["string", "null"],
+            "maxLength": f.SECTOR_MAX,
+            "description": "行业: providers and industry departments only",
+        },
     },
     ("type", "name"),
 )
@@ -253,4 +258,7 @@ QUERY: dict[str, dict[str, Any]] = {
         "default": "published",
         "description": "other than published needs provider_id and its admin, the bureau or an admin",
     },
+    "sector": {"type": "string", "maxLength": f.SECTOR_MAX, "description": "providers' 行业"},
+    "over": {"type": "integer", "enum": [0, 1], "default": 0, "description": "1: 超额 only"},
+    "provider": {**ID, "description": "one provider (organization id); default: all in scope"},
 }

@@ -56,6 +56,11 @@ class Settings:
     # How often linked Tencent Meeting / DingTalk sessions are checked for an automatic pull after their
     # end (0: never; the console's button still pulls).
     external_pull_every_s: float = field(default=60.0, metadata={"env": "LECTERN_EXTERNAL_PULL_EVERY_S"})
+    # How old the supervision view's figures may grow before the background round recomputes them (0: only
+    # on request; catalog/supervision/snapshot.py).
+    supervision_refresh_every_s: float = field(
+        default=300.0, metadata={"env": "LECTERN_SUPERVISION_REFRESH_EVERY_S"}
+    )
     tencent_api_url: str = field(
         default="https://api.meeting.qq.com", metadata={"env": "LECTERN_TENCENT_API_URL"}
     )

@@ -558,6 +558,29 @@ MATRIX: dict[str, Case] = {
     "POST /api/external-records/{record_id}/match": case(403, _record, anonymous=401, **MANAGERS),
     "GET /api/me/external-accounts": case(200, fixed("/api/me/external-accounts"), anonymous=401),
     "PUT /api/me/external-accounts/{platform}": case(200, _my_account, anonymous=401),
+    # Supervision (监管): the HR bureau and admins (the seeded bureau is an hrss_bureau: all providers);
+    # everyone else supervises nobody. Sectors are set by admins only.
+    "GET /api/supervision/providers": case(
+        403, fixed("/api/supervision/providers"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/providers/{org_id}/sessions": case(
+        403, fixed("/api/supervision/providers/{p}/sessions"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/sessions/{session_id}/entries": case(
+        403, fixed("/api/supervision/sessions/{s}/entries"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/export.xlsx": case(
+        403, fixed("/api/supervision/export.xlsx"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/export.csv": case(
+        403, fixed("/api/supervision/export.csv"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/supervision/refresh": case(
+        403, fixed("/api/supervision/refresh", {}), anonymous=401, bureau=200, admin=200
+    ),
+    "PUT /api/organizations/{org_id}/sector": case(
+        403, fixed("/api/organizations/{p}/sector", {"sector": "建筑"}), anonymous=401, admin=200
+    ),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
