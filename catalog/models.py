@@ -481,6 +481,7 @@ class CreditEntry(Base):
         Index("ix_credit_entries_person_year", "person_id", "credit_year"),
         Index("ix_credit_entries_session", "session_id"),
         Index("ix_credit_entries_status_person", "status", "person_id"),
+        Index("ix_credit_entries_course_year_session", "course_id", "credit_year", "session_id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -833,3 +834,93 @@ class TrainingPlanTarget(Base):
     person_id: Mapped[int] = mapped_column(
         ForeignKey("persons.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
+# --- the bureau's supervision view: migration 0011_supervision -----------------------------------------
+# A snapshot of each year's figures per provider and per session (catalog.supervision.snapshot), computed
+# from the ledger, the evidence and the flags in one pass and replaced whole on each refresh: the bureau's
+# overview reads a few hundred rows instead of aggregating millions of ledger entries per request.
+
+
+class XueshiTotal(TypeDecorator[Decimal]):
+    """A sum of 学时 (a provider's year can pass 9999.99, the ledger's per-entry Numeric(6,2))."""
+
+    impl = Numeric(14, 2, asdecimal=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        return None if value is None else str(value.quantize(Decimal("0.01")))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class SupervisionSnapshot(Base):
+    """When a year's supervision figures were last computed, how long it took and how much it read."""
+
+    __tablename__ = "supervision_snapshots"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    took_s: Mapped[float] = mapped_column(Float)
+    providers: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(BigInteger)
+
+
+class SupervisionProviderStats(Base):
+    """One provider's year in the snapshot (figures defined in catalog.supervision.walk)."""
+
+    __tablename__ = "supervision_provider_stats"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    provider_org_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    courses: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)  # listed: held in the year or credited in it
+    sessions_held: Mapped[int] = mapped_column(Integer)
+    over_sessions: Mapped[int] = mapped_column(Integer)  # sessions marked 超额 (fraud 17)
+    attendees: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(Integer)
+    pending_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    registered_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    rejected_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    revoked_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    decided: Mapped[int] = mapped_column(Integer)
+    latency_median_s: Mapped[float | None] = mapped_column(Float)
+    latency_p90_s: Mapped[float | None] = mapped_column(Float)
+    flags_open: Mapped[int] = mapped_column(Integer)
+    flags_total: Mapped[int] = mapped_column(Integer)
+
+
+class SupervisionSessionStats(Base):
+    """One session's year in the snapshot, with its reconciliation (fraud 17)."""
+
+    __tablename__ = "supervision_session_stats"
+    __table_args__ = (
+        Index("ix_supervision_session_stats_provider", "year", "provider_org_id", "starts_at"),
+    )
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    session_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    provider_org_id: Mapped[int] = mapped_column(IdType)
+    course_id: Mapped[int] = mapped_column(IdType)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    held: Mapped[bool] = mapped_column(Boolean)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_source: Mapped[str] = mapped_column(String(16))  # correction, actual, schedule, none
+    allowed_xs: Mapped[Decimal | None] = mapped_column(XueshiTotal())
+    max_person_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    credited: Mapped[int] = mapped_column(Integer)
+    without_attendance: Mapped[int] = mapped_column(Integer)
+    attending: Mapped[int] = mapped_column(Integer)
+    attendees: Mapped[int] = mapped_column(Integer)
+    enrolled: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(Integer)
+    pending_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    registered_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    rejected_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    revoked_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    flags_open: Mapped[int] = mapped_column(Integer)
+    flags_total: Mapped[int] = mapped_column(Integer)
+    over: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)

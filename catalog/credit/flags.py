@@ -18,6 +18,9 @@ Codes (docs/credit.md):
 - `reciprocal_mentorship`: two people mentoring each other in the same year (fraud 20; both flagged);
 - `backdated_mentorship`: an agreement starting well before it was proposed, or confirmed after its
   period ended (fraud 20; catalog.mentorship).
+- `approval_too_fast`, `approval_bulk` (on the approver, fraud 21): an employer approval sooner than the
+  policy's `approval_min_seconds` after the entry was posted, or one call approving more than
+  `approval_bulk_flag_size` entries (catalog.credit.approval; flagged, never refused).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ CODES = (
     "low_trust",
     "reciprocal_mentorship",
     "backdated_mentorship",
+    "approval_too_fast",
+    "approval_bulk",
 )
 
 

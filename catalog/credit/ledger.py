@@ -42,6 +42,9 @@ REJECTED = "rejected"
 REVOKED = "revoked"
 STATUSES = (PENDING, REGISTERED, REJECTED, REVOKED)
 COUNTING = (REGISTERED,)  # R23: what counts toward the annual requirement
+# What holds a learner's course and day caps (R6): credit not rejected or revoked. A rejected or revoked
+# entry frees its share of the caps (its reversal, carrying its status, is left out with it).
+HOLDING = (PENDING, REGISTERED)
 
 
 def append(s: AsyncSession, entry: CreditEntry) -> CreditEntry:
@@ -61,7 +64,9 @@ async def reverse(db: Database, entry_id: int, actor: int | None, reason: str, n
         raise Invalid("a reversal needs a reason", field="reason")
     try:
         async with db.sessions.begin() as s:
-            original = await s.get(CreditEntry, entry_id)
+            # Locked: a concurrent decision (catalog.credit.approval locks it too) is ordered before or
+            # after, so the reversal carries the status the entry ends with.
+            original = await s.get(CreditEntry, entry_id, with_for_update=True)
             if original is None:
                 raise NotFound(f"credit entry {entry_id} not found", field="entry_id")
             if original.kind == REVERSAL:
@@ -133,6 +138,12 @@ def standing(entries: Iterable[CreditEntry]) -> list[CreditEntry]:
     listed = list(entries)
     gone = reversed_ids(listed)
     return [e for e in listed if e.kind != REVERSAL and e.id not in gone]
+
+
+def holding(entries: Iterable[CreditEntry]) -> list[CreditEntry]:
+    """The entries that hold the course and day caps: pending or registered (reversals by the status they
+    carry), so rejected and revoked credit no longer counts against the learner."""
+    return [e for e in entries if e.status in HOLDING]
 
 
 def net_xueshi(

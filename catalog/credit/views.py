@@ -24,6 +24,7 @@ from catalog.intervals import closed
 from catalog.models import (
     ClientSession,
     Course,
+    CreditDecision,
     CreditEntry,
     Enrollment,
     FraudFlag,
@@ -98,8 +99,9 @@ def _year_bounds(year: int) -> Span:
 
 async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> dict[str, Any]:
     """The caller's credit year: totals by category against the policy's requirement (only registered
-    credit counts, R23; pending shown apart), entries per course, and sessions attended without credit
-    yet with the reason."""
+    credit counts, R23; pending shown apart), entries per course with their status and the latest
+    decision on each (a rejection's or revocation's reason), and sessions attended without credit yet
+    with the reason."""
     async with db.sessions.begin() as s:
         policy = await current(s)
         rows = (
@@ -114,6 +116,8 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         ).all()
         waiting = await _uncredited(s, caller.person_id, year, policy, now, {r[0].session_id for r in rows})
         versions = {v: await by_version(s, v) for v in {r[0].policy_version for r in rows}}
+        decisions = await _latest_decisions(s, [r[0].id for r in rows])
+    reversed_ids = {e.reversal_of_id for e, *_ in rows if e.reversal_of_id is not None}
     summary = engine.annual_summary([(e.category, e.status, e.xueshi) for e, *_ in rows], policy)
     courses: dict[int | None, dict[str, Any]] = {}
     for e, course_title, credit_hours, session_title in rows:
@@ -133,7 +137,14 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
             c["pending_xueshi"] += e.xueshi
         elif e.status == engine.REGISTERED:
             c["registered_xueshi"] += e.xueshi
-        c["entries"].append(_entry_view(e, session_title))
+        c["entries"].append(
+            _entry_view(e, session_title)
+            | {
+                "decided_at": e.decided_at.isoformat() if e.decided_at else None,
+                "decision": decisions.get(e.id),
+                "reversed": e.id in reversed_ids,
+            }
+        )
         if e.xueshi == 0 and e.kind != "reversal":
             # Assessed and credited nothing: the learner is told why, beside the sessions still waiting.
             waiting.append(
@@ -156,6 +167,24 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         "courses": list(courses.values()),
         "uncredited": waiting,
     }
+
+
+async def _latest_decisions(s: AsyncSession, entry_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The latest decision on each entry (approve, reject, revoke, override): what the learner is told,
+    a rejection's or a revocation's reason included."""
+    if not entry_ids:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for d in await s.scalars(
+        select(CreditDecision).where(CreditDecision.entry_id.in_(entry_ids)).order_by(CreditDecision.id)
+    ):
+        out[d.entry_id] = {
+            "action": d.action,
+            "reason": d.reason,
+            "decided_as": d.decided_as,
+            "decided_at": d.decided_at.isoformat(),
+        }
+    return out
 
 
 async def _uncredited(

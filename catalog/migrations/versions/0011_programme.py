@@ -9,7 +9,7 @@
   published plans, which are never deleted, are named).
 
 Revision ID: 0011_programme
-Revises: 0010
+Revises: 0011_supervision
 Create Date: 2026-12-07
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_programme"
-down_revision = "0010"
+down_revision = "0011_supervision"
 branch_labels = None
 depends_on = None
 

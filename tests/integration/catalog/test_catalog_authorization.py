@@ -218,6 +218,41 @@ async def _flag(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     return f"/api/fraud-flags/{flag_id}/resolve", {"status": "dismissed", "resolution": "核实为正常操作"}
 
 
+async def _staff_entry(w: World, status: str) -> int:
+    """A ledger entry of the employer's second employee (not the seeded learner) in `status`."""
+    from decimal import Decimal
+
+    from catalog.models import CreditEntry
+
+    async with w.db.sessions.begin() as s:
+        entry = CreditEntry(
+            person_id=w.actors["staff"].person_id, course_id=w.course_id, session_id=w.session_id,
+            credit_year=2026, credit_day="2026-03-02", category="professional", kind="live", minutes=90.0,
+            xueshi=Decimal("2.0"), policy_version=0, computed_at=datetime.now(UTC) - timedelta(hours=1),
+            status=status, evidence={},
+        )  # fmt: skip
+        s.add(entry)
+        await s.flush()
+        return entry.id
+
+
+async def _decision(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    entry_id = await _staff_entry(w, "pending")
+    return "/api/credit-entries/decisions", {"entry_ids": [entry_id], "action": "approve"}
+
+
+async def _revoke(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'registered')}/revoke", {"reason": "证据不实"}
+
+
+async def _override(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'rejected')}/override", {"reason": "复核属实"}
+
+
+async def _entry_decisions(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/credit-entries/{await _staff_entry(w, 'pending')}/decisions", None
+
+
 async def _external_session(w: World, _role: str) -> int:
     start = datetime.now(UTC) + timedelta(days=2)
     async with w.db.sessions.begin() as s:
@@ -392,6 +427,40 @@ async def _plan_item(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
 
 PLAN_MANAGERS = {"employer_admin": 200, "admin": 200, "bureau": 403}
 PLAN_READERS = {"employer_admin": 200, "admin": 200, "bureau": 200}
+async def _certificate(w: World, _role: str) -> tuple[str, str]:
+    """A course certificate of the seeded learner, issued by the course's provider: (serial, code)."""
+    from decimal import Decimal
+
+    from catalog.certificates import rules
+    from catalog.models import Certificate
+
+    serial, code = rules.new_serial(2026), rules.new_code()
+    async with w.db.sessions.begin() as s:
+        s.add(
+            Certificate(
+                serial=serial, verify_code=code, person_id=w.actors["learner"].person_id,
+                person_name="测试学员", scope="course", year=2026, course_id=w.course_id,
+                course_title="建筑工程新技术", total_xueshi=Decimal(2), public_xueshi=Decimal(0),
+                professional_xueshi=Decimal(2), entry_ids=[], issuer_org_id=w.orgs["provider"],
+                issuer_name="青岛继续教育基地", issued_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    return serial, code
+
+
+async def _certificate_pdf(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, _ = await _certificate(w, role)
+    return f"/api/certificates/{serial}.pdf", None
+
+
+async def _verify_certificate(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, code = await _certificate(w, role)
+    return f"/api/certificates/verify?serial={serial}&code={code}", None
+
+
+async def _revoke_certificate(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
+    serial, _ = await _certificate(w, role)
+    return f"/api/certificates/{serial}/revoke", {"reason": "证书信息有误"}
 
 
 TENCENT_KEYS = {"app_id": "200000001", "secret_id": "AKIDx", "secret_key": "sk", "userid": "host"}
@@ -513,6 +582,26 @@ MATRIX: dict[str, Case] = {
     "GET /api/sessions/{session_id}/attendance.xlsx": case(
         403, fixed("/api/sessions/{s}/attendance.xlsx"), anonymous=401, bureau=200, **MANAGERS
     ),
+    # The employer's 学时台账: its administrators, the HR bureau and admins.
+    "GET /api/employers/{org_id}/staff": case(
+        403, fixed("/api/employers/{o}/staff"), anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/employers/{org_id}/study-record.xlsx": case(
+        403,
+        fixed("/api/employers/{o}/study-record.xlsx"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
+    "GET /api/employers/{org_id}/study-record.csv": case(
+        403,
+        fixed("/api/employers/{o}/study-record.csv"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
     "POST /api/sessions/{session_id}/time-corrections": case(
         403, _time_correction, anonymous=401, provider_admin=201, admin=201
     ),
@@ -525,6 +614,52 @@ MATRIX: dict[str, Case] = {
         403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
     ),
     "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
+    # Employer approval: the staff's employer decides (the HR bureau only for learners without one); the
+    # bureau and admins revoke and override; an entry of someone else's staff is not found; the audit
+    # log is the HR bureau's and admins' to read.
+    "GET /api/employers/{org_id}/credit-entries": case(
+        403,
+        fixed("/api/employers/{o}/credit-entries"),
+        anonymous=401,
+        employer_admin=200,
+        bureau=200,
+        admin=200,
+    ),
+    "GET /api/credit-entries/unaffiliated": case(
+        403, fixed("/api/credit-entries/unaffiliated"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/credit-entries/decisions": case(403, _decision, anonymous=401, employer_admin=200),
+    "POST /api/credit-entries/{entry_id}/revoke": case(
+        403, _revoke, anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "POST /api/credit-entries/{entry_id}/override": case(
+        403, _override, anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/credit-entries/{entry_id}/decisions": case(
+        404, _entry_decisions, anonymous=401, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/audit-log": case(403, fixed("/api/audit-log"), anonymous=401, bureau=200, admin=200),
+    # Certificates: one's own are listed and issued by oneself (nothing registered here: 409); the PDF
+    # is its holder's, their employer's and the supervisors' (others: not found); anyone verifies; the
+    # bureau, admins and the issuing provider revoke, never the holder (who may read it: 403).
+    "GET /api/me/certificates": case(200, fixed("/api/me/certificates"), anonymous=401),
+    "POST /api/me/certificates": case(
+        409, fixed("/api/me/certificates", {"scope": "annual", "year": 2026}), anonymous=401
+    ),
+    "GET /api/certificates/{serial}.pdf": case(
+        404, _certificate_pdf, anonymous=401, learner=200, employer_admin=200, bureau=200, admin=200
+    ),
+    "GET /api/certificates/verify": case(200, _verify_certificate),
+    "POST /api/certificates/{serial}/revoke": case(
+        404,
+        _revoke_certificate,
+        anonymous=401,
+        learner=403,
+        employer_admin=403,
+        provider_admin=200,
+        bureau=200,
+        admin=200,
+    ),
     # External meetings: the provider's administrators (and admins); the webhook is Tencent's, signed.
     "GET /api/organizations/{org_id}/integrations/{platform}": case(
         403, fixed("/api/organizations/{p}/integrations/tencent"), anonymous=401, **MANAGERS
@@ -597,6 +732,29 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/plans/{plan_id}/progress": case(404, _plan_route("/progress"), anonymous=401, **PLAN_READERS),
     "GET /api/plans/{plan_id}/staff": case(404, _plan_route("/staff"), anonymous=401, **PLAN_READERS),
+    # Supervision (监管): the HR bureau and admins (the seeded bureau is an hrss_bureau: all providers);
+    # everyone else supervises nobody. Sectors are set by admins only.
+    "GET /api/supervision/providers": case(
+        403, fixed("/api/supervision/providers"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/providers/{org_id}/sessions": case(
+        403, fixed("/api/supervision/providers/{p}/sessions"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/sessions/{session_id}/entries": case(
+        403, fixed("/api/supervision/sessions/{s}/entries"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/export.xlsx": case(
+        403, fixed("/api/supervision/export.xlsx"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/supervision/export.csv": case(
+        403, fixed("/api/supervision/export.csv"), anonymous=401, bureau=200, admin=200
+    ),
+    "POST /api/supervision/refresh": case(
+        403, fixed("/api/supervision/refresh", {}), anonymous=401, bureau=200, admin=200
+    ),
+    "PUT /api/organizations/{org_id}/sector": case(
+        403, fixed("/api/organizations/{p}/sector", {"sector": "建筑"}), anonymous=401, admin=200
+    ),
     "GET /api/openapi.json": case(200, fixed("/api/openapi.json")),
 }
 
