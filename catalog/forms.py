@@ -10,6 +10,7 @@ from typing import Any
 
 from catalog import fields as f
 from catalog.domain import (
+    PROVIDER_TYPES,
     Category,
     CourseStatus,
     Delivery,
@@ -52,6 +53,7 @@ class OrgDraft:
     unified_social_credit_code: str | None
     region_code: str | None
     parent_id: int | None
+    sector: str | None = None  # the industry it is supervised in / supervises (catalog.supervision)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,9 @@ def credentials(body: Mapping[str, Any]) -> Credentials:
 
 
 def org_draft(body: Mapping[str, Any]) -> OrgDraft:
-    f.reject_unknown(body, {"type", "name", "unified_social_credit_code", "region_code", "parent_id"})
+    f.reject_unknown(
+        body, {"type", "name", "unified_social_credit_code", "region_code", "parent_id", "sector"}
+    )
     kind = f.required_choice(body, "type", OrgType)
     name = f.required_text(body, "name", max_len=f.ORG_NAME_MAX)
     uscc = f.text(body, "unified_social_credit_code", max_len=18, required=False)
@@ -123,7 +127,10 @@ def org_draft(body: Mapping[str, Any]) -> OrgDraft:
     if region is not None and not f.REGION_RE.match(region):
         raise Invalid("region_code must be a 6-digit administrative division code", field="region_code")
     parent = f.integer(body, "parent_id", minimum=1, required=False, nullable=True)
-    return OrgDraft(kind, name, uscc, region, parent)
+    sector = f.text(body, "sector", max_len=f.SECTOR_MAX, required=False, min_len=0) or None
+    if sector is not None and kind not in (*PROVIDER_TYPES, OrgType.INDUSTRY_DEPT):
+        raise Invalid("only providers and industry departments have a sector", field="sector")
+    return OrgDraft(kind, name, uscc, region, parent, sector)
 
 
 def role_grant(body: Mapping[str, Any]) -> tuple[int, Role]:

@@ -319,7 +319,11 @@ function renderNav(me) {
   if (me) {
     if (hasRole(me, "expert")) links.push(h("a", { href: "/teach" }, ["我的授课"]));
     if (hasRole(me, "provider_admin")) links.push(h("a", { href: "/provider" }, ["机构后台"]));
+    if (hasRole(me, "expert") || hasRole(me, "learner")) links.push(h("a", { href: "/mentorships" }, ["师承带徒"]));
+    if (hasRole(me, "employer_admin")) links.push(h("a", { href: "/employer/plans" }, ["年度培训计划"]));
     if (["provider_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/review" }, ["待核查"]));
+    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer" }, [hasRole(me, "employer_admin") ? "单位审核" : "学时审核"]));
+    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer/staff" }, ["学时台账"]));
     if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {

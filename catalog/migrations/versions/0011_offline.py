@@ -12,7 +12,7 @@ venue's rotating QR code (R8, R29, fraud 16).
 Attendance is evidence: plain ids, no cascading foreign keys (as `live_intervals`).
 
 Revision ID: 0011_offline
-Revises: 0010
+Revises: 0011_programme
 Create Date: 2026-12-10
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_offline"
-down_revision = "0010"
+down_revision = "0011_programme"
 branch_labels = None
 depends_on = None
 
