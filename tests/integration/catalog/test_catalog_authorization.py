@@ -327,6 +327,8 @@ async def _offline_session(w: World, _role: str) -> int:
 def _offline(path: str) -> Build:
     async def build(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
         return path.format(s=await _offline_session(w, role)), None
+
+
 # --- the programme: mentorship and training plans (issue 15) ---------------------------------------------
 
 
@@ -453,6 +455,8 @@ async def _offline_correction(w: World, role: str) -> tuple[str, dict[str, Any] 
         await s.flush()
     body = {"signed_out_at": (now - timedelta(minutes=1)).isoformat(), "reason": "核对签到表后更正"}
     return f"/api/offline-attendance/{row.id}/corrections", body
+
+
 async def _new_plan(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
     year = datetime.now(UTC).year + (1 if role == "admin" else 0)  # one plan per employer and year
     return f"/api/employers/{w.orgs['employer']}/plans", {"year": year, "title": "年度计划"}
@@ -469,6 +473,8 @@ async def _plan_item(w: World, _role: str) -> tuple[str, dict[str, Any] | None]:
 
 PLAN_MANAGERS = {"employer_admin": 200, "admin": 200, "bureau": 403}
 PLAN_READERS = {"employer_admin": 200, "admin": 200, "bureau": 200}
+
+
 async def _certificate(w: World, _role: str) -> tuple[str, str]:
     """A course certificate of the seeded learner, issued by the course's provider: (serial, code)."""
     from decimal import Decimal
