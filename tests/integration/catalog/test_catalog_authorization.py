@@ -328,6 +328,8 @@ def _offline(path: str) -> Build:
     async def build(w: World, role: str) -> tuple[str, dict[str, Any] | None]:
         return path.format(s=await _offline_session(w, role)), None
 
+    return build
+
 
 # --- the programme: mentorship and training plans (issue 15) ---------------------------------------------
 
