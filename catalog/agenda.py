@@ -41,6 +41,7 @@ SESSION_COLUMNS = (
     Session.actual_end,
     Session.external_platform,
     Session.external_ids,
+    Session.location,
 )
 
 _REPLAYS = (

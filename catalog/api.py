@@ -38,12 +38,18 @@ from catalog.auth import (
     set_session_cookie,
     settings,
 )
+from catalog.certificates import routes as certificate_routes
 from catalog.courseware import routes as courseware_routes
 from catalog.courseware import upload_routes
+from catalog.credit import approval_routes, employer_routes
 from catalog.credit import handlers as credit
 from catalog.domain import Caller
 from catalog.keys import ON_WITHDRAWN
+from catalog.mentorship import routes as mentorship_routes
+from catalog.offline import routes as offline_routes
+from catalog.plans import routes as plan_routes
 from catalog.routing import CHECK, COURSE, FLAG, ORG, PLATFORM, PLAYBACK_CLIENT, RECORDING, SESSION, Route
+from catalog.supervision import routes as supervision_routes
 from infra import media_access
 from infra.http import json_ok, read_json, read_upload
 
@@ -984,7 +990,18 @@ CORE_ROUTES: tuple[Route, ...] = (
 )
 
 # Feature modules declare their own routes (catalog.routing.Route) and are added here.
-ROUTES: tuple[Route, ...] = CORE_ROUTES + courseware_routes.ROUTES + upload_routes.ROUTES
+ROUTES: tuple[Route, ...] = (
+    CORE_ROUTES
+    + approval_routes.ROUTES
+    + certificate_routes.ROUTES
+    + employer_routes.ROUTES
+    + supervision_routes.ROUTES
+    + mentorship_routes.ROUTES
+    + plan_routes.ROUTES
+    + offline_routes.ROUTES
+    + courseware_routes.ROUTES
+    + upload_routes.ROUTES
+)
 
 
 def add_routes(app: web.Application) -> None:

@@ -133,6 +133,8 @@ class SessionFields(Protocol):
     def external_platform(self) -> str: ...
     @property
     def external_ids(self) -> dict[str, Any]: ...
+    @property
+    def location(self) -> str | None: ...
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -155,6 +157,7 @@ def session_fields_view(
         "actual_end": _iso(session.actual_end),
         "external_platform": session.external_platform,
         "external_ids": dict(session.external_ids),
+        "location": session.location,
         "status": session_status(
             session.kind,
             session.scheduled_start,
@@ -322,6 +325,7 @@ async def add_session(
             scheduled_end=draft.scheduled_end,
             external_platform=draft.external_platform.value,
             external_ids=draft.external_ids,
+            location=draft.location,
         )
         s.add(session)
         await s.flush()
@@ -364,6 +368,7 @@ async def update_session(
         if session.actual_start and session.actual_end:
             forms.check_schedule(session.actual_start, session.actual_end, "actual_end")
         forms.check_platform(SessionKind(session.kind), ExternalPlatform(session.external_platform))
+        forms.check_location(SessionKind(session.kind), session.location)
         if "kind" in changes:
             publishing.check_session_experts(session.course, session.kind, len(session.experts), "kind")
         names = await queries.names_of(s, [e.person_id for e in session.experts])

@@ -60,7 +60,8 @@ def enrollment_view(e: EnrollmentFields) -> dict[str, Any]:
     }
 
 
-def _check_open(course: Course, seats_needed: int, enrolled: int) -> None:
+def check_open(course: Course, seats_needed: int, enrolled: int) -> None:
+    """Conflict unless the course is published with `seats_needed` more seats (also catalog.plans)."""
     if course.status != CourseStatus.PUBLISHED:
         raise Conflict("enrollment is open only for published courses", field="course_id")
     if course.capacity is not None and enrolled + seats_needed > course.capacity:
@@ -82,7 +83,7 @@ async def enroll(db: Database, caller: Caller, course_id: int, now: datetime) ->
         existing = await queries.active_enrollment(s, caller.person_id, course.id)
         if existing is not None:
             return enrollment_view(existing), False
-        _check_open(course, 1, await queries.active_count(s, course.id))
+        check_open(course, 1, await queries.active_count(s, course.id))
         await publishing.check_open_for_enrollment(s, course)
         enrollment = Enrollment(
             person_id=caller.person_id,
@@ -158,7 +159,7 @@ async def enroll_staff(
         }
         new_ids = [pid for pid in person_ids if pid not in already]
         if new_ids:
-            _check_open(course, len(new_ids), await queries.active_count(s, course.id))
+            check_open(course, len(new_ids), await queries.active_count(s, course.id))
             await publishing.check_open_for_enrollment(s, course)
         created = [
             Enrollment(

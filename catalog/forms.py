@@ -10,6 +10,7 @@ from typing import Any
 
 from catalog import fields as f
 from catalog.domain import (
+    PROVIDER_TYPES,
     Category,
     CourseStatus,
     Delivery,
@@ -52,6 +53,7 @@ class OrgDraft:
     unified_social_credit_code: str | None
     region_code: str | None
     parent_id: int | None
+    sector: str | None = None  # the industry it is supervised in / supervises (catalog.supervision)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class SessionDraft:
     external_platform: ExternalPlatform
     external_ids: dict[str, str]
     expert_ids: list[int]  # may be empty for a draft course; see catalog.courses.add_session
+    location: str | None = None  # where an offline session is held (required for kind offline)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,9 @@ def credentials(body: Mapping[str, Any]) -> Credentials:
 
 
 def org_draft(body: Mapping[str, Any]) -> OrgDraft:
-    f.reject_unknown(body, {"type", "name", "unified_social_credit_code", "region_code", "parent_id"})
+    f.reject_unknown(
+        body, {"type", "name", "unified_social_credit_code", "region_code", "parent_id", "sector"}
+    )
     kind = f.required_choice(body, "type", OrgType)
     name = f.required_text(body, "name", max_len=f.ORG_NAME_MAX)
     uscc = f.text(body, "unified_social_credit_code", max_len=18, required=False)
@@ -122,7 +127,10 @@ def org_draft(body: Mapping[str, Any]) -> OrgDraft:
     if region is not None and not f.REGION_RE.match(region):
         raise Invalid("region_code must be a 6-digit administrative division code", field="region_code")
     parent = f.integer(body, "parent_id", minimum=1, required=False, nullable=True)
-    return OrgDraft(kind, name, uscc, region, parent)
+    sector = f.text(body, "sector", max_len=f.SECTOR_MAX, required=False, min_len=0) or None
+    if sector is not None and kind not in (*PROVIDER_TYPES, OrgType.INDUSTRY_DEPT):
+        raise Invalid("only providers and industry departments have a sector", field="sector")
+    return OrgDraft(kind, name, uscc, region, parent, sector)
 
 
 def role_grant(body: Mapping[str, Any]) -> tuple[int, Role]:
@@ -196,7 +204,9 @@ _SESSION_FIELDS = {
     "actual_end",
     "external_platform",
     "external_ids",
+    "location",
 }
+LOCATION_MAX = 200
 
 
 def session_draft(body: Mapping[str, Any], now: datetime) -> SessionDraft:
@@ -212,8 +222,10 @@ def session_draft(body: Mapping[str, Any], now: datetime) -> SessionDraft:
         external_platform=changes.get("external_platform", ExternalPlatform.NONE),
         external_ids=changes.get("external_ids", {}),
         expert_ids=f.id_list(body, "expert_ids", max_items=EXPERTS_MAX) if "expert_ids" in body else [],
+        location=changes.get("location"),
     )
     check_platform(draft.kind, draft.external_platform)
+    check_location(draft.kind, draft.location)
     return draft
 
 
@@ -254,6 +266,8 @@ def session_changes(body: Mapping[str, Any], now: datetime, *, creating: bool = 
         out["external_platform"] = f.required_choice(body, "external_platform", ExternalPlatform)
     if "external_ids" in body:
         out["external_ids"] = f.json_object(body, "external_ids") or {}
+    if "location" in body:
+        out["location"] = f.text(body, "location", max_len=LOCATION_MAX, required=False) or None
     return out
 
 
@@ -273,6 +287,12 @@ def check_platform(kind: SessionKind, platform: ExternalPlatform) -> None:
             "external sessions need an external_platform, other kinds must use none",
             field="external_platform",
         )
+
+
+def check_location(kind: SessionKind, location: str | None) -> None:
+    """An offline session is held somewhere: its learners are told where, and sign in there."""
+    if kind == SessionKind.OFFLINE and not location:
+        raise Invalid("an offline session needs a location", field="location")
 
 
 def expert_ids(body: Mapping[str, Any]) -> list[int]:

@@ -6,7 +6,7 @@ which has no time zones. Relationships are `lazy="raise"`: queries say what they
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -33,6 +34,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from catalog import domain
+from catalog.mentorship.rules import MentorshipStatus
+from catalog.plans.figures import PlanStatus
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -223,6 +226,7 @@ class Session(Base):
     actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     external_platform: Mapped[str] = mapped_column(String(16), default="none")
     external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    location: Mapped[str | None] = mapped_column(String(200))  # where an offline session is held (0011)
 
     course: Mapped[Course] = relationship(back_populates="sessions", lazy="raise")
     experts: Mapped[list[SessionExpert]] = relationship(lazy="raise", order_by="SessionExpert.person_id")
@@ -261,6 +265,8 @@ class Enrollment(Base):
     status: Mapped[str] = mapped_column(String(16))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The annual training plan item an employer enrolled this person from (migration 0011_programme).
+    plan_item_id: Mapped[int | None] = mapped_column(IdType, index=True)
 
 
 class Recording(Base):
@@ -476,11 +482,13 @@ class CreditEntry(Base):
         Index("ix_credit_entries_person_year", "person_id", "credit_year"),
         Index("ix_credit_entries_session", "session_id"),
         Index("ix_credit_entries_status_person", "status", "person_id"),
+        Index("ix_credit_entries_course_year_session", "course_id", "credit_year", "session_id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     person_id: Mapped[int] = mapped_column(IdType)
-    course_id: Mapped[int] = mapped_column(IdType, index=True)
+    # None for credit that belongs to no course: a mentorship's fixed award (migration 0011_programme).
+    course_id: Mapped[int | None] = mapped_column(IdType, index=True)
     session_id: Mapped[int | None] = mapped_column(IdType)
     credit_year: Mapped[int] = mapped_column(Integer)
     credit_day: Mapped[str] = mapped_column(String(10))  # Beijing date (YYYY-MM-DD) the 学时 count on
@@ -729,6 +737,249 @@ class Certificate(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[int | None] = mapped_column(IdType)
     replaced_by_id: Mapped[int | None] = mapped_column(IdType)
+
+
+# --- offline training (线下培训): migration 0011_offline -------------------------------------------------
+
+
+class OfflineAttendance(Base):
+    """One sign-in at an offline session's venue, closed by its sign-out (catalog.offline). The instants
+    are the server's; a staff correction (missed sign-out, wrong time) overwrites them, says who, when
+    and why, and leaves the times it replaced in the audit log. A person holds at most one open sign-in
+    across all sessions (the partial unique index): nobody is at two venues at once."""
+
+    __tablename__ = "offline_attendance"
+    __table_args__ = (
+        Index("ix_offline_attendance_session_person", "session_id", "person_id"),
+        Index(
+            "uq_offline_attendance_open_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text("signed_out_at IS NULL"),
+            postgresql_where=text("signed_out_at IS NULL"),
+        ),
+        CheckConstraint("signed_out_at IS NULL OR signed_out_at > signed_in_at", name="order"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    # Evidence outlives the session and the person: plain ids, no foreign keys.
+    session_id: Mapped[int] = mapped_column(IdType)
+    person_id: Mapped[int] = mapped_column(IdType)
+    signed_in_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    in_code_slot: Mapped[int] = mapped_column(BigInteger)  # the signed code's slot (its issue instant, s)
+    out_code_slot: Mapped[int | None] = mapped_column(BigInteger)
+    sign_in_ip: Mapped[str] = mapped_column(String(64), default="")
+    sign_in_user_agent: Mapped[str] = mapped_column(String(512), default="")
+    sign_out_ip: Mapped[str | None] = mapped_column(String(64))
+    sign_out_user_agent: Mapped[str | None] = mapped_column(String(512))
+    corrected_by: Mapped[int | None] = mapped_column(IdType)
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    corrected_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OfflineCodeUse(Base):
+    """A venue code a person has used: one act (sign in or sign out) per code and person, so a replayed
+    code is refused."""
+
+    __tablename__ = "offline_code_uses"
+    __table_args__ = (CheckConstraint("action IN ('sign_in', 'sign_out')", name="action"),)
+
+    session_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    code_slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- the programme (mentorship, employers' annual training plans): migration 0011_programme -------------
+
+
+class Mentorship(Base):
+    """A 师承带徒 agreement for one year (R26): proposed by one side, confirmed by the other (both times
+    kept), completed by the mentor's summary and the mentee's confirmation, which posts the award."""
+
+    __tablename__ = "mentorships"
+    __table_args__ = (
+        one_of("status", MentorshipStatus, "status"),
+        CheckConstraint("mentor_person_id <> mentee_person_id", name="not_self"),
+        CheckConstraint("start_date <= end_date", name="period"),
+        # One agreement in force (not cancelled) per mentor, mentee and year.
+        Index(
+            "uq_mentorships_pair_year",
+            "mentor_person_id",
+            "mentee_person_id",
+            "year",
+            unique=True,
+            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
+        Index("ix_mentorships_mentor_year", "mentor_person_id", "year"),
+        Index("ix_mentorships_mentee_year", "mentee_person_id", "year"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    mentor_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"))
+    mentee_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="RESTRICT"))
+    year: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[int] = mapped_column(IdType)
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    mentor_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mentee_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completion_summary: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mentee_completion_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    credit_entry_id: Mapped[int | None] = mapped_column(IdType)
+
+
+class TrainingPlan(Base):
+    """An employer's annual training plan: drafted, then published (items may still be added, nothing
+    changed or removed); one per employer and year."""
+
+    __tablename__ = "training_plans"
+    __table_args__ = (
+        one_of("status", PlanStatus, "status"),
+        UniqueConstraint("employer_org_id", "year", name="uq_training_plans_employer_org_id_year"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    employer_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"))
+    year: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TrainingPlanItem(Base):
+    """One line of a plan: a course or a category (公需/专业), a target in 学时 per targeted person."""
+
+    __tablename__ = "training_plan_items"
+    __table_args__ = (
+        CheckConstraint("(course_id IS NULL) <> (category IS NULL)", name="course_or_category"),
+        CheckConstraint("category IS NULL OR category IN ('public', 'professional')", name="category"),
+        CheckConstraint("target_xueshi > 0", name="target"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("training_plans.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    category: Mapped[str | None] = mapped_column(String(16))
+    target_xueshi: Mapped[Decimal] = mapped_column(CreditHours())
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrainingPlanTarget(Base):
+    """A person (the employer's own staff) an item targets."""
+
+    __tablename__ = "training_plan_targets"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("training_plan_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("persons.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+
+# --- the bureau's supervision view: migration 0011_supervision -----------------------------------------
+# A snapshot of each year's figures per provider and per session (catalog.supervision.snapshot), computed
+# from the ledger, the evidence and the flags in one pass and replaced whole on each refresh: the bureau's
+# overview reads a few hundred rows instead of aggregating millions of ledger entries per request.
+
+
+class XueshiTotal(TypeDecorator[Decimal]):
+    """A sum of 学时 (a provider's year can pass 9999.99, the ledger's per-entry Numeric(6,2))."""
+
+    impl = Numeric(14, 2, asdecimal=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        return None if value is None else str(value.quantize(Decimal("0.01")))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class SupervisionSnapshot(Base):
+    """When a year's supervision figures were last computed, how long it took and how much it read."""
+
+    __tablename__ = "supervision_snapshots"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    took_s: Mapped[float] = mapped_column(Float)
+    providers: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(BigInteger)
+
+
+class SupervisionProviderStats(Base):
+    """One provider's year in the snapshot (figures defined in catalog.supervision.walk)."""
+
+    __tablename__ = "supervision_provider_stats"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    provider_org_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    courses: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)  # listed: held in the year or credited in it
+    sessions_held: Mapped[int] = mapped_column(Integer)
+    over_sessions: Mapped[int] = mapped_column(Integer)  # sessions marked 超额 (fraud 17)
+    attendees: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(Integer)
+    pending_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    registered_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    rejected_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    revoked_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    decided: Mapped[int] = mapped_column(Integer)
+    latency_median_s: Mapped[float | None] = mapped_column(Float)
+    latency_p90_s: Mapped[float | None] = mapped_column(Float)
+    flags_open: Mapped[int] = mapped_column(Integer)
+    flags_total: Mapped[int] = mapped_column(Integer)
+
+
+class SupervisionSessionStats(Base):
+    """One session's year in the snapshot, with its reconciliation (fraud 17)."""
+
+    __tablename__ = "supervision_session_stats"
+    __table_args__ = (Index("ix_supervision_session_stats_provider", "year", "provider_org_id", "starts_at"),)
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    session_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    provider_org_id: Mapped[int] = mapped_column(IdType)
+    course_id: Mapped[int] = mapped_column(IdType)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    held: Mapped[bool] = mapped_column(Boolean)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_source: Mapped[str] = mapped_column(String(16))  # correction, actual, schedule, none
+    allowed_xs: Mapped[Decimal | None] = mapped_column(XueshiTotal())
+    max_person_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    credited: Mapped[int] = mapped_column(Integer)
+    without_attendance: Mapped[int] = mapped_column(Integer)
+    attending: Mapped[int] = mapped_column(Integer)
+    attendees: Mapped[int] = mapped_column(Integer)
+    enrolled: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(Integer)
+    pending_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    registered_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    rejected_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    revoked_xs: Mapped[Decimal] = mapped_column(XueshiTotal())
+    flags_open: Mapped[int] = mapped_column(Integer)
+    flags_total: Mapped[int] = mapped_column(Integer)
+    over: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 # --- shared courseware (issue 15, R27): migration 0011_courseware ---------------------------------------

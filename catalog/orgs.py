@@ -27,6 +27,7 @@ def org_view(org: Organization) -> dict[str, Any]:
         "unified_social_credit_code": org.unified_social_credit_code,
         "region_code": org.region_code,
         "parent_id": org.parent_id,
+        "sector": org.sector,
     }
 
 
@@ -78,6 +79,7 @@ async def create(db: Database, caller: Caller, draft: forms.OrgDraft, now: datet
                 unified_social_credit_code=draft.unified_social_credit_code,
                 region_code=draft.region_code,
                 parent_id=draft.parent_id,
+                sector=draft.sector,
                 created_at=now,
             )
             s.add(org)

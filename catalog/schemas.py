@@ -44,6 +44,11 @@ ORG = _obj(
         "unified_social_credit_code": {"type": ["string", "null"], "pattern": f.USCC_RE.pattern},
         "region_code": {"type": ["string", "null"], "pattern": f.REGION_RE.pattern},
         "parent_id": {"type": ["integer", "null"], "minimum": 1, "maximum": f.BIGINT_MAX},
+        "sector": {
+            "type": ["string", "null"],
+            "maxLength": f.SECTOR_MAX,
+            "description": "行业: providers and industry departments only",
+        },
     },
     ("type", "name"),
 )
@@ -79,6 +84,12 @@ _SESSION_PROPS: dict[str, Any] = {
     "scheduled_end": INSTANT,
     "external_platform": _enum(ExternalPlatform),
     "external_ids": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
+    "location": {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": 200,
+        "description": "where an offline session is held (required for kind offline)",
+    },
 }
 SESSION_CREATE = _obj(_SESSION_PROPS, ("title", "kind", "scheduled_start", "scheduled_end"))
 # actual_start/actual_end are the server's own times: a correction is POST .../time-corrections (fraud 17).
@@ -223,14 +234,39 @@ QUERY: dict[str, dict[str, Any]] = {
         "description": "the file's platform when the session is not linked to one (else guessed)",
     },
     "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "description": "credit year (Beijing)"},
+    "employer.sort": {
+        "type": "string",
+        "enum": ["shortfall", "-shortfall", "name"],
+        "default": "shortfall",
+        "description": "most short first, least short first, or by name",
+    },
+    "short": {"type": "integer", "enum": [0, 1], "default": 0, "description": "1: only those short of it"},
     "course_id": ID,
     "review.status": {"type": "string", "enum": ["open", "dismissed", "confirmed", "all"], "default": "open"},
     # The courseware review queue (catalog.courseware.review.QUEUE_STATES).
     "state": {"type": "string", "enum": ["submitted", "approved", "decided"], "default": "submitted"},
+    "serial": {"type": "string", "maxLength": 40, "description": "e.g. QDCE-2026-7KQ4M9XP2D"},
+    "code": {"type": "string", "maxLength": 32, "description": "the verification code"},
+    "approval.status": {
+        "type": "string",
+        "enum": ["pending", "registered", "rejected", "revoked", "decided", "all"],
+        "default": "pending",
+        "description": "decided: registered, rejected or revoked by someone, most recent first",
+    },
+    "person_id": ID,
+    "subject_type": {"type": "string", "maxLength": 32, "description": "e.g. credit_entry, credit_policy"},
+    "subject_id": {"type": "string", "maxLength": 64},
+    "actor": {**ID, "description": "the person who acted"},
+    "action": {"type": "string", "maxLength": 64, "description": "e.g. credit.approved"},
+    "audit.from": {**DATE_OR_INSTANT, "description": "rows at or after (a date: its start, UTC)"},
+    "audit.to": {**DATE_OR_INSTANT, "description": "rows at or before (a date: all of it, UTC)"},
     "status": {
         "type": "string",
         "enum": ["published", "draft", "archived", "all"],
         "default": "published",
         "description": "other than published needs provider_id and its admin, the bureau or an admin",
     },
+    "sector": {"type": "string", "maxLength": f.SECTOR_MAX, "description": "providers' 行业"},
+    "over": {"type": "integer", "enum": [0, 1], "default": 0, "description": "1: 超额 only"},
+    "provider": {**ID, "description": "one provider (organization id); default: all in scope"},
 }

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from catalog import api
+from catalog.certificates import routes as certificates
 from catalog.consumer import consumer_context
 from catalog.courseware.processing import processing_context
 from catalog.db import Database
@@ -17,6 +18,7 @@ from catalog.keys import DATABASE, EXTERNAL, PLAYBACKS
 from catalog.playback import Playbacks
 from catalog.puller import pull_context
 from catalog.settler import settlement_context
+from catalog.supervision.snapshot import refresh_context
 from infra.appkeys import READINESS, SETTINGS
 from integrations.secrets import sealer_for
 
@@ -44,5 +46,7 @@ def setup(app: web.Application) -> None:
     # The consumer needs the database: it starts after it and is cancelled before it is closed.
     app.cleanup_ctx.extend([_database, _external, consumer_context, settlement_context, pull_context])
     app.cleanup_ctx.append(processing_context)  # courseware checks and renditions (needs the database)
+    app.cleanup_ctx.append(refresh_context)  # the supervision view's snapshots (needs the database)
     app[PLAYBACKS] = Playbacks()
+    app[certificates.CERTIFICATES] = certificates.context(app[SETTINGS])
     api.add_routes(app)

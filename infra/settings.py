@@ -63,11 +63,25 @@ class Settings:
     # How often linked Tencent Meeting / DingTalk sessions are checked for an automatic pull after their
     # end (0: never; the console's button still pulls).
     external_pull_every_s: float = field(default=60.0, metadata={"env": "LECTERN_EXTERNAL_PULL_EVERY_S"})
+    # How old the supervision view's figures may grow before the background round recomputes them (0: only
+    # on request; catalog/supervision/snapshot.py).
+    supervision_refresh_every_s: float = field(
+        default=300.0, metadata={"env": "LECTERN_SUPERVISION_REFRESH_EVERY_S"}
+    )
     tencent_api_url: str = field(
         default="https://api.meeting.qq.com", metadata={"env": "LECTERN_TENCENT_API_URL"}
     )
     dingtalk_api_url: str = field(
         default="https://api.dingtalk.com", metadata={"env": "LECTERN_DINGTALK_API_URL"}
+    )
+    # Certificates (catalog/certificates): the CJK TrueType font their PDFs embed (a .ttc: its first
+    # font), and the issuer named on annual transcripts.
+    certificate_font: Path = field(
+        default=Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+        metadata={"env": "LECTERN_CERTIFICATE_FONT"},
+    )
+    platform_name: str = field(
+        default="青岛市专业技术人员继续教育平台", metadata={"env": "LECTERN_PLATFORM_NAME"}
     )
 
     @property

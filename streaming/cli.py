@@ -1,4 +1,5 @@
-"""The `lectern` command: serve, migrate, demo, import. The environment is read here and nowhere else."""
+"""The `lectern` command: serve, migrate, demo, import, report. The environment is read here and nowhere
+else."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import IO
 
@@ -114,6 +116,63 @@ def cmd_import(settings: Settings, path: str, session_id: int, platform: str | N
         return asyncio.run(_import(settings, file, os.path.basename(path), session_id, platform))
 
 
+class _RowsBar:
+    """`lectern report`'s progress on stderr: rows written of the total, redrawn in place at most every
+    0.2 s (a terminal redrawn for every row would slow the export down)."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.shown_at = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        at = time.monotonic()
+        if done < total and at - self.shown_at < 0.2:
+            return
+        self.shown_at = at
+        fraction = done / total if total else 1.0
+        bar = "#" * int(fraction * self.width)
+        print(
+            f"\r[{bar:.<{self.width}}] {fraction:4.0%} {done:,}/{total:,} rows",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def _report(settings: Settings, year: int, provider: int | None, out: str) -> int:
+    from pathlib import Path
+
+    from catalog.supervision import export
+    from infra.errors import DomainError
+
+    db = catalog.Database(settings.effective_database_url)
+    try:
+        written = await export.report_to_file(db, year, provider, Path(out), on_progress=_RowsBar())
+    except DomainError as exc:
+        print(f"\nlectern report: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await db.close()
+    print(
+        f"\n{out}: {written.providers} providers, {written.sessions} sessions, {written.entries} entries",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_report(settings: Settings, year: int, provider: int | None, out: str) -> int:
+    """`lectern report --year Y [--provider ID] --out FILE`: the supervision report (docs/supervision.md)
+    of every provider, or one, as .xlsx or .csv, with a progress bar on stderr."""
+    if not out.lower().endswith((".xlsx", ".csv")):
+        print("lectern report: --out must end in .xlsx or .csv", file=sys.stderr)
+        return 2
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        print(f"lectern report: no folder for {out}", file=sys.stderr)
+        return 2
+    catalog.migrate(settings.effective_database_url)
+    return asyncio.run(_report(settings, year, provider, out))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lectern", description="Lectern: live lectures and credit hours")
     sub = parser.add_subparsers(dest="command")
@@ -124,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp.add_argument("file", help="the exported CSV or .xlsx file")
     imp.add_argument("--session", type=int, required=True, help="the session's id")
     imp.add_argument("--platform", choices=["tencent", "dingtalk_conf", "dingtalk_live"], default=None)
+    rep = sub.add_parser("report", help="the supervision report of a credit year as .xlsx or .csv")
+    rep.add_argument("--year", type=int, required=True, help="the credit year (Beijing)")
+    rep.add_argument("--provider", type=int, default=None, help="one provider's organization id")
+    rep.add_argument("--out", required=True, help="the file to write: .xlsx or .csv")
     args = parser.parse_args(argv)
     settings = _settings()
     _configure_logging(settings)
@@ -134,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_demo(settings)
     if command == "import":
         return cmd_import(settings, args.file, args.session, args.platform)
+    if command == "report":
+        return cmd_report(settings, args.year, args.provider, args.out)
     return cmd_serve(settings)
 
 

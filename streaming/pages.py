@@ -29,9 +29,17 @@ PAGES: dict[str, str] = {
     "/me/credits": "credits.html",
     "/admin/credit-policy": "policy.html",
     "/review": "review.html",
+    "/mentorships": "mentorships.html",
+    "/employer/plans": "plans.html",
+    "/employer": "employer.html",
+    "/employer/staff": "employer-staff.html",
+    "/verify": "verify.html",
     r"/studio/{session_id:\d+}": "studio.html",
     r"/watch/{session_id:\d+}": "watch.html",
     r"/replays/{recording_id:[A-Za-z0-9_-]{1,64}}": "replay.html",
+    r"/venue/{session_id:\d+}": "venue.html",  # offline training: the venue's QR display (docs/offline.md)
+    r"/venue/{session_id:\d+}/records": "offline-records.html",
+    r"/checkin/{session_id:\d+}": "checkin.html",
 }
 # status -> the page a person gets for it at a page URL
 ERROR_PAGES: dict[int, str] = {403: "403.html", 404: "404.html"}

@@ -1,13 +1,15 @@
 """A session's attendance table as files a provider opens in Excel or WPS: CSV (UTF-8 with a byte-order
 mark, which Excel on Chinese Windows needs to read UTF-8) and a minimal XLSX (Office Open XML written with
-zipfile: one sheet, inline strings, numbers as numbers). Pure: rows in, bytes out."""
+zipfile: one sheet, inline strings, numbers as numbers). Pure: rows in, bytes out. Large exports use the
+streamed forms (`XlsxStream`, `csv_chunk`): rows go in batch by batch and the bytes made so far come out,
+so memory stays bounded whatever the number of rows."""
 
 from __future__ import annotations
 
 import csv
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -143,3 +145,79 @@ def to_xlsx(rows: Sequence[Sequence[Cell]], sheet_name: str = "出勤与学时")
         z.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
         z.writestr("xl/worksheets/sheet1.xml", _sheet(rows))
     return out.getvalue()
+
+
+# -- streamed: rows in by batches, bytes out as they are made ------------------------------------------
+
+
+class _Sink:
+    """A write-only, unseekable file for zipfile (which then writes data descriptors): it keeps what was
+    written until `take` hands it on."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes, /) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self._chunks)
+        self._chunks.clear()
+        return out
+
+
+class XlsxStream:
+    """A one-sheet XLSX written as it goes: `write(rows)` returns the compressed bytes made so far (often
+    none: deflate holds data until it has a block), `close()` the rest with the zip's directory. Only one
+    batch of rows is in memory at a time. The sheet may hold up to 2 GiB of XML (zip without ZIP64).
+    Close it even when the download is abandoned: zipfile cannot close a file with an entry open."""
+
+    def __init__(self, sheet_name: str, *, compresslevel: int = 6) -> None:
+        self._sink = _Sink()
+        self._zip = zipfile.ZipFile(self._sink, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self._zip.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        self._zip.writestr("_rels/.rels", _ROOT_RELS)
+        self._zip.writestr("xl/workbook.xml", _workbook(sheet_name))
+        self._zip.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        self._sheet = self._zip.open("xl/worksheets/sheet1.xml", "w")
+        self._sheet.write(
+            b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        )
+        self.rows = 0
+
+    def write(self, rows: Iterable[Sequence[Cell]]) -> bytes:
+        parts = []
+        for row in rows:
+            self.rows += 1
+            n = self.rows
+            parts.append(f'<row r="{n}">' + "".join(_cell(f"{_column(j)}{n}", v) for j, v in enumerate(row)))
+            parts.append("</row>")
+        if parts:
+            self._sheet.write("".join(parts).encode("utf-8"))
+        return self._sink.take()
+
+    def close(self) -> bytes:
+        """The rest of the file; closing again gives nothing."""
+        if self._sheet.closed:
+            return b""
+        self._sheet.write(b"</sheetData></worksheet>")
+        self._sheet.close()
+        self._zip.close()
+        return self._sink.take()
+
+
+def csv_chunk(rows: Iterable[Sequence[Cell]], *, first: bool = False) -> bytes:
+    """Rows as CSV bytes (the byte-order mark before the first chunk), for a streamed CSV download."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(["" if v is None else _safe(v) for v in row])
+    return (("\ufeff" if first else "") + out.getvalue()).encode("utf-8")

@@ -15,6 +15,12 @@ Codes (docs/credit.md):
 - `double_claim`: a session claimed again on another path at overlapping times (R24);
 - `low_trust`: external credit resting on a platform-reported total (DingTalk live, R21) or an editable
   file: credited as pending, to be checked.
+- `reciprocal_mentorship`: two people mentoring each other in the same year (fraud 20; both flagged);
+- `backdated_mentorship`: an agreement starting well before it was proposed, or confirmed after its
+  period ended (fraud 20; catalog.mentorship).
+- `approval_too_fast`, `approval_bulk` (on the approver, fraud 21): an employer approval sooner than the
+  policy's `approval_min_seconds` after the entry was posted, or one call approving more than
+  `approval_bulk_flag_size` entries (catalog.credit.approval; flagged, never refused).
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ CODES = (
     "daily_cap",
     "double_claim",
     "low_trust",
+    "reciprocal_mentorship",
+    "backdated_mentorship",
+    "approval_too_fast",
+    "approval_bulk",
 )
 
 

@@ -42,6 +42,9 @@ REJECTED = "rejected"
 REVOKED = "revoked"
 STATUSES = (PENDING, REGISTERED, REJECTED, REVOKED)
 COUNTING = (REGISTERED,)  # R23: what counts toward the annual requirement
+# What holds a learner's course and day caps (R6): credit not rejected or revoked. A rejected or revoked
+# entry frees its share of the caps (its reversal, carrying its status, is left out with it).
+HOLDING = (PENDING, REGISTERED)
 
 
 def append(s: AsyncSession, entry: CreditEntry) -> CreditEntry:
@@ -61,14 +64,16 @@ async def reverse(db: Database, entry_id: int, actor: int | None, reason: str, n
         raise Invalid("a reversal needs a reason", field="reason")
     try:
         async with db.sessions.begin() as s:
-            original = await s.get(CreditEntry, entry_id)
+            # Locked: a concurrent decision (catalog.credit.approval locks it too) is ordered before or
+            # after, so the reversal carries the status the entry ends with.
+            original = await s.get(CreditEntry, entry_id, with_for_update=True)
             if original is None:
                 raise NotFound(f"credit entry {entry_id} not found", field="entry_id")
             if original.kind == REVERSAL:
                 raise Invalid("a reversal cannot be reversed", field="entry_id")
             if await s.scalar(select(CreditEntry.id).where(CreditEntry.reversal_of_id == entry_id)):
                 raise Conflict(f"credit entry {entry_id} is already reversed", field="entry_id")
-            by_day = original.evidence.get("credited_by_day") or {original.credit_day: str(original.xueshi)}
+            by_day = _credited_by_day(original)
             reversal = append(
                 s,
                 CreditEntry(
@@ -135,6 +140,12 @@ def standing(entries: Iterable[CreditEntry]) -> list[CreditEntry]:
     return [e for e in listed if e.kind != REVERSAL and e.id not in gone]
 
 
+def holding(entries: Iterable[CreditEntry]) -> list[CreditEntry]:
+    """The entries that hold the course and day caps: pending or registered (reversals by the status they
+    carry), so rejected and revoked credit no longer counts against the learner."""
+    return [e for e in entries if e.status in HOLDING]
+
+
 def net_xueshi(
     entries: Iterable[CreditEntry], *, session_id: int | None = None, course_id: int | None = None
 ) -> Decimal:
@@ -149,12 +160,18 @@ def net_xueshi(
     return total
 
 
+def _credited_by_day(e: CreditEntry) -> dict[str, Any]:
+    """An entry's 学时 per Beijing day: its evidence's `credited_by_day`, else all on its `credit_day`. An
+    empty `credited_by_day` is a credit holding no time on any day (a mentorship's fixed award)."""
+    days = e.evidence.get("credited_by_day")
+    return {e.credit_day: str(e.xueshi)} if days is None else dict(days)
+
+
 def by_day(entries: Iterable[CreditEntry]) -> dict[date, Decimal]:
     """Credited 学时 per Beijing day across the entries (R6), reversals subtracting."""
     out: dict[date, Decimal] = defaultdict(Decimal)
     for e in entries:
-        days: dict[str, Any] = e.evidence.get("credited_by_day") or {e.credit_day: str(e.xueshi)}
-        for day, amount in days.items():
+        for day, amount in _credited_by_day(e).items():
             out[date.fromisoformat(day)] += Decimal(str(amount))
     return dict(out)
 

@@ -19,7 +19,8 @@ claim on another path is recorded as "already credited" with 0 学时, and flagg
 its time overlaps the credited one), R29 (time credited in another course at the same instants is
 flagged and subtracted), the course cap (a course's entries never exceed its credit hours), a session's
 actual length, and R6 (the Beijing day's cap across all of a person's entries; the entry carries the
-capped 学时, its evidence the uncapped figure).
+capped 学时, its evidence the uncapped figure). Rejected and revoked entries hold neither cap
+(ledger.holding); they still claim their session for R24, so watching it again does not undo a rejection.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ async def settle_due(
     evidence_through: datetime | None = None,
 ) -> Report:
     """Settle every session that ended at least 2 × heartbeat period before `now` and was not settled yet,
-    then sweep recently played replays. What the background task calls; tests call it directly.
+    then sweep recently played replays, external meetings and offline training sessions
+    (catalog.offline.settlement). What the background task calls; tests call it directly.
 
     `evidence_through`: the time up to which the catalog has stored every evidence event (the task asks
     the bus for the consumer's oldest unacknowledged event): a session is settled only once its end plus
@@ -203,6 +205,10 @@ async def settle_due(
             report.add(await settle_session(db, session_id, now, policy=pol))
     report.add(await sweep_replays(db, now, policy=pol))
     report.add(await settle_external_due(db, now, policy=pol))
+    # Offline training (issue 15) builds on this module's rules, so it is imported here, not at the top.
+    from catalog.offline.settlement import settle_offline_due
+
+    report.add(await settle_offline_due(db, now, policy=pol))
     return report
 
 
@@ -457,8 +463,8 @@ def _append_session_entry(
             credit.day_seconds,
             session_max=None,  # a session's credit is at most its window already
             course_hours=course.credit_hours,
-            in_course=ledger.net_xueshi(entries, course_id=course.course_id),
-            already_by_day=ledger.by_day(entries),
+            in_course=ledger.net_xueshi(ledger.holding(entries), course_id=course.course_id),
+            already_by_day=ledger.by_day(ledger.holding(entries)),
             policy=policy,
         )
         if caps.daily_cut:
@@ -602,8 +608,8 @@ async def settle_replay(
                 credit.day_seconds,
                 session_max=engine.to_xueshi(Decimal(repr(window_s)) / 60, pol),
                 course_hours=ev.course.credit_hours,
-                in_course=ledger.net_xueshi(entries, course_id=ev.course.course_id),
-                already_by_day=ledger.by_day(entries),
+                in_course=ledger.net_xueshi(ledger.holding(entries), course_id=ev.course.course_id),
+                already_by_day=ledger.by_day(ledger.holding(entries)),
                 policy=pol,
             )
             note = ""

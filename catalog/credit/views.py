@@ -25,6 +25,7 @@ from catalog.intervals import closed
 from catalog.models import (
     ClientSession,
     Course,
+    CreditDecision,
     CreditEntry,
     Enrollment,
     FraudFlag,
@@ -86,6 +87,9 @@ def _entry_view(e: CreditEntry, session_title: str | None) -> dict[str, Any]:
     }
 
 
+# Credit of no course (catalog.mentorship's fixed award) is listed as one group under this title.
+NO_COURSE_TITLE = "师承带徒"
+
 # -- 我的学时 -------------------------------------------------------------------------------------------
 
 
@@ -96,14 +100,16 @@ def _year_bounds(year: int) -> Span:
 
 async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> dict[str, Any]:
     """The caller's credit year: totals by category against the policy's requirement (only registered
-    credit counts, R23; pending shown apart), entries per course, and sessions attended without credit
-    yet with the reason."""
+    credit counts, R23; pending shown apart), entries per course with their status and the latest
+    decision on each (a rejection's or revocation's reason), and sessions attended without credit yet
+    with the reason."""
     async with db.sessions.begin() as s:
         policy = await current(s)
         rows = (
             await s.execute(
                 select(CreditEntry, Course.title, Course.credit_hours, Session.title)
-                .join(Course, Course.id == CreditEntry.course_id)
+                # Outer: credit of no course (a mentorship's award) is listed too, as its own group.
+                .outerjoin(Course, Course.id == CreditEntry.course_id)
                 .outerjoin(Session, Session.id == CreditEntry.session_id)
                 .where(CreditEntry.person_id == caller.person_id, CreditEntry.credit_year == year)
                 .order_by(CreditEntry.computed_at, CreditEntry.id)
@@ -112,16 +118,18 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         waiting = await _uncredited(s, caller.person_id, year, policy, now, {r[0].session_id for r in rows})
         versions = {v: await by_version(s, v) for v in {r[0].policy_version for r in rows}}
         revoked = await courseware_credit.marks(s, {r[0].session_id for r in rows})
+        decisions = await _latest_decisions(s, [r[0].id for r in rows])
+    reversed_ids = {e.reversal_of_id for e, *_ in rows if e.reversal_of_id is not None}
     summary = engine.annual_summary([(e.category, e.status, e.xueshi) for e, *_ in rows], policy)
-    courses: dict[int, dict[str, Any]] = {}
+    courses: dict[int | None, dict[str, Any]] = {}
     for e, course_title, credit_hours, session_title in rows:
         c = courses.setdefault(
             e.course_id,
             {
                 "course_id": e.course_id,
-                "title": course_title,
+                "title": course_title if e.course_id is not None else NO_COURSE_TITLE,
                 "category": e.category,
-                "credit_hours": str(credit_hours),
+                "credit_hours": str(credit_hours) if credit_hours is not None else None,
                 "pending_xueshi": Decimal(0),
                 "registered_xueshi": Decimal(0),
                 "entries": [],
@@ -131,15 +139,23 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
             c["pending_xueshi"] += e.xueshi
         elif e.status == engine.REGISTERED:
             c["registered_xueshi"] += e.xueshi
-        c["entries"].append(_entry_view(e, session_title) | revoked.get(e.session_id or 0, {}))
+        c["entries"].append(
+            _entry_view(e, session_title)
+            | {
+                "decided_at": e.decided_at.isoformat() if e.decided_at else None,
+                "decision": decisions.get(e.id),
+                "reversed": e.id in reversed_ids,
+            }
+            | revoked.get(e.session_id or 0, {})
+        )
         if e.xueshi == 0 and e.kind != "reversal":
             # Assessed and credited nothing: the learner is told why, beside the sessions still waiting.
             waiting.append(
                 {
                     "session_id": e.session_id,
-                    "session_title": session_title or "课程回放",
+                    "session_title": session_title or ("师承带徒" if e.course_id is None else "课程回放"),
                     "course_id": e.course_id,
-                    "course_title": course_title,
+                    "course_title": course_title if e.course_id is not None else NO_COURSE_TITLE,
                     "scheduled_start": None,
                     **_zero_reason(e, versions[e.policy_version]),
                 }
@@ -154,6 +170,24 @@ async def my_credits(db: Database, caller: Caller, year: int, now: datetime) -> 
         "courses": list(courses.values()),
         "uncredited": waiting,
     }
+
+
+async def _latest_decisions(s: AsyncSession, entry_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The latest decision on each entry (approve, reject, revoke, override): what the learner is told,
+    a rejection's or a revocation's reason included."""
+    if not entry_ids:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for d in await s.scalars(
+        select(CreditDecision).where(CreditDecision.entry_id.in_(entry_ids)).order_by(CreditDecision.id)
+    ):
+        out[d.entry_id] = {
+            "action": d.action,
+            "reason": d.reason,
+            "decided_as": d.decided_as,
+            "decided_at": d.decided_at.isoformat(),
+        }
+    return out
 
 
 async def _uncredited(
@@ -209,6 +243,8 @@ def _zero_reason(e: CreditEntry, policy: CreditPolicy) -> dict[str, Any]:
     """Why an assessed entry credits nothing, from its evidence and the policy version it names."""
     f = figures(e.evidence or {})
     source = e.evidence.get("figures", {}) if isinstance(e.evidence, dict) else {}
+    if e.note == "already credited" and e.kind == "mentorship":
+        return {"reason": "already_credited", "reason_text": "本年度已计入一次师承带徒学时（每年只计一次）"}
     if e.note == "already credited":
         return {"reason": "already_credited", "reason_text": "本课次已通过其他方式计入学时（每年只计一次）"}
     if source.get("threshold_met") is False and f["ratio"] is not None:

@@ -60,6 +60,7 @@ export const FIELD = {
   scheduled_end: "结束时间",
   external_platform: "会议平台",
   external_ids: "会议号",
+  location: "上课地点",
   person_ids: "授课专家",
   expert_ids: "授课专家",
   course_id: "课程",
@@ -96,6 +97,7 @@ const MESSAGES = [
   [/must be a mainland mobile number/, () => "请输入 11 位大陆手机号（1 开头）。"],
   [/must be after the start/, () => "结束时间必须晚于开始时间。"],
   [/external sessions need an external_platform/, () => "外部会议课次须选择会议平台；其他类型的课次不选平台。"],
+  [/an offline session needs a location/, () => "线下课次须填写上课地点。"],
   [/is in the past$/, (_m, label) => `${label}不能早于当前时间，请重新选择。`],
   [/a live session of a published course needs at least one expert/, () => "已发布课程的直播课次必须指定授课专家。"],
   [/live sessions without an expert cannot be published: (.*)/, (m) => `以下直播课次还没有授课专家：${m[1]}。请先指定专家再发布。`],
@@ -320,7 +322,11 @@ function renderNav(me) {
     if (hasRole(me, "expert")) links.push(h("a", { href: "/teach/courseware" }, ["我的课件"]));
     if (hasRole(me, "reviewer")) links.push(h("a", { href: "/review/courseware" }, ["课件审核"]));
     if (hasRole(me, "provider_admin")) links.push(h("a", { href: "/provider" }, ["机构后台"]));
+    if (hasRole(me, "expert") || hasRole(me, "learner")) links.push(h("a", { href: "/mentorships" }, ["师承带徒"]));
+    if (hasRole(me, "employer_admin")) links.push(h("a", { href: "/employer/plans" }, ["年度培训计划"]));
     if (["provider_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/review" }, ["待核查"]));
+    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer" }, [hasRole(me, "employer_admin") ? "单位审核" : "学时审核"]));
+    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer/staff" }, ["学时台账"]));
     if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {

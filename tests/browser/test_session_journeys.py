@@ -119,8 +119,8 @@ async def test_an_expert_lands_on_my_teaching_and_reaches_the_studio_in_one_tap(
     await expect(session.locator(".badge")).to_have_text("未开始")
     await expect(session).to_contain_text("智慧港口自动化码头关键技术")
     await expect(page.locator("#past")).to_contain_text("暂无已结束的课次")
-    # The nav offers the expert's homes (teaching, shared courseware), not a learner's empty one.
-    await expect(page.locator("nav a")).to_have_text(["课程目录", "我的授课", "我的课件", "退出"])
+    # The nav offers the expert's homes (teaching, shared courseware, mentorship), not a learner's empty one.
+    await expect(page.locator("nav a")).to_have_text(["课程目录", "我的授课", "我的课件", "师承带徒", "退出"])
     await fits_the_screen(page)
     await snap(page, "teach-home")
 

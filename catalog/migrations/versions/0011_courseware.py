@@ -12,7 +12,7 @@
   browser can resume after a cut connection; the bytes never pass through the application.
 
 Revision ID: 0011_courseware
-Revises: 0010
+Revises: 0011_offline
 Create Date: 2026-12-10
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_courseware"
-down_revision = "0010"
+down_revision = "0011_offline"
 branch_labels = None
 depends_on = None
 

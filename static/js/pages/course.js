@@ -44,6 +44,7 @@ function sessionItem(s) {
     statusTag(s),
     h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
     h("span", {}, [KIND[s.kind] || s.kind]),
+    ...(s.location ? [h("span", {}, [`地点：${s.location}`])] : []),
   ];
   if (s.external_platform && s.external_platform !== "none") {
     meta.push(h("span", {}, [PLATFORM[s.external_platform] || s.external_platform]));

@@ -10,7 +10,7 @@ const HOMES = /** @type {Record<string, [string, string] | string>} */ ({
   learner: ["/me", "我的学习：报名的课程、直播与回放"],
   expert: ["/teach", "我的授课：您主讲的课次与讲师直播间"],
   provider_admin: ["/provider", "机构后台：开设课程、安排课次与专家"],
-  employer_admin: "单位管理页面（为职工报名、审核学时）尚未开放。",
+  employer_admin: ["/employer", "单位审核：审核职工的学时；另有学时台账（/employer/staff）和年度培训计划（/employer/plans）"],
   reviewer: ["/review/courseware", "课件审核：专家上传的共享课件，审核通过后向全体学员开放"],
   bureau: ["/review", "待核查：各机构学时证据的异常标记（学时规则可查看）"],
   admin: ["/admin/credit-policy", "学时规则：计算学时的规则版本（待核查见导航）"],

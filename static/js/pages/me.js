@@ -23,6 +23,8 @@ function courseItem(course) {
  * @returns {(string | HTMLElement)[]}
  */
 function sessionActions(s) {
+  // Offline: signing in is done by scanning the venue's QR code; this shows where one stands.
+  if (s.kind === "offline") return [h("a", { class: "button", href: `/checkin/${s.id}` }, ["签到状态"])];
   if (s.kind !== "live") return [];
   switch (s.status) {
     case "live":
@@ -46,6 +48,7 @@ function sessionItem(s) {
     h("div", { class: "meta" }, [
       h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
       h("span", {}, [KIND[s.kind] || s.kind]),
+      ...(s.location ? [h("span", {}, [`地点：${s.location}`])] : []),
       h("a", { href: `/courses/${s.course_id}` }, [s.course_title]),
     ]),
     ...(actions.length ? [h("div", { class: "actions" }, actions)] : []),

@@ -241,8 +241,15 @@ function sessionItem(s, counts) {
       ...(s.status ? [statusTag(s)] : []),
       h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
       h("span", {}, [KIND[s.kind] || s.kind]),
+      ...(s.location ? [h("span", {}, [`地点：${s.location}`])] : []),
       expertLine,
     ]),
+    ...(s.kind === "offline"
+      ? [h("div", { class: "actions" }, [
+          h("a", { class: "button", href: `/venue/${s.id}` }, ["现场签到屏"]),
+          h("a", { class: "button", href: `/venue/${s.id}/records` }, ["签到记录"]),
+        ])]
+      : []),
     ...attendanceOf(s, counts),
     ...externalTools(s, current.id),
     ...(s.kind === "external" ? [creditDetails(s.id)] : []),
@@ -352,6 +359,7 @@ courseForm.addEventListener("submit", async (ev) => {
 const kindSelect = /** @type {HTMLSelectElement} */ (sessionForm.elements.namedItem("kind"));
 kindSelect.addEventListener("change", () => {
   $("#platform-row").hidden = kindSelect.value !== "external";
+  $("#location-row").hidden = kindSelect.value !== "offline";
 });
 
 sessionForm.addEventListener("submit", async (ev) => {
@@ -377,6 +385,7 @@ sessionForm.addEventListener("submit", async (ev) => {
   /** @type {Record<string, unknown>} */
   const body = { title: text(data, "title"), kind, scheduled_start: beijingInstant(start), scheduled_end: beijingInstant(end) };
   if (kind === "external") body.external_platform = text(data, "external_platform");
+  if (kind === "offline") body.location = text(data, "location");
   // The session and its experts in one request: the API checks both (dates ahead, an expert for a live
   // session of a published course) and creates nothing when either is wrong.
   if (experts.length) body.expert_ids = experts;
@@ -386,6 +395,7 @@ sessionForm.addEventListener("submit", async (ev) => {
     markField(sessionForm, null);
     sessionForm.reset();
     $("#platform-row").hidden = true;
+    $("#location-row").hidden = true;
     const later = kind === "live" && !experts.length ? "请在发布课程前为它指定授课专家。" : "";
     await openCourse(current.id, `课次“${session.title}”已创建。${later}`);
   } catch (err) {

@@ -15,6 +15,10 @@ const CODE = {
   forged_heartbeat: "心跳数据异常",
   daily_cap: "超过每日学时上限",
   low_trust: "外部平台数据可信度低（需核实）",
+  reciprocal_mentorship: "师承带徒：双方互为导师",
+  backdated_mentorship: "师承带徒：协议补签或期满后确认",
+  approval_too_fast: "学时发布后过快审核通过（单位审核）",
+  approval_bulk: "一次批量通过的学时过多（单位审核）",
 };
 /** @type {Record<string, string>} */
 const STATUS = { open: "待处理", confirmed: "属实", dismissed: "已排除" };

@@ -20,6 +20,7 @@ function sessionItem(s) {
   const meta = [
     h("span", {}, [`${when(s.scheduled_start)} – ${when(s.scheduled_end)}`]),
     h("span", {}, [KIND[s.kind] || s.kind]),
+    ...(s.location ? [h("span", {}, [`地点：${s.location}`])] : []),
     h("a", { href: `/courses/${s.course_id}` }, [s.course_title]),
   ];
   if (s.status === "scheduled" && startsIn(s.scheduled_start)) meta.push(h("span", {}, [startsIn(s.scheduled_start)]));
@@ -28,6 +29,9 @@ function sessionItem(s) {
   if (s.kind === "live" && s.status !== "ended") {
     // A missed lecture may still be given late: the studio says what learners see then.
     actions.push(h("a", { class: "button primary", href: `/studio/${s.id}` }, ["进入讲师直播间"]));
+  }
+  if (s.kind === "offline" && s.status !== "ended") {
+    actions.push(h("a", { class: "button primary", href: `/venue/${s.id}` }, ["打开现场签到屏"]));
   }
   if (s.status === "ended") {
     actions.push(
