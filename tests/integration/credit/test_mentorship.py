@@ -201,6 +201,29 @@ async def test_the_api_takes_an_agreement_to_credit_under_the_award_of_the_polic
     reasons = {f.evidence["reason"] for f in await flags(w, w.actors["learner"].person_id)}
     assert reasons == {"start_before_proposal", "confirmed_after_end"}
 
+    # The award goes through the employer's approval like any other credit (R22, R23): it is in the
+    # employer's queue (an entry of no course) and counts once approved.
+    org = w.orgs["employer"]
+    status, queue = await call(
+        client, w, "employer_admin", "GET", f"/api/employers/{org}/credit-entries?year={last}"
+    )
+    assert status == 200, queue
+    [item] = [e for e in queue["items"] if e["id"] == m["credit_entry_id"]]
+    assert (item["kind"], item["course_id"], item["course_title"]) == ("mentorship", None, "师承带徒")
+    decision = {"entry_ids": [m["credit_entry_id"]], "action": "approve", "reason": "带徒协议与结业材料齐全"}
+    status, decided = await call(
+        client, w, "employer_admin", "POST", "/api/credit-entries/decisions", decision
+    )
+    assert status == 200, decided
+    status, credits = await call(client, w, "learner", "GET", f"/api/me/credits?year={last}")
+    assert (
+        credits["summary"]["registered"]["professional"],
+        credits["summary"]["pending"]["professional"],
+    ) == (
+        "12.00",
+        "0",
+    )
+
 
 async def test_a_second_completed_agreement_in_a_year_credits_nothing_more(world: World) -> None:
     w = world
