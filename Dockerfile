@@ -26,6 +26,7 @@ COPY streaming/ streaming/
 COPY catalog/ catalog/
 COPY recorder/ recorder/
 COPY infra/ infra/
+COPY integrations/ integrations/
 COPY static/ static/
 # The replay page loads hls.js from node_modules (served at /static/vendor/hls.min.js).
 COPY node_modules/hls.js/dist/hls.min.js node_modules/hls.js/dist/hls.min.js

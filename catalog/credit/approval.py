@@ -25,7 +25,16 @@ from catalog.credit import flags, ledger, policies
 from catalog.credit.views import figures
 from catalog.db import Database
 from catalog.domain import Caller, OrgType, Role, mask_phone
-from catalog.models import Course, CreditDecision, CreditEntry, FraudFlag, Organization, Person, Session
+from catalog.models import (
+    Course,
+    CreditDecision,
+    CreditEntry,
+    FraudFlag,
+    Organization,
+    Person,
+    RoleAssignment,
+    Session,
+)
 from infra.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,20 @@ async def authority(s: AsyncSession, caller: Caller) -> rules.Authority:
             .limit(1)
         )
     return rules.Authority(caller.person_id, employers, hrss, caller.is_supervisor, caller.is_admin)
+
+
+def learner_is_employer_admin() -> ColumnElement[bool]:
+    """Whether the learner (the `Person` of the enclosing query) holds `employer_admin` in their own
+    employer now: their own entries the HR bureau may decide too (approval_rules.bureau_decides)."""
+    return (
+        exists()
+        .where(
+            RoleAssignment.person_id == Person.id,
+            RoleAssignment.role == Role.EMPLOYER_ADMIN.value,
+            RoleAssignment.org_id == Person.employer_org_id,
+        )
+        .correlate(Person)
+    )
 
 
 # -- parsing ------------------------------------------------------------------------------------------------
@@ -125,6 +148,19 @@ async def unaffiliated_queue(db: Database, caller: Caller, filters: Filters, pag
         return await _queue(s, a, Person.employer_org_id.is_(None), filters, page)
 
 
+async def employer_admins_queue(
+    db: Database, caller: Caller, filters: Filters, page: f.Page
+) -> dict[str, Any]:
+    """The entries of employer administrators (learners holding `employer_admin` in their own
+    employer): nobody decides their own, so another administrator of the employer or the HR bureau
+    decides them; the bureau's queue of them (admins and other bureau staff read)."""
+    async with db.sessions.begin() as s:
+        a = await authority(s, caller)
+        if not a.supervisor:
+            raise Forbidden("only the bureau and admins see the credit of employer administrators")
+        return await _queue(s, a, learner_is_employer_admin(), filters, page)
+
+
 async def _queue(
     s: AsyncSession, a: rules.Authority, scope: ColumnElement[bool], filters: Filters, page: f.Page
 ) -> dict[str, Any]:
@@ -157,7 +193,13 @@ async def _queue(
     rows = (
         await s.execute(
             select(
-                CreditEntry, Person.name, Person.phone, Person.employer_org_id, Course.title, Session.title
+                CreditEntry,
+                Person.name,
+                Person.phone,
+                Person.employer_org_id,
+                learner_is_employer_admin().label("learner_is_employer_admin"),
+                Course.title,
+                Session.title,
             )
             .join(Person, Person.id == CreditEntry.person_id)
             .outerjoin(Course, Course.id == CreditEntry.course_id)  # a mentorship award has no course
@@ -171,8 +213,8 @@ async def _queue(
     entries = [r[0] for r in rows]
     context = await _context(s, entries)
     items = [
-        entry_view(e, name, phone, employer, course_title, session_title, context, a)
-        for e, name, phone, employer, course_title, session_title in rows
+        entry_view(e, name, phone, employer, bool(is_admin), course_title, session_title, context, a)
+        for e, name, phone, employer, is_admin, course_title, session_title in rows
     ]
     return {"items": items, "total": int(total or 0), "page": page.page, "page_size": page.page_size}
 
@@ -251,6 +293,7 @@ def entry_view(
     name: str,
     phone: str,
     employer: int | None,
+    is_admin: bool,
     course_title: str | None,
     session_title: str | None,
     context: _Context,
@@ -258,13 +301,14 @@ def entry_view(
 ) -> dict[str, Any]:
     reversed_ = e.id in context.reversed
     last = context.last.get(e.id)
-    facts = rules.EntryFacts(e.id, e.person_id, employer, e.status, e.kind, reversed_)
+    facts = rules.EntryFacts(e.id, e.person_id, employer, e.status, e.kind, reversed_, is_admin)
     return {
         "id": e.id,
         "person_id": e.person_id,
         "name": name,
         "phone": mask_phone(phone),
         "employer_org_id": employer,
+        "learner_is_employer_admin": is_admin,
         "course_id": e.course_id,
         "course_title": course_title if course_title is not None else NO_COURSE.get(e.kind, ""),
         "session_id": e.session_id,
@@ -326,8 +370,8 @@ async def decide(
         a = await authority(s, caller)
         if not a.may_act(action):
             raise Forbidden(
-                "only employer administrators (and the HR bureau, for learners without an employer) decide"
-                " credit"
+                "only employer administrators (and the HR bureau, for learners without an employer and"
+                " employer administrators' own entries) decide credit"
             )
         decided, decisions = await _apply(s, a, action, entry_ids, reason, now, batch_id)
         if action == rules.APPROVE:
@@ -387,20 +431,20 @@ async def _apply(
     (PostgreSQL); a reversal written first makes the entry undecidable."""
     rows = (
         await s.execute(
-            select(CreditEntry, Person.employer_org_id)
+            select(CreditEntry, Person.employer_org_id, learner_is_employer_admin())
             .join(Person, Person.id == CreditEntry.person_id)
             .where(CreditEntry.id.in_(entry_ids))
             .order_by(CreditEntry.id)
             .with_for_update(of=CreditEntry)
         )
     ).all()
-    found = {e.id: (e, employer) for e, employer in rows}
+    found = {e.id: (e, employer, bool(is_admin)) for e, employer, is_admin in rows}
     reversed_ids = set(
         await s.scalars(select(CreditEntry.reversal_of_id).where(CreditEntry.reversal_of_id.in_(list(found))))
     )
     facts = [
-        rules.EntryFacts(e.id, e.person_id, employer, e.status, e.kind, e.id in reversed_ids)
-        for e, employer in found.values()
+        rules.EntryFacts(e.id, e.person_id, employer, e.status, e.kind, e.id in reversed_ids, is_admin)
+        for e, employer, is_admin in found.values()
     ]
     rules.check_all(a, action, facts, missing=set(entry_ids) - set(found))
     source, target = rules.TRANSITIONS[action]

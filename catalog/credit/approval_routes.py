@@ -74,6 +74,15 @@ async def unaffiliated_entries(request: web.Request) -> web.Response:
     )
 
 
+async def employer_admin_entries(request: web.Request) -> web.Response:
+    caller = await current_person(request)
+    return json_ok(
+        await approval.employer_admins_queue(
+            database(request), caller, _filters(request.query), f.page(request.query)
+        )
+    )
+
+
 async def decide(request: web.Request) -> web.Response:
     caller = await current_person(request)
     ids, action, reason = approval.parse_decisions(await read_json(request))
@@ -149,12 +158,24 @@ ROUTES: tuple[Route, ...] = (
         query=_QUEUE,
     ),
     Route(
+        "GET",
+        "/api/credit-entries/employer-admins",
+        employer_admin_entries,
+        "The credit entries of employer administrators (learners holding employer_admin in their own"
+        " employer), as above: nobody decides their own, so another administrator of the employer or the"
+        " HR bureau decides them",
+        "bureau (the HR bureau decides; industry departments read), admin (read)",
+        "approval",
+        query=_QUEUE,
+    ),
+    Route(
         "POST",
         "/api/credit-entries/decisions",
         decide,
         "Approve (pending → registered) or reject (pending → rejected, with a reason) one or many entries in"
         " one transaction: all or none. Nobody decides their own entry",
-        "employer_admin of the learners' employer; bureau of an HR bureau for learners without one",
+        "employer_admin of the learners' employer; bureau of an HR bureau for learners without one and"
+        " for employer administrators' own entries",
         "approval",
         body=DECISIONS,
         responses={

@@ -4,7 +4,9 @@ facts and applies the answer.
 
 Decisions move an entry's status along one edge each:
 - approve  pending → registered   the employer_admin of the learner's employer; a learner with no
-                                  employer: the HR bureau (`bureau` held in an `hrss_bureau` org)
+                                  employer: the HR bureau (`bureau` held in an `hrss_bureau` org); an
+                                  employer administrator's own entry: another administrator of that
+                                  employer, or the HR bureau (so a single administrator is not stuck)
 - reject   pending → rejected     the same people, with a reason
 - revoke   registered → revoked   the employer_admin of the learner's employer, the HR bureau, admins
 - override rejected → registered  the HR bureau, admins
@@ -75,14 +77,17 @@ class Authority:
         """Whether the caller sees the entries of a learner employed by `employer` (None: no employer)."""
         return self.supervisor or (employer is not None and employer in self.employer_orgs)
 
-    def acting_as(self, action: str, employer: int | None) -> tuple[str, int | None] | None:
+    def acting_as(
+        self, action: str, employer: int | None, *, learner_is_employer_admin: bool = False
+    ) -> tuple[str, int | None] | None:
         """(the role acted in, the organization acted for) when the caller may take `action` on an
-        entry of a learner employed by `employer`, else None."""
+        entry of a learner employed by `employer` (who may themself be one of its administrators),
+        else None."""
         mine = employer is not None and employer in self.employer_orgs
         if action in (APPROVE, REJECT):
             if mine:
                 return EMPLOYER_ADMIN, employer
-            if employer is None and self.hrss_bureau is not None:
+            if self.hrss_bureau is not None and bureau_decides(employer, learner_is_employer_admin):
                 return BUREAU, self.hrss_bureau
             return None
         if action == REVOKE and mine:
@@ -92,6 +97,14 @@ class Authority:
         if self.admin and action in (REVOKE, OVERRIDE):
             return ADMIN, None
         return None
+
+
+def bureau_decides(employer: int | None, learner_is_employer_admin: bool) -> bool:
+    """Whether the HR bureau approves and rejects the entries of a learner employed by `employer`: a
+    learner with no employer, and an employer administrator (their own entries; fraud 21 keeps them
+    from deciding those, and an employer with one administrator has nobody else). Ordinary staff are
+    their employer's to decide, never the bureau's."""
+    return employer is None or learner_is_employer_admin
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,8 @@ class EntryFacts:
     status: str
     kind: str
     reversed: bool
+    # The learner holds `employer_admin` in `employer` now (their own employer; never with no employer).
+    learner_is_employer_admin: bool = False
 
 
 def check(authority: Authority, action: str, entry: EntryFacts) -> tuple[str, int | None]:
@@ -114,11 +129,14 @@ def check(authority: Authority, action: str, entry: EntryFacts) -> tuple[str, in
         raise NotFound(f"credit entry {entry.entry_id} not found", field="entry_ids")
     if entry.person_id == authority.person_id:
         raise Forbidden(
-            "nobody decides their own credit (separation of duties): another administrator must",
+            "nobody decides their own credit (separation of duties): another administrator of the"
+            " employer or the HR bureau must",
             field="entry_ids",
             details={"reason": "own_entry", "entry_ids": [entry.entry_id]},
         )
-    acting = authority.acting_as(action, entry.employer)
+    acting = authority.acting_as(
+        action, entry.employer, learner_is_employer_admin=entry.learner_is_employer_admin
+    )
     if acting is None:
         raise Forbidden(
             f"you may not {action} credit entry {entry.entry_id}",

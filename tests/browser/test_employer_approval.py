@@ -1,7 +1,8 @@
 """单位审核 in Chromium on a phone, against the demo world: the port's HR administrator sees her staff's
 pending 学时 with the evidence behind each (time intervals, checks answered, flags), approves one,
 rejects one (the dialog insists on a reason), approves two at once, cannot decide her own entry, then
-revokes a registered one among the recent decisions."""
+revokes a registered one among the recent decisions. She is the port's only administrator, so the HR
+bureau finds her own entry in its queue of employer administrators' entries and approves it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.server import LecternServer, running_server
 
 pytestmark = pytest.mark.browser
 
+BUREAU = "13800000002"  # 王建国（人社局）
 HR = "13800000006"  # 陈静（港口人事）: employer_admin of the port, and one of its staff
 ENGINEER = "13800000010"  # 吴磊（港口工程师）
 ACCOUNTANT = "13800000011"  # 郑丽（港口会计师）
@@ -125,7 +127,7 @@ async def test_an_employer_approves_rejects_and_revokes_staff_credit_on_a_phone(
     await expect(page.locator("#summary")).to_have_text("共 5 条")
 
     own = items.filter(has_text="陈静")
-    await expect(own).to_contain_text("本人学时，须由本单位其他管理员审核。")
+    await expect(own).to_contain_text("本人学时，须由本单位其他管理员或人社部门审核。")
     await expect(own.locator("input.pick")).to_have_count(0)
     await expect(own.get_by_role("button", name="通过")).to_have_count(0)
 
@@ -186,4 +188,24 @@ async def test_an_employer_approves_rejects_and_revokes_staff_credit_on_a_phone(
     await revoked.get_by_role("button", name="审核记录").click()
     await expect(revoked.locator("ol.history li")).to_have_count(2)
     await expect(revoked.locator("ol.history")).to_contain_text("撤销认定：签到记录存疑，撤销认定")
+    assert await page.evaluate(OVERFLOWING) == []
+
+    # The HR bureau decides her own entry: its queue of employer administrators' entries lists it.
+    await phone.clear_cookies()
+    await log_in(page, lectern_server, BUREAU, "/employer")
+    await page.get_by_label("审核范围").select_option(label="单位管理员本人学时（人社部门可审核）")
+    await expect(items).to_have_count(1)
+    hers = items.filter(has_text="陈静")
+    await expect(hers.locator('[data-tag="employer-admin"]')).to_have_text("单位管理员")
+    await expect(hers).not_to_contain_text("本人学时")
+    await hers.get_by_role("button", name="通过").click()
+    await expect(page.locator("#reason-what")).to_contain_text("陈静")
+    await dialog.get_by_label("理由").fill("单位仅一名管理员，由人社部门审核")
+    await dialog.get_by_role("button", name="确定").click()
+    await expect(page.locator("#message")).to_have_text("已通过 1 条学时。")
+    await expect(items).to_have_text(["没有待审核的学时。"])
+    await page.get_by_label("状态").select_option("decided")
+    await expect(items.filter(has_text="陈静")).to_contain_text(
+        "王建国（人社局）（人社部门）通过：单位仅一名管理员，由人社部门审核"
+    )
     assert await page.evaluate(OVERFLOWING) == []

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -351,6 +352,17 @@ def test_dockerfile_migrates_then_serves_and_copies_only_what_exists() -> None:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_dockerfile_copies_every_package_the_app_is_built_from() -> None:
+    """The image runs `pip install -e .`: every package pyproject includes must be in it (integrations/ was
+    once left out, and the app failed at startup on its first import)."""
+    text = (REPO / "Dockerfile").read_text()
+    copied = {line.split()[1].rstrip("/") for line in text.splitlines() if line.startswith("COPY ")}
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in include["include"]}
+    assert packages
+    assert packages <= copied, sorted(packages - copied)
 
 
 # --- the rendered nginx config ----------------------------------------------------------------------

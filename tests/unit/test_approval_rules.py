@@ -4,6 +4,7 @@ fraud-21 flags an approval raises."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,18 @@ learner = rules.Authority(ME, frozenset(), None, supervisor=False, admin=False)
 
 def entry(
     *, person: int = LEARNER, employer: int | None = EMPLOYER, status: str = "pending", kind: str = "live",
-    reversed_: bool = False,
+    reversed_: bool = False, admin_of_employer: bool = False,
 ) -> rules.EntryFacts:  # fmt: skip
-    return rules.EntryFacts(99, person, employer, status, kind, reversed_)
+    return rules.EntryFacts(99, person, employer, status, kind, reversed_, admin_of_employer)
+
+
+def admins(**facts: Any) -> rules.EntryFacts:
+    """An entry of one of the employer's administrators (not the caller unless `person=ME`)."""
+    return entry(admin_of_employer=True, **facts)
+
+
+# A bureau person who is also an administrator of the employer.
+both = rules.Authority(ME, frozenset({EMPLOYER}), BUREAU, supervisor=True, admin=False)
 
 
 CASES: list[
@@ -55,6 +65,23 @@ CASES: list[
     ("industry department reads only", industry_dept, "approve", entry(employer=None), Forbidden),
     ("industry department does not revoke", industry_dept, "revoke", entry(status="registered"), Forbidden),
     ("a learner sees nothing", learner, "approve", entry(), NotFound),
+    # Fraud 21 without a dead end: an employer administrator's own entries are decided by another
+    # administrator of the employer or by the HR bureau; never by themself, never for ordinary staff.
+    ("a colleague approves an admin's", employer_admin, "approve", admins(), ("employer_admin", EMPLOYER)),
+    ("bureau approves an admin's", hr_bureau, "approve", admins(), ("bureau", BUREAU)),
+    ("bureau rejects an admin's", hr_bureau, "reject", admins(), ("bureau", BUREAU)),
+    ("the admin's own, still refused", employer_admin, "approve", admins(person=ME), Forbidden),
+    ("the admin's own rejection, refused", employer_admin, "reject", admins(person=ME), Forbidden),
+    ("the bureau's own, refused", hr_bureau, "approve", entry(person=ME, employer=None), Forbidden),
+    ("bureau-and-admin's own, refused", both, "approve", admins(person=ME), Forbidden),
+    ("bureau-and-admin acts as employer", both, "approve", admins(), ("employer_admin", EMPLOYER)),
+    ("bureau-and-admin, other's admin", both, "approve", admins(employer=OTHER), ("bureau", BUREAU)),
+    ("bureau-and-admin, other's staff", both, "approve", entry(employer=OTHER), Forbidden),
+    ("industry department does not approve an admin's", industry_dept, "approve", admins(), Forbidden),
+    ("admin does not approve an admin's", admin, "approve", admins(), Forbidden),
+    ("another employer never sees an admin's", employer_admin, "approve", admins(employer=OTHER), NotFound),
+    ("bureau: an admin's, not pending", hr_bureau, "approve", admins(status="registered"), Conflict),
+    ("bureau: an admin's, reversed", hr_bureau, "approve", admins(reversed_=True), Conflict),
     ("not pending", employer_admin, "approve", entry(status="registered"), Conflict),
     ("rejected is not approved again", employer_admin, "approve", entry(status="rejected"), Conflict),
     ("revoked is final", hr_bureau, "revoke", entry(status="revoked"), Conflict),
@@ -80,6 +107,25 @@ def test_who_may_decide_what(
         with pytest.raises(expected):
             rules.check(who, action, facts)
         assert action not in rules.allowed(who, facts)
+
+
+@pytest.mark.parametrize(
+    ("employer", "learner_is_admin", "expected"),
+    [(None, False, True), (EMPLOYER, True, True), (EMPLOYER, False, False)],
+)
+def test_the_bureau_decides_learners_without_an_employer_and_employer_administrators(
+    employer: int | None, learner_is_admin: bool, expected: bool
+) -> None:
+    assert rules.bureau_decides(employer, learner_is_admin) is expected
+
+
+def test_the_bureau_decides_an_administrators_entry_in_a_bulk_call_but_not_their_staffs() -> None:
+    admins = rules.EntryFacts(5, 3, EMPLOYER, "pending", "live", False, True)
+    staff = rules.EntryFacts(6, 4, EMPLOYER, "pending", "live", False, False)
+    rules.check_all(hr_bureau, "approve", [admins], missing=())
+    with pytest.raises(Forbidden) as refused:
+        rules.check_all(hr_bureau, "approve", [admins, staff], missing=())
+    assert refused.value.details == {"reason": "not_yours_to_decide", "entry_ids": [6]}
 
 
 def test_one_call_is_refused_whole_naming_every_entry_not_found_first() -> None:

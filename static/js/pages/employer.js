@@ -2,7 +2,8 @@
 /**
  * 单位审核: an employer's administrators approve or reject their staff's pending 学时 (one by one or
  * several at once), with the evidence behind each entry; revoke registered ones; the HR bureau does the
- * same for learners without an employer and overrides rejections. Every decision goes through
+ * same for learners without an employer and for employer administrators' own entries (nobody decides
+ * their own: an employer with one administrator has nobody else), and overrides rejections. Every decision goes through
  * /api/credit-entries/… and is written to the audit log by the server.
  */
 import { api, ApiError } from "../api.js";
@@ -45,7 +46,7 @@ const CLOCK = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", hour
 function decisionError(err) {
   if (!(err instanceof ApiError)) return null;
   const reason = err.details?.reason;
-  if (reason === "own_entry") return "不能审核本人的学时：请由本单位其他管理员审核。";
+  if (reason === "own_entry") return "不能审核本人的学时：请由本单位其他管理员或人社部门审核。";
   if (reason === "not_yours_to_decide") return "这条学时不归您审核。";
   if (reason === "reversed" || reason === "reversal") return "这条学时已被更正冲销，不能再审核。";
   if (err.status === 409) return "学时状态已变化（可能已被其他管理员处理），请刷新后重试。";
@@ -115,6 +116,7 @@ function entryItem(e, act, pick, picked) {
       h("span", {}, [e.session_title || "课程回放"]),
       h("span", {}, [KIND[e.kind] || e.kind]),
       h("span", { class: "tag" }, [CATEGORY[e.category] || e.category]),
+      ...(e.learner_is_employer_admin ? [h("span", { class: "tag", "data-tag": "employer-admin" }, ["单位管理员"])] : []),
       h("strong", { class: "xueshi" }, [`${Number(e.xueshi)} 学时`]),
       h("span", {}, [`学习日 ${e.credit_day}`]),
       h("span", {}, [`结算于 ${when(e.computed_at)}`]),
@@ -127,7 +129,7 @@ function entryItem(e, act, pick, picked) {
     ]));
   }
   parts.push(h("details", {}, [h("summary", {}, ["学习证据"]), evidence(e)]));
-  if (e.own) parts.push(h("p", { class: "meta" }, ["本人学时，须由本单位其他管理员审核。"]));
+  if (e.own) parts.push(h("p", { class: "meta" }, [e.learner_is_employer_admin ? "本人学时，须由本单位其他管理员或人社部门审核。" : "本人学时，须由他人审核。"]));
   if (e.reversed) parts.push(h("p", { class: "meta" }, ["已被更正冲销。"]));
   if (e.last_decision) {
     const d = e.last_decision;
@@ -203,13 +205,18 @@ function queues(me) {
     if (r.role === "employer_admin" && r.org_id != null) out.push([`employer:${r.org_id}`, `${r.org_name || "本单位"}的员工`]);
   }
   const hrss = (me.roles || []).some((/** @type {any} */ r) => r.role === "bureau");
-  if (hrss || hasRole(me, "admin")) out.push(["unaffiliated", "无工作单位的学员（人社部门审核）"]);
+  if (hrss || hasRole(me, "admin")) {
+    out.push(["unaffiliated", "无工作单位的学员（人社部门审核）"]);
+    out.push(["employer_admins", "单位管理员本人学时（人社部门可审核）"]);
+  }
   return out;
 }
 
 /** @param {View} v */
 function listPath(v) {
-  const base = v.queue === "unaffiliated" ? "/api/credit-entries/unaffiliated" : `/api/employers/${v.queue.split(":")[1]}/credit-entries`;
+  /** @type {Record<string, string>} */
+  const bureauQueues = { unaffiliated: "/api/credit-entries/unaffiliated", employer_admins: "/api/credit-entries/employer-admins" };
+  const base = bureauQueues[v.queue] || `/api/employers/${v.queue.split(":")[1]}/credit-entries`;
   const q = new URLSearchParams({ status: v.status, page: String(v.page), page_size: String(PAGE_SIZE) });
   if (v.year) q.set("year", v.year);
   return `${base}?${q}`;

@@ -666,9 +666,9 @@ MATRIX: dict[str, Case] = {
         403, fixed("/api/fraud-flags"), anonymous=401, other_provider_admin=200, bureau=200, **MANAGERS
     ),
     "POST /api/fraud-flags/{flag_id}/resolve": case(404, _flag, anonymous=401, bureau=403, **MANAGERS),
-    # Employer approval: the staff's employer decides (the HR bureau only for learners without one); the
-    # bureau and admins revoke and override; an entry of someone else's staff is not found; the audit
-    # log is the HR bureau's and admins' to read.
+    # Employer approval: the staff's employer decides (the HR bureau only for learners without one and
+    # employer administrators' own entries); the bureau and admins revoke and override; an entry of
+    # someone else's staff is not found; the audit log is the HR bureau's and admins' to read.
     "GET /api/employers/{org_id}/credit-entries": case(
         403,
         fixed("/api/employers/{o}/credit-entries"),
@@ -679,6 +679,9 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/credit-entries/unaffiliated": case(
         403, fixed("/api/credit-entries/unaffiliated"), anonymous=401, bureau=200, admin=200
+    ),
+    "GET /api/credit-entries/employer-admins": case(
+        403, fixed("/api/credit-entries/employer-admins"), anonymous=401, bureau=200, admin=200
     ),
     "POST /api/credit-entries/decisions": case(403, _decision, anonymous=401, employer_admin=200),
     "POST /api/credit-entries/{entry_id}/revoke": case(

@@ -427,6 +427,129 @@ async def test_the_hr_bureau_decides_learners_without_an_employer_and_revokes_an
     assert await audit_actions(world, entry) == ["credit.rejected", "credit.overridden", "credit.revoked"]
 
 
+async def test_an_employer_administrators_own_entry_is_decided_by_the_hr_bureau_never_by_themself(
+    client: Client, world: World
+) -> None:
+    """Fraud 21 without a dead end: the employer here has one administrator, so nobody in it may decide
+    her own entries; the HR bureau's queue of employer administrators' entries lists them and the bureau
+    decides them. Her staff stay her employer's to decide, and nobody decides their own."""
+    boss, bureau, admin = world.actors["employer_admin"], world.actors["bureau"], world.actors["admin"]
+    org2, admin2, _staff2 = await second_employer(world)
+    # An administrator of the second employer who is employed by the first: not an administrator of
+    # her own employer, so her entries are the first employer's to decide, not the bureau's.
+    moonlighter = await world.person(
+        "moonlighter", [(Role.EMPLOYER_ADMIN, org2)], employer=world.orgs["employer"]
+    )
+    dept = await world.org("dept", OrgType.INDUSTRY_DEPT, "青岛市住房和城乡建设局")
+    industry = await world.person("industry", [(Role.BUREAU, dept)])
+    own = await append(world, boss.person_id)
+    own_too = await append(world, boss.person_id, session_id=await world.session(world.course_id))
+    theirs = await append(world, admin2.person_id)
+    staff = await append(world, pid(world, "staff"))
+    moonlit = await append(world, moonlighter.person_id)
+    loner = await world.person("freelancer", [(Role.LEARNER, None)])
+    unaffiliated = await append(world, loner.person_id)
+    path = "/api/credit-entries/employer-admins"
+
+    r = await client.get(path, headers=bureau.headers)
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert ([i["id"] for i in body["items"]], body["total"]) == ([own, own_too, theirs], 3)
+    assert {(i["learner_is_employer_admin"], tuple(i["actions"])) for i in body["items"]} == {
+        (True, ("approve", "reject"))
+    }
+    # Supervisors read it (deciding nothing); nobody else sees it.
+    for reader in (industry, admin):
+        r = await client.get(path, headers=reader.headers)
+        assert [(i["id"], i["actions"]) for i in (await r.json())["items"]] == [
+            (own, []),
+            (own_too, []),
+            (theirs, []),
+        ]
+    for outsider in (boss, admin2, world.actors["learner"]):
+        r = await client.get(path, headers=outsider.headers)
+        assert r.status == 403
+        assert "error" in await r.json()
+    assert (await client.get(path)).status == 401
+    assert (await client.get(f"{path}?status=approved", headers=bureau.headers)).status == 400
+
+    # She still may not decide her own, alone or in a bulk call; in her employer's queue they are
+    # marked hers with nothing to do, while the bureau sees it may decide them there too.
+    for ids in ([own], [staff, own]):
+        r = await decide(client, boss, ids, "approve")
+        assert r.status == 403
+        assert (await r.json())["error"]["details"]["reason"] == "own_entry"
+    queue = f"/api/employers/{world.orgs['employer']}/credit-entries"
+    r = await client.get(queue, headers=boss.headers)
+    listed = {i["id"]: i for i in (await r.json())["items"]}
+    assert (listed[own]["own"], listed[own]["learner_is_employer_admin"], listed[own]["actions"]) == (
+        True,
+        True,
+        [],
+    )
+    assert (listed[staff]["learner_is_employer_admin"], listed[staff]["actions"]) == (
+        False,
+        ["approve", "reject"],
+    )
+    r = await client.get(queue, headers=bureau.headers)
+    assert {i["id"]: i["actions"] for i in (await r.json())["items"]} == {
+        own: ["approve", "reject"],
+        own_too: ["approve", "reject"],
+        staff: [],
+        moonlit: [],
+    }
+    # The bureau keeps out of ordinary staff's entries (the employer's authority), whole call refused.
+    for ids in ([staff], [own, staff], [moonlit]):
+        r = await decide(client, bureau, ids, "approve")
+        assert r.status == 403, ids
+        assert (await r.json())["error"]["details"]["reason"] == "not_yours_to_decide"
+    # Industry departments and admins do not decide them either; another employer does not see them.
+    assert (await decide(client, industry, [own], "approve")).status == 403
+    assert (await decide(client, admin, [own], "approve")).status == 403
+    assert (await decide(client, admin2, [own], "approve")).status == 404
+    assert [await status_of(world, i) for i in (own, own_too, theirs, staff, moonlit)] == ["pending"] * 5
+    assert await count(world, CreditDecision) == 0
+
+    r = await decide(client, bureau, [own], "approve", "单位仅一名管理员，由人社部门审核")
+    assert r.status == 200, await r.text()
+    assert [(i["id"], i["status"], i["decided_by"]) for i in (await r.json())["items"]] == [
+        (own, "registered", bureau.person_id)
+    ]
+    async with world.db.sessions.begin() as s:
+        (decision,) = await s.scalars(select(CreditDecision).where(CreditDecision.entry_id == own))
+    assert (decision.decided_by, decision.decided_as, decision.org_id) == (
+        bureau.person_id,
+        "bureau",
+        world.orgs["bureau"],
+    )
+    assert await audit_actions(world, own) == ["credit.approved"]
+    assert Decimal((await summary(client, world, "employer_admin"))["total_registered"]) == 2
+    r = await decide(client, bureau, [own_too], "reject", "课次与值班时间冲突")
+    assert r.status == 200
+    assert await status_of(world, own_too) == "rejected"
+    r = await client.get(f"{path}?status=decided", headers=bureau.headers)
+    assert [(i["id"], i["status"]) for i in (await r.json())["items"]] == [
+        (own_too, "rejected"),
+        (own, "registered"),
+    ]
+    # Another employer's administrator is approved by a colleague of hers as well as by the bureau.
+    colleague = await world.person("employer2_admin2", [(Role.EMPLOYER_ADMIN, org2)], employer=org2)
+    assert (await decide(client, colleague, [theirs], "approve")).status == 200
+    assert [await status_of(world, i) for i in (staff, moonlit)] == ["pending", "pending"]
+
+    # The bureau person never decides their own entry either.
+    mine = await append(world, bureau.person_id)
+    r = await client.get("/api/credit-entries/unaffiliated", headers=bureau.headers)
+    assert {i["id"]: i["actions"] for i in (await r.json())["items"]} == {
+        unaffiliated: ["approve", "reject"],
+        mine: [],
+    }
+    r = await decide(client, bureau, [mine], "approve")
+    assert r.status == 403
+    assert (await r.json())["error"]["details"]["reason"] == "own_entry"
+    assert await status_of(world, mine) == "pending"
+
+
 async def test_reversed_entries_and_reversals_are_never_decided(client: Client, world: World) -> None:
     entry = await append(world, pid(world, "learner"))
     reversal = await ledger.reverse(world.db, entry, pid(world, "admin"), "证据有误", AFTER)
