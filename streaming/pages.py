@@ -27,6 +27,7 @@ PAGES: dict[str, str] = {
     "/me/credits": "credits.html",
     "/admin/credit-policy": "policy.html",
     "/review": "review.html",
+    "/supervision": "supervision.html",
     "/employer": "employer.html",
     "/employer/staff": "employer-staff.html",
     "/verify": "verify.html",

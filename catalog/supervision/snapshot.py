@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog import periodic
@@ -42,6 +43,7 @@ from catalog.supervision.walk import (
     Provider,
     ProviderDone,
     ProviderFigures,
+    Reader,
     SessionBlock,
     SessionFigures,
     policies,
@@ -84,17 +86,40 @@ async def all_providers(conn: AsyncConnection, ids: Sequence[int] | None = None)
     ]
 
 
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$")
+
+
 @contextlib.asynccontextmanager
-async def reading_snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
-    """A connection in one read-only transaction: on PostgreSQL a repeatable-read snapshot, so the whole
-    walk sees the ledger as of one instant however long it takes."""
-    async with db.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            if conn.dialect.name == "postgresql":
+async def reading(db: Database, connections: int = 1) -> AsyncIterator[Reader]:
+    """Connections in one read-only transaction: on PostgreSQL repeatable read, so a whole walk sees the
+    ledger as of one instant however long it takes, and a second connection joins the first's snapshot
+    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection."""
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(db.engine.connect())
+        if first.dialect.name != "postgresql":
+            await stack.enter_async_context(first.begin())
+            yield Reader([first])
+            return
+        conns: list[AsyncConnection] = []
+        snapshot_id = ""
+        for n in range(connections):
+            base = first if n == 0 else await stack.enter_async_context(db.engine.connect())
+            conn = await base.execution_options(isolation_level="REPEATABLE READ")
+            await stack.enter_async_context(conn.begin())
+            if n == 0:
                 await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            yield conn
+                if connections > 1:
+                    snapshot_id = str(await conn.scalar(text("SELECT pg_export_snapshot()")))
+                    if not SNAPSHOT_ID.match(snapshot_id):
+                        raise RuntimeError(f"unexpected snapshot id {snapshot_id!r}")
+            else:
+                # Must come first in its transaction: this connection now sees what the first one sees.
+                await conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+                await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # The walk's few large sorts (a chunk's entries, the year's approval latencies) in memory.
+            await conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+            conns.append(conn)
+        yield Reader(conns)
 
 
 async def compute(
@@ -104,10 +129,11 @@ async def compute(
     provider_rows: list[ProviderFigures] = []
     session_rows: list[tuple[int, SessionFigures]] = []
     entries = 0
-    async with reading_snapshot(db) as conn:
+    async with reading(db, connections=2) as reader:
+        conn = reader.connections[0]
         versions = await policies(conn)
         current = await current_policy(conn)
-        walking = walk(conn, year, await all_providers(conn), versions, current, people=False)
+        walking = walk(reader, year, await all_providers(conn), versions, current, detail=False)
         async with contextlib.aclosing(walking) as blocks:
             async for block in blocks:
                 if isinstance(block, SessionBlock):
