@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from catalog.credit.export import csv_chunk
-from catalog.credit.policies import current as current_policy
 from catalog.db import Database
 from catalog.domain import mask_phone
 from catalog.supervision import xlsx
@@ -50,6 +49,7 @@ from catalog.supervision.walk import (
     SessionBlock,
     SessionFigures,
     count_entries,
+    latest,
     policies,
     walk,
 )
@@ -155,6 +155,13 @@ class Cells:
         self.label = _Memo(lambda code: self.text[LABELS.get(code, code)])
         self.name = _Memo(lambda raw: self.text[mask_name(raw)])
         self.phone = _Memo(lambda raw: self.text[mask_phone(raw or "")])
+        # person id -> the person's three cells (id, masked name, masked phone): one lookup per row. As
+        # many as the people in the report (about 80 bytes each), never as many as its rows.
+        self.person: dict[int, str] = {}
+
+    def person_cell(self, person: int, name: str | None, phone: str | None) -> str:
+        cell = self.person[person] = f"<c><v>{person}</v></c>{self.name[name]}{self.phone[phone]}"
+        return cell
 
     def _text(self, value: str) -> str:
         return f'<c t="s"><v>{self.strings.index_of(value)}</v></c>' if value else "<c/>"
@@ -173,27 +180,33 @@ class Detail:
 
     def xml(self, entries: Sequence[Sequence[Any]], cells: Cells) -> str:
         """The rows as XLSX XML: one format per row; the cells of texts and masked people come from
-        `cells` (made once per distinct value)."""
+        `cells` (made once per distinct value), and runs of cells that repeat are made once per block."""
         p, course, f, text = self.p, self.course, self.f, cells.text
         head = (
             f"<c><v>{p.id}</v></c>{text[p.name]}{text[p.sector or '']}"
             f"<c><v>{course.id}</v></c>{text[course.title]}"
         )
         mid = f"<c><v>{f.session_id}</v></c>{text[f.title]}{text[self.check]}" if f else "<c/><c/><c/>"
-        label, name, phone = cells.label, cells.name, cells.phone
+        label, person_cells = cells.label, cells.person
         day = xlsx.EXCEL_DAY_OFFSET
-        # A block's entries share few values of these: each cell is made once.
-        minutes_cell = _Memo(lambda m: f"<c><v>{m:.1f}</v></c>")
-        xueshi_cell = _Memo(lambda c: f"<c><v>{c / 100}</v></c>")
-        computed_cell = _Memo(lambda t: f'<c s="1"><v>{t / 86400 + day}</v></c>')
+        # A block's entries share few values of these: each run of cells is made once.
+        around = _Memo(lambda category: f"{head}{label[category]}{mid}")
+        middle = _Memo(
+            lambda k: (
+                f"{label[k[0]]}<c><v>{k[1]:.1f}</v></c><c><v>{k[2] / 100}</v></c>{label[k[3]]}"
+                f'<c s="1"><v>{k[4] / 86400 + day}</v></c>'
+            )
+        )
         out = []
         # One unpacking per row (the E_* order) instead of an index per cell.
         for (_s, person, cents, status, version, eid, kind, category, minutes, computed, decided,
              reversal, note, person_name, phone_number, *_) in entries:  # fmt: skip
+            who = person_cells.get(person)
+            if who is None:
+                who = cells.person_cell(person, person_name, phone_number)
+            cells_ = middle[kind, minutes, cents, status, computed]
             out.append(
-                f"<row><c><v>{eid}</v></c>{head}{label[category]}{mid}<c><v>{person}</v></c>"
-                f"{name[person_name]}{phone[phone_number]}{label[kind]}{minutes_cell[minutes]}"
-                f"{xueshi_cell[cents]}{label[status]}{computed_cell[computed]}"
+                f"<row><c><v>{eid}</v></c>{around[category]}{who}{cells_}"
                 + ("<c/>" if decided is None else f'<c s="1"><v>{decided / 86400 + day}</v></c>')
                 + f"<c><v>{version}</v></c>"
                 + ("<c/>" if reversal is None else f"<c><v>{reversal}</v></c>")
@@ -299,7 +312,7 @@ async def write_report(
         conn = reader.connections[0]
         out.total = await count_entries(conn, year, [p.id for p in providers])
         versions = await policies(conn)
-        current = await current_policy(conn)
+        current = latest(versions)
         if on_progress:
             on_progress(0, out.total)
         # aclosing: a reader that went away closes the walk's cursor before its connection.

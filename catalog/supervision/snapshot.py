@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog import periodic
 from catalog.credit import engine
-from catalog.credit.policies import current as current_policy
 from catalog.db import Database
 from catalog.domain import PROVIDER_TYPES
 from catalog.keys import DATABASE
@@ -46,6 +45,7 @@ from catalog.supervision.walk import (
     Reader,
     SessionBlock,
     SessionFigures,
+    latest,
     policies,
     walk,
 )
@@ -93,10 +93,11 @@ SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$")
 async def reading(db: Database, connections: int = 1) -> AsyncIterator[Reader]:
     """Connections in one read-only transaction: on PostgreSQL repeatable read, so a whole walk sees the
     ledger as of one instant however long it takes, and a second connection joins the first's snapshot
-    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection."""
+    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection; so does
+    `connections=0`: a plain transaction for a few short statements (one session's entries)."""
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(db.engine.connect())
-        if first.dialect.name != "postgresql":
+        if first.dialect.name != "postgresql" or connections == 0:
             await stack.enter_async_context(first.begin())
             yield Reader([first])
             return
@@ -132,7 +133,7 @@ async def compute(
     async with reading(db, connections=2) as reader:
         conn = reader.connections[0]
         versions = await policies(conn)
-        current = await current_policy(conn)
+        current = latest(versions)
         walking = walk(reader, year, await all_providers(conn), versions, current, detail=False)
         async with contextlib.aclosing(walking) as blocks:
             async for block in blocks:

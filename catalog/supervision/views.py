@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.credit import engine
-from catalog.credit.policies import current as current_policy
 from catalog.credit.views import figures as evidence_figures
 from catalog.db import Database
 from catalog.domain import PROVIDER_TYPES, Caller, mask_phone
@@ -51,6 +50,7 @@ from catalog.supervision.walk import (
     Provider,
     SessionBlock,
     cents_to_xueshi,
+    latest,
     policies,
     walk,
 )
@@ -276,31 +276,34 @@ async def entries(
 ) -> dict[str, Any]:
     """One session's ledger entries of the year (live, people masked) with the session's figures computed
     now, each entry's evidence summary, and whether its person's 学时 pass what the session allows."""
-    async with reading(db) as reader:
+    async with reading(db, connections=0) as reader:
         conn = reader.connections[0]
         scope = await scope_for(conn, caller)
         row = (
             await conn.execute(
-                select(Session.id, Session.actual_start, Session.scheduled_start, Course.provider_org_id)
+                select(
+                    Session.actual_start,
+                    Session.scheduled_start,
+                    Organization.id,
+                    Organization.name,
+                    Organization.type,
+                    Organization.sector,
+                )
                 .join(Course, Course.id == Session.course_id)
+                .join(Organization, Organization.id == Course.provider_org_id)
                 .where(Session.id == session_id)
             )
         ).first()
         if row is None:
             raise NotFound(f"session {session_id} not found", field="session_id")
-        provider = await provider_in_scope(conn, scope, row.provider_org_id)
+        rules.require_provider(scope, row.id, row.sector)
+        provider = Provider(row.id, row.name, row.type, row.sector)
         if year is None:
             year = engine.credit_year(row.actual_start or row.scheduled_start)
         versions = await policies(conn)
         block: SessionBlock | None = None
         walking = walk(
-            reader,
-            year,
-            [provider],
-            versions,
-            await current_policy(conn),
-            detail=True,
-            session_ids=[session_id],
+            reader, year, [provider], versions, latest(versions), detail=True, session_ids=[session_id]
         )
         async with contextlib.aclosing(walking) as blocks:
             async for b in blocks:

@@ -250,6 +250,11 @@ async def policies(conn: AsyncConnection) -> dict[int, CreditPolicy]:
     return out
 
 
+def latest(versions: Mapping[int, CreditPolicy]) -> CreditPolicy:
+    """The current policy: the latest version (catalog.credit.policies.current, from what is read)."""
+    return versions[max(versions)]
+
+
 def _of_providers(provider_ids: Sequence[int]) -> Any:
     return select(Course.id).where(Course.provider_org_id.in_(provider_ids)).scalar_subquery()
 
@@ -385,10 +390,15 @@ def fold_entries(entries: Sequence[Sequence[Any]], attending: set[int] | frozens
 _person_then_id = itemgetter(E_PERSON, E_ID)
 
 
-async def batches(conn: AsyncConnection, stmt: Any) -> AsyncIterator[Sequence[Sequence[Any]]]:
+async def batches(
+    conn: AsyncConnection, stmt: Any, *, few: bool = False
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
     """The statement's rows, BATCH at a time, through a cursor. On PostgreSQL straight from asyncpg (its
     records, in the connection's transaction): SQLAlchemy's result machinery costs about a microsecond a
-    row, which at millions of rows is most of the walk."""
+    row, which at millions of rows is most of the walk. `few`: one plain query (one session's rows)."""
+    if few:
+        yield (await conn.execute(stmt)).all()
+        return
     if conn.dialect.name == "postgresql":
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
@@ -497,9 +507,14 @@ async def walk(
         )
     y = _Year(year, (y0, y1), versions, current, enrolled, loose_flags)
     courses: dict[int, dict[int, Course_]] = defaultdict(dict)
+    of_courses = (
+        Course.id.in_(select(Session.course_id).where(Session.id.in_(session_ids)))
+        if session_ids is not None
+        else Course.provider_org_id.in_(ids)
+    )
     for r in await conn.execute(
         select(Course.provider_org_id, Course.id, Course.title, Course.category, Course.capacity).where(
-            Course.provider_org_id.in_(ids)
+            of_courses
         )
     ):
         courses[r.provider_org_id][r.id] = Course_(r.id, r.title, r.category, r.capacity)
@@ -642,7 +657,7 @@ async def _load(
     ids = [s.id for s in chunk.sessions]
     loaded = _Loaded(defaultdict(list), defaultdict(set), {}, {}, defaultdict(list))
     if ids:
-        async for pairs in batches(conn, attendance_pairs(ids)):
+        async for pairs in batches(conn, attendance_pairs(ids), few=one):
             for sid, pid in pairs:
                 loaded.evidence[sid].add(pid)
         for sid, start, end in await conn.execute(
@@ -666,7 +681,7 @@ async def _load(
         if detail:
             stmt = stmt.outerjoin(Person, Person.id == CreditEntry.person_id)
         # No ORDER BY: the database streams as it reads, and the chunk is grouped here.
-        async for rows in batches(conn, stmt):
+        async for rows in batches(conn, stmt, few=one):
             for e in rows:
                 loaded.by_session[e[E_SESSION]].append(e)
     if chunk.last and not one:
