@@ -197,6 +197,7 @@ class Detail:
                 f'<c s="1"><v>{k[4] / 86400 + day}</v></c>'
             )
         )
+        version_cell = _Memo(lambda v: f"<c><v>{v}</v></c>")
         out = []
         # One unpacking per row (the E_* order) instead of an index per cell.
         for (_s, person, cents, status, version, eid, kind, category, minutes, computed, decided,
@@ -208,7 +209,7 @@ class Detail:
             out.append(
                 f"<row><c><v>{eid}</v></c>{around[category]}{who}{cells_}"
                 + ("<c/>" if decided is None else f'<c s="1"><v>{decided / 86400 + day}</v></c>')
-                + f"<c><v>{version}</v></c>"
+                + version_cell[version]
                 + ("<c/>" if reversal is None else f"<c><v>{reversal}</v></c>")
                 + (text[note] if note else "<c/>")
                 + "</row>"

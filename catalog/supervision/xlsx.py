@@ -84,11 +84,8 @@ class Strings:
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.refs = 0
 
     def ref(self, text: str) -> int:
-        """The text's index, counted as one more reference."""
-        self.refs += 1
         return self.index_of(text)
 
     def index_of(self, text: str) -> int:
@@ -101,7 +98,8 @@ class Strings:
     def xml(self) -> bytes:
         body = "".join(f'<si><t xml:space="preserve">{escape(s)}</t></si>' for s in self.index)
         return (
-            f'{_XML}<sst xmlns="{_NS}" count="{self.refs}" uniqueCount="{len(self.index)}">{body}</sst>'
+            # `count` (references in all sheets) is optional: not kept, so rows need not be scanned.
+            f'{_XML}<sst xmlns="{_NS}" uniqueCount="{len(self.index)}">{body}</sst>'
         ).encode()
 
 
@@ -145,6 +143,8 @@ class SheetWriter:
         self.out = out
         self.strings = strings
         self.rows = 0
+        self._pending: list[str] = []
+        self._pending_size = 0
         out.write(_SHEET_HEAD)
         ref = strings.ref
         out.write(
@@ -156,6 +156,7 @@ class SheetWriter:
         )
 
     def write(self, rows: Sequence[Sequence[Cell]]) -> None:
+        self._flush()
         ref = self.strings.ref
         parts: list[str] = []
         add = parts.append
@@ -175,12 +176,22 @@ class SheetWriter:
         self.out.write("".join(parts).encode())
 
     def write_xml(self, xml: str, rows: int) -> None:
-        """Rows already made as XML (`<row>…</row>` each, strings by Strings.index_of)."""
-        self.strings.refs += xml.count('t="s"')
+        """Rows already made as XML (`<row>…</row>` each, strings by Strings.index_of). Gathered into about
+        a megabyte before it goes on: each hand-over to the deflate thread costs a switch of threads."""
         self.rows += rows
-        self.out.write(xml.encode())
+        self._pending.append(xml)
+        self._pending_size += len(xml)
+        if self._pending_size >= 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.out.write("".join(self._pending).encode())
+            self._pending.clear()
+            self._pending_size = 0
 
     def finish(self) -> None:
+        self._flush()
         self.out.write(_SHEET_TAIL)
 
 
