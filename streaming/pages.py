@@ -31,6 +31,7 @@ PAGES: dict[str, str] = {
     "/review": "review.html",
     "/mentorships": "mentorships.html",
     "/employer/plans": "plans.html",
+    "/supervision": "supervision.html",
     "/employer": "employer.html",
     "/employer/staff": "employer-staff.html",
     "/verify": "verify.html",

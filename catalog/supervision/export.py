@@ -7,25 +7,40 @@ rows as it reads them, so memory stays bounded whatever the year holds; people a
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row
-
 from catalog.credit.export import csv_chunk
-from catalog.credit.policies import current as current_policy
 from catalog.db import Database
 from catalog.domain import mask_phone
 from catalog.supervision import xlsx
 from catalog.supervision.reconcile import mask_name
-from catalog.supervision.snapshot import all_providers, reading_snapshot
+from catalog.supervision.snapshot import all_providers, reading
 from catalog.supervision.walk import (
+    E_CATEGORY,
+    E_CENTS,
+    E_COMPUTED,
+    E_DECIDED,
+    E_ID,
+    E_KIND,
+    E_MINUTES,
+    E_NAME,
+    E_NOTE,
+    E_PERSON,
+    E_PHONE,
+    E_REVERSAL_OF,
+    E_STATUS,
+    E_VERSION,
     Block,
     Course_,
     Provider,
@@ -34,6 +49,7 @@ from catalog.supervision.walk import (
     SessionBlock,
     SessionFigures,
     count_entries,
+    latest,
     policies,
     walk,
 )
@@ -64,6 +80,7 @@ REASON = {
     "capacity": "计入人数超过容量",
 }
 WINDOW = {"correction": "核定时间", "actual": "实际时间", "schedule": "计划时间", "none": "无"}
+LABELS = {**CATEGORY, **KIND, **STATUS}  # the codes do not overlap
 
 PROVIDER_HEADER = (
     "机构ID", "机构名称", "机构类型", "行业", "课程数", "课次数", "已举办课次", "超额课次", "学员人数",
@@ -116,34 +133,139 @@ def session_row(p: Provider, course: Course_, f: SessionFigures) -> list[xlsx.Ce
     ]  # fmt: skip
 
 
-def entry_row(p: Provider, course: Course_, f: SessionFigures | None, e: Row[Any]) -> list[xlsx.Cell]:
-    return [
-        e.id, p.id, p.name, p.sector or "", course.id, course.title, CATEGORY.get(e.category, e.category),
-        e.session_id, f.title if f else "", ("超额" if f.over else "正常") if f else "", e.person_id,
-        mask_name(e.person_name), mask_phone(e.person_phone or ""), KIND.get(e.kind, e.kind),
-        round(float(e.minutes), 1), e.xueshi, STATUS.get(e.status, e.status), e.computed_at, e.decided_at,
-        e.policy_version, e.reversal_of_id, e.note,
-    ]  # fmt: skip
+class _Memo(dict[Any, str]):
+    """A dict that makes a missing value with `make` (and keeps it): a plain, C-speed lookup per row."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        value = self[key] = self.make(key)
+        return value
+
+
+class Cells:
+    """XLSX cells of texts, memoized: labels (category, kind, status) in Chinese, masked names and phones,
+    and any other text, each made once per distinct value (a year repeats a few thousand of them)."""
+
+    def __init__(self, strings: xlsx.Strings) -> None:
+        self.strings = strings
+        self.text = _Memo(self._text)
+        self.label = _Memo(lambda code: self.text[LABELS.get(code, code)])
+        self.name = _Memo(lambda raw: self.text[mask_name(raw)])
+        self.phone = _Memo(lambda raw: self.text[mask_phone(raw or "")])
+        # person id -> the person's three cells (id, masked name, masked phone): one lookup per row. As
+        # many as the people in the report (about 80 bytes each), never as many as its rows.
+        self.person: dict[int, str] = {}
+
+    def person_cell(self, person: int, name: str | None, phone: str | None) -> str:
+        cell = self.person[person] = f"<c><v>{person}</v></c>{self.name[name]}{self.phone[phone]}"
+        return cell
+
+    def _text(self, value: str) -> str:
+        return f'<c t="s"><v>{self.strings.index_of(value)}</v></c>' if value else "<c/>"
+
+
+class Detail:
+    """The 学时明细 rows of one block (a session's entries, or a course's without a session): what all its
+    rows share is made once, each entry then costs one string format. Rows go out as XLSX XML (shared
+    strings, instants as Beijing-time dates) or as CSV rows, both with the same cells (ENTRY_HEADER)."""
+
+    def __init__(self, p: Provider, course: Course_, f: SessionFigures | None) -> None:
+        self.p, self.course, self.f = p, course, f
+        self.check = ("超额" if f.over else "正常") if f else ""
+
+    # -- XLSX ----------------------------------------------------------------------------------------------
+
+    def xml(self, entries: Sequence[Sequence[Any]], cells: Cells) -> str:
+        """The rows as XLSX XML: one format per row; the cells of texts and masked people come from
+        `cells` (made once per distinct value), and runs of cells that repeat are made once per block."""
+        p, course, f, text = self.p, self.course, self.f, cells.text
+        head = (
+            f"<c><v>{p.id}</v></c>{text[p.name]}{text[p.sector or '']}"
+            f"<c><v>{course.id}</v></c>{text[course.title]}"
+        )
+        mid = f"<c><v>{f.session_id}</v></c>{text[f.title]}{text[self.check]}" if f else "<c/><c/><c/>"
+        label, person_cells = cells.label, cells.person
+        day = xlsx.EXCEL_DAY_OFFSET
+        # A block's entries share few values of these: each run of cells is made once.
+        around = _Memo(lambda category: f"{head}{label[category]}{mid}")
+        middle = _Memo(
+            lambda k: (
+                f"{label[k[0]]}<c><v>{k[1]:.1f}</v></c><c><v>{k[2] / 100}</v></c>{label[k[3]]}"
+                f'<c s="1"><v>{k[4] / 86400 + day}</v></c>'
+            )
+        )
+        version_cell = _Memo(lambda v: f"<c><v>{v}</v></c>")
+        out = []
+        # One unpacking per row (the E_* order) instead of an index per cell.
+        for (_s, person, cents, status, version, eid, kind, category, minutes, computed, decided,
+             reversal, note, person_name, phone_number, *_) in entries:  # fmt: skip
+            who = person_cells.get(person)
+            if who is None:
+                who = cells.person_cell(person, person_name, phone_number)
+            cells_ = middle[kind, minutes, cents, status, computed]
+            out.append(
+                f"<row><c><v>{eid}</v></c>{around[category]}{who}{cells_}"
+                + ("<c/>" if decided is None else f'<c s="1"><v>{decided / 86400 + day}</v></c>')
+                + version_cell[version]
+                + ("<c/>" if reversal is None else f"<c><v>{reversal}</v></c>")
+                + (text[note] if note else "<c/>")
+                + "</row>"
+            )
+        return "".join(out)
+
+    # -- CSV -----------------------------------------------------------------------------------------------
+
+    def rows(self, entries: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        p, course, f = self.p, self.course, self.f
+        fixed = (p.id, _safe(p.name), _safe(p.sector or ""), course.id, _safe(course.title))
+        session = (f.session_id, _safe(f.title), self.check) if f else ("", "", "")
+        out = []
+        for e in entries:
+            decided = e[E_DECIDED]
+            out.append(
+                (e[E_ID], *fixed, CATEGORY.get(e[E_CATEGORY], e[E_CATEGORY]), *session, e[E_PERSON],
+                 _safe(mask_name(e[E_NAME])), mask_phone(e[E_PHONE] or ""), KIND.get(e[E_KIND], e[E_KIND]),
+                 f"{e[E_MINUTES]:.1f}", f"{e[E_CENTS] / 100:.2f}", STATUS.get(e[E_STATUS], e[E_STATUS]),
+                 _beijing(e[E_COMPUTED]), _beijing(decided) if decided is not None else "", e[E_VERSION],
+                 "" if e[E_REVERSAL_OF] is None else e[E_REVERSAL_OF], _safe(e[E_NOTE]))
+            )  # fmt: skip
+        return out
+
+
+def _safe(text: str) -> str:
+    """A text that a spreadsheet would run as a formula (= + - @ first: CSV injection) is quoted."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _beijing(epoch: float) -> str:
+    """An instant (seconds since the epoch) in Beijing time, as the CSV shows instants."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch + 8 * 3600))
 
 
 def _csv_cell(value: xlsx.Cell) -> str | int | float | None:
     if isinstance(value, datetime):
-        return (value + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")  # Beijing time
+        return _beijing(value.timestamp())
     if isinstance(value, Decimal):
         return str(value)
     return value
 
 
 class Chunks:
-    """A sink that keeps what is written until `take` hands it on (to an HTTP response)."""
+    """A sink that keeps what is written until `take` hands it on (to an HTTP response). Written from
+    the workbook's deflate thread, taken from the event loop's: a lock keeps the two apart."""
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
+        self._lock = threading.Lock()
         self.size = 0
 
     def write(self, data: bytes, /) -> int:
-        self._parts.append(bytes(data))
-        self.size += len(data)
+        with self._lock:
+            self._parts.append(bytes(data))
+            self.size += len(data)
         return len(data)
 
     def flush(self) -> None:
@@ -153,9 +275,10 @@ class Chunks:
         pass
 
     def take(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        self.size = 0
+        with self._lock:
+            out = b"".join(self._parts)
+            self._parts.clear()
+            self.size = 0
         return out
 
 
@@ -186,14 +309,17 @@ async def write_report(
             await flush()
 
     out = _Output(sink, ready, on_progress)
-    async with reading_snapshot(db) as conn:
+    async with reading(db, connections=2) as reader:
+        conn = reader.connections[0]
         out.total = await count_entries(conn, year, [p.id for p in providers])
         versions = await policies(conn)
-        current = await current_policy(conn)
+        current = latest(versions)
         if on_progress:
             on_progress(0, out.total)
         # aclosing: a reader that went away closes the walk's cursor before its connection.
-        async with contextlib.aclosing(walk(conn, year, providers, versions, current, people=True)) as blocks:
+        async with contextlib.aclosing(
+            walk(reader, year, providers, versions, current, detail=True)
+        ) as blocks:
             await (_csv(blocks, out) if fmt == "csv" else _xlsx(blocks, out))
     if flush is not None:
         await flush()
@@ -217,15 +343,19 @@ class _Output:
 
 async def _csv(blocks: AsyncIterator[Block], out: _Output) -> None:
     out.sink.write(csv_chunk([ENTRY_HEADER], first=True))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
     async for block in blocks:
         if isinstance(block, ProviderDone):
             out.written.providers += 1
             continue
         f = block.figures if isinstance(block, SessionBlock) else None
-        rows = [entry_row(block.provider, block.course, f, e) for e in block.entries]
-        out.sink.write(csv_chunk([[_csv_cell(v) for v in row] for row in rows]))
+        writer.writerows(Detail(block.provider, block.course, f).rows(block.entries))
+        out.sink.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
         out.written.sessions += int(f is not None)
-        await out.wrote(len(rows))
+        await out.wrote(len(block.entries))
 
 
 async def _xlsx(blocks: AsyncIterator[Block], out: _Output) -> None:
@@ -234,6 +364,7 @@ async def _xlsx(blocks: AsyncIterator[Block], out: _Output) -> None:
         summary = book.deferred("机构汇总", PROVIDER_HEADER, position=0)
         sessions = book.deferred("课次核对", SESSION_HEADER, position=1)
         detail = book.sheet("学时明细", ENTRY_HEADER)
+        cells = Cells(book.strings)
         part = 1
         async for block in blocks:
             if isinstance(block, ProviderDone):
@@ -244,17 +375,17 @@ async def _xlsx(blocks: AsyncIterator[Block], out: _Output) -> None:
             if f is not None:
                 sessions.write([session_row(block.provider, block.course, f)])
                 out.written.sessions += 1
-            rows = [entry_row(block.provider, block.course, f, e) for e in block.entries]
-            count = len(rows)
-            while rows:  # a sheet holds MAX_ROWS; the table goes on in 学时明细2, 3, …
+            rows = Detail(block.provider, block.course, f)
+            entries = block.entries
+            while entries:  # a sheet holds MAX_ROWS; the table goes on in 学时明细2, 3, …
                 if detail.rows >= xlsx.MAX_ROWS:
                     book.end(detail)
                     part += 1
                     detail = book.sheet(f"学时明细{part}", ENTRY_HEADER)
                 room = xlsx.MAX_ROWS - detail.rows
-                detail.write(rows[:room])
-                rows = rows[room:]
-            await out.wrote(count)
+                detail.write_xml(rows.xml(entries[:room], cells), len(entries[:room]))
+                entries = entries[room:]
+            await out.wrote(len(block.entries))
         book.end(detail)
         book.close()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog import periodic
 from catalog.credit import engine
-from catalog.credit.policies import current as current_policy
 from catalog.db import Database
 from catalog.domain import PROVIDER_TYPES
 from catalog.keys import DATABASE
@@ -42,8 +42,10 @@ from catalog.supervision.walk import (
     Provider,
     ProviderDone,
     ProviderFigures,
+    Reader,
     SessionBlock,
     SessionFigures,
+    latest,
     policies,
     walk,
 )
@@ -84,17 +86,41 @@ async def all_providers(conn: AsyncConnection, ids: Sequence[int] | None = None)
     ]
 
 
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$")
+
+
 @contextlib.asynccontextmanager
-async def reading_snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
-    """A connection in one read-only transaction: on PostgreSQL a repeatable-read snapshot, so the whole
-    walk sees the ledger as of one instant however long it takes."""
-    async with db.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            if conn.dialect.name == "postgresql":
+async def reading(db: Database, connections: int = 1) -> AsyncIterator[Reader]:
+    """Connections in one read-only transaction: on PostgreSQL repeatable read, so a whole walk sees the
+    ledger as of one instant however long it takes, and a second connection joins the first's snapshot
+    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection; so does
+    `connections=0`: a plain transaction for a few short statements (one session's entries)."""
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(db.engine.connect())
+        if first.dialect.name != "postgresql" or connections == 0:
+            await stack.enter_async_context(first.begin())
+            yield Reader([first])
+            return
+        conns: list[AsyncConnection] = []
+        snapshot_id = ""
+        for n in range(connections):
+            base = first if n == 0 else await stack.enter_async_context(db.engine.connect())
+            conn = await base.execution_options(isolation_level="REPEATABLE READ")
+            await stack.enter_async_context(conn.begin())
+            if n == 0:
                 await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            yield conn
+                if connections > 1:
+                    snapshot_id = str(await conn.scalar(text("SELECT pg_export_snapshot()")))
+                    if not SNAPSHOT_ID.match(snapshot_id):
+                        raise RuntimeError(f"unexpected snapshot id {snapshot_id!r}")
+            else:
+                # Must come first in its transaction: this connection now sees what the first one sees.
+                await conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+                await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # The walk's few large sorts (a chunk's entries, the year's approval latencies) in memory.
+            await conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+            conns.append(conn)
+        yield Reader(conns)
 
 
 async def compute(
@@ -104,10 +130,11 @@ async def compute(
     provider_rows: list[ProviderFigures] = []
     session_rows: list[tuple[int, SessionFigures]] = []
     entries = 0
-    async with reading_snapshot(db) as conn:
+    async with reading(db, connections=2) as reader:
+        conn = reader.connections[0]
         versions = await policies(conn)
-        current = await current_policy(conn)
-        walking = walk(conn, year, await all_providers(conn), versions, current, people=False)
+        current = latest(versions)
+        walking = walk(reader, year, await all_providers(conn), versions, current, detail=False)
         async with contextlib.aclosing(walking) as blocks:
             async for block in blocks:
                 if isinstance(block, SessionBlock):

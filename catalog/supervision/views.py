@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.credit import engine
-from catalog.credit.policies import current as current_policy
 from catalog.credit.views import figures as evidence_figures
 from catalog.db import Database
 from catalog.domain import PROVIDER_TYPES, Caller, mask_phone
@@ -30,8 +29,31 @@ from catalog.models import (
 )
 from catalog.supervision import scope as rules
 from catalog.supervision.reconcile import mask_name
-from catalog.supervision.snapshot import Snapshots, all_providers, reading_snapshot
-from catalog.supervision.walk import STATUSES, ZERO, Provider, SessionBlock, policies, walk
+from catalog.supervision.snapshot import Snapshots, all_providers, reading
+from catalog.supervision.walk import (
+    E_CATEGORY,
+    E_CENTS,
+    E_COMPUTED,
+    E_DECIDED,
+    E_ID,
+    E_KIND,
+    E_MINUTES,
+    E_NAME,
+    E_NOTE,
+    E_PERSON,
+    E_PHONE,
+    E_REVERSAL_OF,
+    E_STATUS,
+    E_VERSION,
+    STATUSES,
+    ZERO,
+    Provider,
+    SessionBlock,
+    cents_to_xueshi,
+    latest,
+    policies,
+    walk,
+)
 from infra.errors import NotFound
 
 PROVIDER_TYPE_VALUES = tuple(t.value for t in PROVIDER_TYPES)
@@ -254,30 +276,34 @@ async def entries(
 ) -> dict[str, Any]:
     """One session's ledger entries of the year (live, people masked) with the session's figures computed
     now, each entry's evidence summary, and whether its person's 学时 pass what the session allows."""
-    async with reading_snapshot(db) as conn:
+    async with reading(db, connections=0) as reader:
+        conn = reader.connections[0]
         scope = await scope_for(conn, caller)
         row = (
             await conn.execute(
-                select(Session.id, Session.actual_start, Session.scheduled_start, Course.provider_org_id)
+                select(
+                    Session.actual_start,
+                    Session.scheduled_start,
+                    Organization.id,
+                    Organization.name,
+                    Organization.type,
+                    Organization.sector,
+                )
                 .join(Course, Course.id == Session.course_id)
+                .join(Organization, Organization.id == Course.provider_org_id)
                 .where(Session.id == session_id)
             )
         ).first()
         if row is None:
             raise NotFound(f"session {session_id} not found", field="session_id")
-        provider = await provider_in_scope(conn, scope, row.provider_org_id)
+        rules.require_provider(scope, row.id, row.sector)
+        provider = Provider(row.id, row.name, row.type, row.sector)
         if year is None:
             year = engine.credit_year(row.actual_start or row.scheduled_start)
         versions = await policies(conn)
         block: SessionBlock | None = None
         walking = walk(
-            conn,
-            year,
-            [provider],
-            versions,
-            await current_policy(conn),
-            people=True,
-            session_ids=[session_id],
+            reader, year, [provider], versions, latest(versions), detail=True, session_ids=[session_id]
         )
         async with contextlib.aclosing(walking) as blocks:
             async for b in blocks:
@@ -285,7 +311,7 @@ async def entries(
                     block = b
         assert block is not None  # the session exists and belongs to the provider
         shown = list(block.entries[page.offset : page.offset + page.page_size])
-        ids = [e.id for e in shown]
+        ids = [e[E_ID] for e in shown]
         evidence: dict[int, dict[str, Any]] = {
             eid: ev
             for eid, ev in await conn.execute(
@@ -301,33 +327,39 @@ async def entries(
             )
         }
     f = block.figures
-    net: dict[int, Decimal] = defaultdict(Decimal)
+    net: dict[int, int] = defaultdict(int)
     for e in block.entries:
-        net[e.person_id] += e.xueshi
+        net[e[E_PERSON]] += e[E_CENTS]
     items = []
     for e in shown:
-        decided = first_decision.get(e.id)
+        person, decided = e[E_PERSON], first_decision.get(e[E_ID])
+        computed = datetime.fromtimestamp(e[E_COMPUTED], UTC)
+        person_xs = cents_to_xueshi(net[person])
         items.append(
             {
-                "id": e.id,
-                "person_id": e.person_id,
-                "name": mask_name(e.person_name),
-                "phone": mask_phone(e.person_phone or ""),
-                "kind": e.kind,
-                "category": e.category,
-                "minutes": round(float(e.minutes), 1),
-                "xueshi": str(e.xueshi),
-                "status": e.status,
-                "policy_version": e.policy_version,
-                "computed_at": e.computed_at.isoformat(),
-                "decided_at": e.decided_at.isoformat() if e.decided_at else None,
-                "approval_latency_s": None if decided is None else (decided - e.computed_at).total_seconds(),
-                "reversal_of_id": e.reversal_of_id,
-                "note": e.note,
-                "person_xueshi": str(net[e.person_id]),
-                "attended": e.person_id in block.attending,
-                "over": f.allowed_xs is not None and net[e.person_id] > f.allowed_xs,
-                "evidence": evidence_figures(evidence.get(e.id) or {}),
+                "id": e[E_ID],
+                "person_id": person,
+                "name": mask_name(e[E_NAME]),
+                "phone": mask_phone(e[E_PHONE] or ""),
+                "kind": e[E_KIND],
+                "category": e[E_CATEGORY],
+                "minutes": round(float(e[E_MINUTES]), 1),
+                "xueshi": str(cents_to_xueshi(e[E_CENTS])),
+                "status": e[E_STATUS],
+                "policy_version": e[E_VERSION],
+                "computed_at": computed.isoformat(),
+                "decided_at": None
+                if e[E_DECIDED] is None
+                else datetime.fromtimestamp(e[E_DECIDED], UTC).isoformat(),
+                "approval_latency_s": None
+                if decided is None
+                else round((decided - computed).total_seconds(), 3),
+                "reversal_of_id": e[E_REVERSAL_OF],
+                "note": e[E_NOTE],
+                "person_xueshi": str(person_xs),
+                "attended": person in block.attending,
+                "over": f.allowed_xs is not None and person_xs > f.allowed_xs,
+                "evidence": evidence_figures(evidence.get(e[E_ID]) or {}),
             }
         )
     window = f.window

@@ -15,22 +15,44 @@ The figures, for a provider P and a credit year Y (Beijing):
   reversals included with their (negative) 学时 under the status they carry, so the sums are net of
   reversals;
 - attendees: distinct people with an entry of Y or attendance evidence in a listed session;
-- approval latency: median and p90 of (first approve/reject decision − the entry's computed_at) over
-  P's entries of Y that were decided (credit_decisions; reversals are never decided on their own);
+- approval latency: median and p90 (interpolated) of (the approve/reject decision − the entry's
+  computed_at) over P's entries of Y that were decided (credit_decisions: an entry leaves `pending` once;
+  reversals are never decided on their own; a later revocation or override is not latency);
 - flags: fraud flags on the listed sessions, and those on P's courses without a session raised in Y;
 - per session, its reconciliation (catalog.supervision.reconcile).
+
+Entries come as plain tuples (`E_*` positions) of ints, floats and strings, without the models'
+per-value conversions.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, union
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Numeric,
+    and_,
+    cast,
+    exists,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.credit import engine
@@ -52,14 +74,36 @@ from catalog.models import (
 )
 from catalog.supervision import reconcile
 
-CHUNK = 500  # sessions read at once (and the bound of an IN list)
+_T = TypeVar("_T")
+
+CHUNK = 200  # sessions read at once (their entries are held together; the bound of an IN list)
+BATCH = 5000  # entries fetched from the database's cursor at once
 STATUSES = ("pending", "registered", "rejected", "revoked")
 MATCHED = ("linked", "phone", "manual")  # external records mapped to a person (R20)
 ZERO = Decimal("0.00")
 
+# Positions in an entry tuple: the first five always, the rest with `detail` (the export). 学时 come as
+# integer hundredths (E_CENTS), instants as seconds since the epoch (E_COMPUTED, E_DECIDED): a year is
+# millions of rows, and ints and floats cost the driver and the sums far less than Decimals and datetimes.
+E_SESSION, E_PERSON, E_CENTS, E_STATUS, E_VERSION = range(5)
+E_ID, E_KIND, E_CATEGORY, E_MINUTES, E_COMPUTED, E_DECIDED, E_REVERSAL_OF, E_NOTE = range(5, 13)
+E_NAME, E_PHONE = 13, 14
+
+
+def cents_to_xueshi(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
 
 def year_bounds(year: int) -> tuple[datetime, datetime]:
     return datetime(year, 1, 1, tzinfo=engine.BEIJING), datetime(year + 1, 1, 1, tzinfo=engine.BEIJING)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The connections a walk reads through, all in one read-only transaction seeing one snapshot of the
+    database (catalog.supervision.snapshot.reading): one, or two to read ahead."""
+
+    connections: Sequence[AsyncConnection]
 
 
 @dataclass(frozen=True)
@@ -81,8 +125,8 @@ class Sums:
 
     def add(self, other: Sums) -> None:
         self.entries += other.entries
-        for k in STATUSES:
-            self.xs[k] += other.xs[k]
+        for k, v in other.xs.items():
+            self.xs[k] = self.xs.get(k, ZERO) + v
         self.flags_open += other.flags_open
         self.flags_total += other.flags_total
 
@@ -138,12 +182,13 @@ class Course_:
 
 @dataclass(frozen=True)
 class SessionBlock:
-    """A listed session: its figures and its entries of the year (`entry_columns`, in person order)."""
+    """A listed session: its figures and its entries of the year (`E_*` tuples; with `detail`, in person
+    order)."""
 
     provider: Provider
     course: Course_
     figures: SessionFigures
-    entries: Sequence[Row[Any]]
+    entries: Sequence[Sequence[Any]]
     people: frozenset[int]  # attendees: with an entry or with attendance evidence
     attending: frozenset[int]  # with attendance evidence
 
@@ -154,7 +199,7 @@ class LooseBlock:
 
     provider: Provider
     course: Course_
-    entries: Sequence[Row[Any]]
+    entries: Sequence[Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -165,25 +210,35 @@ class ProviderDone:
 Block = SessionBlock | LooseBlock | ProviderDone
 
 
-def entry_columns(people: bool) -> list[Any]:
+def entry_columns(dialect: str, detail: bool) -> list[Any]:
+    """The entry tuple's columns (E_*), the same values on PostgreSQL and SQLite."""
+
+    def epoch(column: Any) -> Any:
+        if dialect == "postgresql":
+            return type_coerce(func.date_part("epoch", column), Float())
+        # SQLite keeps instants as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): julianday reads that.
+        return type_coerce((func.julianday(column) - 2440587.5) * 86400.0, Float())
+
     cols: list[Any] = [
-        CreditEntry.id,
-        CreditEntry.person_id,
-        CreditEntry.course_id,
         CreditEntry.session_id,
-        CreditEntry.kind,
-        CreditEntry.category,
-        CreditEntry.minutes,
-        CreditEntry.xueshi,
+        CreditEntry.person_id,
+        cast(func.round(type_coerce(CreditEntry.xueshi, Numeric()) * 100), BigInteger),
         CreditEntry.status,
         CreditEntry.policy_version,
-        CreditEntry.computed_at,
-        CreditEntry.decided_at,
-        CreditEntry.reversal_of_id,
-        CreditEntry.note,
     ]
-    if people:
-        cols += [Person.name.label("person_name"), Person.phone.label("person_phone")]
+    if detail:
+        cols += [
+            CreditEntry.id,
+            CreditEntry.kind,
+            CreditEntry.category,
+            CreditEntry.minutes,
+            epoch(CreditEntry.computed_at),
+            epoch(CreditEntry.decided_at),
+            CreditEntry.reversal_of_id,
+            CreditEntry.note,
+            Person.name,
+            Person.phone,
+        ]
     return cols
 
 
@@ -196,14 +251,73 @@ async def policies(conn: AsyncConnection) -> dict[int, CreditPolicy]:
     return out
 
 
+def latest(versions: Mapping[int, CreditPolicy]) -> CreditPolicy:
+    """The current policy: the latest version (catalog.credit.policies.current, from what is read)."""
+    return versions[max(versions)]
+
+
+def _of_providers(provider_ids: Sequence[int]) -> Any:
+    return select(Course.id).where(Course.provider_org_id.in_(provider_ids)).scalar_subquery()
+
+
 async def count_entries(conn: AsyncConnection, year: int, provider_ids: Sequence[int] | None) -> int:
     """How many ledger entries the walk will hand on (for a progress bar)."""
     stmt = select(func.count()).select_from(CreditEntry).where(CreditEntry.credit_year == year)
     if provider_ids is not None:
-        stmt = stmt.where(
-            CreditEntry.course_id.in_(select(Course.id).where(Course.provider_org_id.in_(provider_ids)))
-        )
+        stmt = stmt.where(CreditEntry.course_id.in_(_of_providers(provider_ids)))
     return int(await conn.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True)
+class Latency:
+    decided: int
+    median_s: float | None
+    p90_s: float | None
+
+
+async def latencies(conn: AsyncConnection, year: int, provider_ids: Sequence[int]) -> dict[int, Latency]:
+    """Approval latency per provider over the year's decided entries (see the module's docstring): on
+    PostgreSQL computed by the database (percentile_cont, one pass); elsewhere from the values here."""
+    decision = and_(
+        CreditDecision.entry_id == CreditEntry.id, CreditDecision.action.in_(("approve", "reject"))
+    )
+    where = (
+        CreditEntry.credit_year == year,
+        CreditEntry.kind != "reversal",
+        Course.provider_org_id.in_(provider_ids),
+    )
+    if conn.dialect.name == "postgresql":
+        seconds = func.greatest(0, extract("epoch", CreditDecision.decided_at - CreditEntry.computed_at))
+        rows = await conn.execute(
+            select(
+                Course.provider_org_id,
+                func.count(),
+                func.percentile_cont(literal(0.5)).within_group(seconds),
+                func.percentile_cont(literal(0.9)).within_group(seconds),
+            )
+            .select_from(CreditEntry)
+            .join(CreditDecision, decision)
+            .join(Course, Course.id == CreditEntry.course_id)
+            .where(*where)
+            .group_by(Course.provider_org_id)
+        )
+        return {p: Latency(int(n), float(m), float(p90)) for p, n, m, p90 in rows}
+    values: dict[int, list[float]] = defaultdict(list)
+    for provider, computed, decided in await conn.execute(
+        select(Course.provider_org_id, CreditEntry.computed_at, CreditDecision.decided_at)
+        .select_from(CreditEntry)
+        .join(CreditDecision, decision)
+        .join(Course, Course.id == CreditEntry.course_id)
+        .where(*where)
+    ):
+        values[provider].append(max(0.0, (decided - computed).total_seconds()))
+    out = {}
+    for provider, seconds_ in values.items():
+        seconds_.sort()
+        out[provider] = Latency(
+            len(seconds_), reconcile.percentile(seconds_, 50), reconcile.percentile(seconds_, 90)
+        )
+    return out
 
 
 def attendance_pairs(session_ids: Sequence[int]) -> Any:
@@ -242,76 +356,64 @@ def session_window(
     return None, "none"
 
 
-def fold_entries(
-    entries: Sequence[Row[Any]], attending: set[int]
-) -> tuple[Sums, set[int], Decimal, int, int, set[int]]:
-    """Sums by status, the people with entries, the largest net 学时 of one person, how many people are
-    credited (net > 0), how many of them lack attendance evidence, and the policy versions named. The
-    entries come in person order."""
-    sums = Sums()
-    people: set[int] = set()
+@dataclass
+class Folded:
+    sums: Sums
+    people: set[int]
+    best: Decimal  # the largest net 学时 of one person
+    credited: int  # people with positive net 学时
+    without: int  # of those, people without attendance evidence
+    versions: set[int]
+
+
+def fold_entries(entries: Sequence[Sequence[Any]], attending: set[int] | frozenset[int]) -> Folded:
+    """The figures of a session's (or a course's) entries, in any order."""
+    cents: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    nets: dict[int, int] = {}
     versions: set[int] = set()
-    credited_people: list[int] = []
-    xs = sums.xs
-    nets: list[Decimal] = []
-    current: int | None = None
     for e in entries:
-        if e.person_id != current:
-            current = e.person_id
-            people.add(current)
-            nets.append(ZERO)
-            credited_people.append(current)
-        nets[-1] += e.xueshi
-        xs[e.status] = xs.get(e.status, ZERO) + e.xueshi
-        versions.add(e.policy_version)
-    best = max(nets, default=ZERO)
-    credited = [pid for pid, net in zip(credited_people, nets, strict=True) if net > 0]
-    without = sum(1 for pid in credited if pid not in attending)
-    sums.entries = len(entries)
-    return sums, people, best, len(credited), without, versions
-
-
-async def _by_session(result: Any, ids: Sequence[int]) -> AsyncIterator[tuple[int, list[Row[Any]]]]:
-    """(session id, its entries) for every id of `ids` (ascending), from entries streamed in session order;
-    a session without entries comes with none."""
-    pending = iter(ids)
-    current: int | None = None
-    rows: list[Row[Any]] = []
-    async for partition in result.partitions(1000):
-        for e in partition:
-            if e.session_id != current:
-                if current is not None:
-                    for sid in pending:
-                        if sid == current:
-                            yield sid, rows
-                            break
-                        yield sid, []
-                current, rows = e.session_id, []
-            rows.append(e)
-    if current is not None:
-        for sid in pending:
-            if sid == current:
-                yield sid, rows
-                break
-            yield sid, []
-    for sid in pending:
-        yield sid, []
-
-
-async def _latencies(conn: AsyncConnection, year: int, courses: Any) -> list[float]:
-    first = func.min(CreditDecision.decided_at)
-    rows = await conn.execute(
-        select(CreditEntry.computed_at, first)
-        .join(CreditDecision, CreditDecision.entry_id == CreditEntry.id)
-        .where(
-            CreditEntry.course_id.in_(courses),
-            CreditEntry.credit_year == year,
-            CreditEntry.kind != "reversal",
-            CreditDecision.action.in_(("approve", "reject")),
-        )
-        .group_by(CreditEntry.id, CreditEntry.computed_at)
+        person, amount, status = e[E_PERSON], e[E_CENTS], e[E_STATUS]
+        nets[person] = nets.get(person, 0) + amount
+        cents[status] = cents.get(status, 0) + amount
+        versions.add(e[E_VERSION])
+    credited = [person for person, net in nets.items() if net > 0]
+    sums = Sums(len(entries), {k: cents_to_xueshi(v) for k, v in cents.items()})
+    return Folded(
+        sums,
+        set(nets),
+        cents_to_xueshi(max(nets.values(), default=0)),
+        len(credited),
+        sum(1 for person in credited if person not in attending),
+        versions,
     )
-    return sorted(max(0.0, (decided - computed).total_seconds()) for computed, decided in rows)
+
+
+_person_then_id = itemgetter(E_PERSON, E_ID)
+_session_of = itemgetter(E_SESSION)
+
+
+async def batches(
+    conn: AsyncConnection, stmt: Any, *, few: bool = False
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    """The statement's rows, BATCH at a time, through a cursor. On PostgreSQL straight from asyncpg (its
+    records, in the connection's transaction): SQLAlchemy's result machinery costs about a microsecond a
+    row, which at millions of rows is most of the walk. `few`: one plain query (one session's rows)."""
+    if few:
+        yield (await conn.execute(stmt)).all()
+        return
+    if conn.dialect.name == "postgresql":
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.params  # a property that builds the dict each time it is read
+        args = [params[name] for name in compiled.positiontup or ()]
+        cursor = await driver.cursor(str(compiled), *args)
+        while batch := await cursor.fetch(BATCH):
+            yield batch
+        return
+    result = await conn.stream(stmt, execution_options={"yield_per": BATCH})
+    async for partition in result.partitions():
+        yield partition
 
 
 def _flag_counts(rows: Any) -> dict[Any, tuple[int, int]]:
@@ -323,189 +425,325 @@ def _flag_counts(rows: Any) -> dict[Any, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class _Year:
+    """What the walk reads once for all its providers."""
+
+    year: int
+    bounds: tuple[datetime, datetime]
+    versions: Mapping[int, CreditPolicy]
+    current: CreditPolicy
+    enrolled: Mapping[int, int]
+    loose_flags: Mapping[int, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Some of a provider's listed sessions (`last`: then its entries without a session and its figures)."""
+
+    provider: Provider
+    sessions: Sequence[Any]
+    last: bool
+
+
+@dataclass
+class _Loaded:
+    by_session: dict[int, list[Sequence[Any]]]
+    evidence: dict[int, set[int]]
+    corrections: dict[int, tuple[datetime, datetime]]
+    flags: dict[Any, tuple[int, int]]
+    loose: dict[int, list[Sequence[Any]]]
+
+
 async def walk(
-    conn: AsyncConnection,
+    reader: Reader,
     year: int,
     providers: Sequence[Provider],
     versions: Mapping[int, CreditPolicy],
     current: CreditPolicy,
     *,
-    people: bool,
+    detail: bool,
     session_ids: Sequence[int] | None = None,
 ) -> AsyncGenerator[Block, None]:
-    """Blocks for each provider in turn (its sessions in id order, then its entries without a
-    session, then its figures). `people`: the entries carry the person's name and phone (the export);
-    `session_ids`: only these sessions (one session's drill-down), figures for them alone."""
+    """Blocks for each provider in turn (its sessions in id order, then its entries without a session,
+    then its figures). `detail`: the entries carry every column and the person's name and phone (the
+    export), else only what the figures need; `session_ids`: only these sessions (one session's
+    drill-down), figures for them alone.
+
+    With two connections (Reader on PostgreSQL: one snapshot), the next chunk of sessions is read on one
+    while this one is folded and written: the database's work and ours overlap."""
+    if not providers:
+        return
+    conn = reader.connections[0]
     y0, y1 = year_bounds(year)
-    for provider in providers:
-        courses_q = select(Course.id).where(Course.provider_org_id == provider.id).scalar_subquery()
-        courses = {
-            r.id: Course_(r.id, r.title, r.category, r.capacity)
-            for r in await conn.execute(
-                select(Course.id, Course.title, Course.category, Course.capacity).where(
-                    Course.provider_org_id == provider.id
-                )
-            )
-        }
-        figures = ProviderFigures(provider)
-        if not courses:
-            yield ProviderDone(figures)
-            continue
-        enrolled = {
-            cid: int(n)
-            for cid, n in await conn.execute(
-                select(Enrollment.course_id, func.count(func.distinct(Enrollment.person_id)))
-                .where(Enrollment.course_id.in_(courses_q))
-                .group_by(Enrollment.course_id)
-            )
-        }
-        listed: ColumnElement[bool] = Session.course_id.in_(courses_q)
-        if session_ids is not None:
-            listed = and_(listed, Session.id.in_(session_ids))
-        else:
-            held_in_year = and_(Session.actual_start >= y0, Session.actual_start < y1)
-            credited_in_year = exists().where(
-                CreditEntry.session_id == Session.id, CreditEntry.credit_year == year
-            )
-            listed = and_(listed, or_(held_in_year, credited_in_year))
-        sessions = (
+    ids = [p.id for p in providers]
+    courses_of = _of_providers(ids)
+    one = session_ids is not None
+    enrolled_of = (
+        Enrollment.course_id.in_(select(Session.course_id).where(Session.id.in_(session_ids)))
+        if session_ids is not None
+        else Enrollment.course_id.in_(courses_of)
+    )
+    enrolled = {
+        cid: int(n)
+        for cid, n in await conn.execute(
+            select(Enrollment.course_id, func.count(func.distinct(Enrollment.person_id)))
+            .where(enrolled_of)
+            .group_by(Enrollment.course_id)
+        )
+    }
+    loose_flags: dict[int, tuple[int, int]] = {}
+    if not one:
+        loose_flags = _flag_counts(
             await conn.execute(
-                select(
-                    Session.id,
-                    Session.course_id,
-                    Session.title,
-                    Session.kind,
-                    Session.scheduled_start,
-                    Session.scheduled_end,
-                    Session.actual_start,
-                    Session.actual_end,
+                select(Course.provider_org_id, FraudFlag.status, func.count())
+                .join(Course, Course.id == FraudFlag.course_id)
+                .where(
+                    Course.provider_org_id.in_(ids),
+                    FraudFlag.session_id.is_(None),
+                    FraudFlag.created_at >= y0,
+                    FraudFlag.created_at < y1,
                 )
-                .where(listed)
-                .order_by(Session.id)  # the order their entries are read in
+                .group_by(Course.provider_org_id, FraudFlag.status)
             )
-        ).all()
+        )
+    y = _Year(year, (y0, y1), versions, current, enrolled, loose_flags)
+    courses: dict[int, dict[int, Course_]] = defaultdict(dict)
+    of_courses = (
+        Course.id.in_(select(Session.course_id).where(Session.id.in_(session_ids)))
+        if session_ids is not None
+        else Course.provider_org_id.in_(ids)
+    )
+    for r in await conn.execute(
+        select(Course.provider_org_id, Course.id, Course.title, Course.category, Course.capacity).where(
+            of_courses
+        )
+    ):
+        courses[r.provider_org_id][r.id] = Course_(r.id, r.title, r.category, r.capacity)
+    chunks = await _plan(conn, y, providers, session_ids)
+    columns = entry_columns(conn.dialect.name, detail)
+    free: asyncio.Queue[AsyncConnection] = asyncio.Queue()
+    for c in reader.connections:
+        free.put_nowait(c)
+
+    async def on_a_free_connection(work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        c = await free.get()
+        try:
+            return await work(c)
+        finally:
+            free.put_nowait(c)
+
+    pending: dict[int, asyncio.Task[_Loaded]] = {}
+
+    def start(i: int) -> None:
+        if i < len(chunks) and i not in pending:
+            chunk = chunks[i]
+            pending[i] = asyncio.create_task(
+                on_a_free_connection(lambda c: _load(c, y, chunk, columns, detail, one)),
+                name=f"supervision-chunk-{i}",
+            )
+
+    # Latency is one query over the year: on PostgreSQL it runs beside the first chunks.
+    latency = asyncio.create_task(
+        on_a_free_connection(lambda c: latencies(c, year, ids) if not one else _no_latency()),
+        name="supervision-latency",
+    )
+    try:
+        for i in range(len(reader.connections)):
+            start(i)
+        figures: ProviderFigures | None = None
         everyone: set[int] = set()
-        used_courses: set[int] = set()
-        for at in range(0, len(sessions), CHUNK):
-            chunk = sessions[at : at + CHUNK]
-            ids = [s.id for s in chunk]
-            by_id = {s.id: s for s in chunk}
-            evidence: dict[int, set[int]] = defaultdict(set)
-            for sid, pid in await conn.execute(attendance_pairs(ids)):
-                evidence[sid].add(pid)
-            corrections: dict[int, tuple[datetime, datetime]] = {}
-            for sid, start, end in await conn.execute(
-                select(
-                    SessionTimeCorrection.session_id,
-                    SessionTimeCorrection.actual_start,
-                    SessionTimeCorrection.actual_end,
-                )
-                .where(SessionTimeCorrection.session_id.in_(ids))
-                .order_by(SessionTimeCorrection.at, SessionTimeCorrection.id)
-            ):
-                corrections[sid] = (start, end)  # the latest wins
-            flags = _flag_counts(
-                await conn.execute(
-                    select(FraudFlag.session_id, FraudFlag.status, func.count())
-                    .where(FraudFlag.session_id.in_(ids))
-                    .group_by(FraudFlag.session_id, FraudFlag.status)
-                )
-            )
-            stmt = select(*entry_columns(people)).where(
-                CreditEntry.session_id.in_(ids), CreditEntry.credit_year == year
-            )
-            if people:
-                stmt = stmt.outerjoin(Person, Person.id == CreditEntry.person_id)
-            result = await conn.stream(
-                stmt.order_by(CreditEntry.session_id, CreditEntry.person_id, CreditEntry.id)
-            )
-            async for sid, entries in _by_session(result, ids):
-                block = _session_block(
-                    provider, courses, by_id[sid], entries, evidence.get(sid, set()), corrections.get(sid),
-                    flags.get(sid, (0, 0)), enrolled, versions, current, y0, y1,
-                )  # fmt: skip
+        used: set[int] = set()
+        for i, chunk in enumerate(chunks):
+            loaded = await pending.pop(i)
+            start(i + len(reader.connections))
+            provider = chunk.provider
+            if figures is None:
+                figures, everyone, used = ProviderFigures(provider), set(), set()
+            mine = courses[provider.id]
+            for s in chunk.sessions:
+                entries = loaded.by_session.pop(s.id, [])
+                evidence, correction = loaded.evidence.get(s.id, set()), loaded.corrections.get(s.id)
+                flags = loaded.flags.get(s.id, (0, 0))
+                block = _session_block(provider, mine, s, entries, evidence, correction, flags, y)
                 figures.sessions += 1
                 figures.sessions_held += int(block.figures.held)
                 figures.over_sessions += int(block.figures.over)
                 figures.sums.add(block.figures.sums)
-                used_courses.add(block.course.id)
+                used.add(block.course.id)
                 everyone |= block.people
                 yield block
-        if session_ids is None:
-            loose = select(*entry_columns(people)).where(
-                CreditEntry.course_id.in_(courses_q),
-                CreditEntry.credit_year == year,
+                # Let the read-ahead send its next statement and take in what arrived while we worked.
+                await asyncio.sleep(0)
+            if not chunk.last:
+                continue
+            for cid, entries in loaded.loose.items():
+                if detail:
+                    entries.sort(key=_person_then_id)
+                folded = fold_entries(entries, set())
+                figures.sums.add(folded.sums)
+                everyone |= folded.people
+                used.add(cid)
+                yield LooseBlock(provider, mine[cid], entries)
+            n_open, n_total = y.loose_flags.get(provider.id, (0, 0))
+            figures.sums.flags_open += n_open
+            figures.sums.flags_total += n_total
+            lat = (await latency).get(provider.id)
+            if lat is not None:
+                figures.decided, figures.latency_median_s, figures.latency_p90_s = (
+                    lat.decided, lat.median_s, lat.p90_s,
+                )  # fmt: skip
+            figures.attendees = len(everyone)
+            figures.courses = len(used)
+            yield ProviderDone(figures)
+            figures = None
+    finally:
+        # A reader that stopped early (a closed download): no read is left running on the connections.
+        for task in [*pending.values(), latency]:
+            task.cancel()
+        await asyncio.gather(*pending.values(), latency, return_exceptions=True)
+
+
+async def _no_latency() -> dict[int, Latency]:
+    return {}
+
+
+async def _plan(
+    conn: AsyncConnection, y: _Year, providers: Sequence[Provider], session_ids: Sequence[int] | None
+) -> list[_Chunk]:
+    """Every provider's listed sessions, in chunks of at most CHUNK (a provider without any still gets
+    one, empty, for its entries without a session and its figures)."""
+    y0, y1 = y.bounds
+    listed: ColumnElement[bool] = Course.provider_org_id.in_([p.id for p in providers])
+    if session_ids is not None:
+        listed = and_(listed, Session.id.in_(session_ids))
+    else:
+        held_in_year = and_(Session.actual_start >= y0, Session.actual_start < y1)
+        credited_in_year = exists().where(
+            CreditEntry.session_id == Session.id, CreditEntry.credit_year == y.year
+        )
+        listed = and_(listed, or_(held_in_year, credited_in_year))
+    by_provider: dict[int, list[Any]] = defaultdict(list)
+    for s in await conn.execute(
+        select(
+            Course.provider_org_id,
+            Session.id,
+            Session.course_id,
+            Session.title,
+            Session.kind,
+            Session.scheduled_start,
+            Session.scheduled_end,
+            Session.actual_start,
+            Session.actual_end,
+        )
+        .join(Course, Course.id == Session.course_id)
+        .where(listed)
+        .order_by(Session.id)
+    ):
+        by_provider[s.provider_org_id].append(s)
+    chunks: list[_Chunk] = []
+    for p in providers:
+        sessions = by_provider.get(p.id, [])
+        parts = [sessions[at : at + CHUNK] for at in range(0, len(sessions), CHUNK)] or [[]]
+        chunks += [_Chunk(p, part, n == len(parts) - 1) for n, part in enumerate(parts)]
+    return chunks
+
+
+async def _load(
+    conn: AsyncConnection, y: _Year, chunk: _Chunk, columns: list[Any], detail: bool, one: bool
+) -> _Loaded:
+    """A chunk's entries (grouped by session), evidence, latest corrections and flags; with its
+    provider's last chunk, the provider's entries without a session (grouped by course)."""
+    ids = [s.id for s in chunk.sessions]
+    loaded = _Loaded(defaultdict(list), defaultdict(set), {}, {}, defaultdict(list))
+    if ids:
+        if conn.dialect.name == "postgresql":
+            # One array per session: the driver decodes it at C speed, not a row per person.
+            pairs = attendance_pairs(ids).subquery()
+            for sid, people in await conn.execute(
+                select(pairs.c.session_id, func.array_agg(pairs.c.person_id)).group_by(pairs.c.session_id)
+            ):
+                loaded.evidence[sid] = set(people)
+        else:
+            async for rows in batches(conn, attendance_pairs(ids), few=one):
+                for sid, pid in rows:
+                    loaded.evidence[sid].add(pid)
+        for sid, start, end in await conn.execute(
+            select(
+                SessionTimeCorrection.session_id,
+                SessionTimeCorrection.actual_start,
+                SessionTimeCorrection.actual_end,
+            )
+            .where(SessionTimeCorrection.session_id.in_(ids))
+            .order_by(SessionTimeCorrection.at, SessionTimeCorrection.id)
+        ):
+            loaded.corrections[sid] = (start, end)  # the latest wins
+        loaded.flags = _flag_counts(
+            await conn.execute(
+                select(FraudFlag.session_id, FraudFlag.status, func.count())
+                .where(FraudFlag.session_id.in_(ids))
+                .group_by(FraudFlag.session_id, FraudFlag.status)
+            )
+        )
+        stmt = select(*columns).where(CreditEntry.session_id.in_(ids), CreditEntry.credit_year == y.year)
+        if detail:
+            stmt = stmt.outerjoin(Person, Person.id == CreditEntry.person_id)
+        # Sorted by the database (on its own core, while we work on the previous chunk), grouped here at C
+        # speed; with `detail` in person order too, as the report lists them.
+        order = (
+            (CreditEntry.session_id, CreditEntry.person_id, CreditEntry.id)
+            if detail
+            else (CreditEntry.session_id,)
+        )
+        by_session = loaded.by_session
+        async for rows in batches(conn, stmt.order_by(*order), few=one):
+            for sid, group in groupby(rows, _session_of):
+                by_session[sid].extend(group)
+    if chunk.last and not one:
+        courses = select(Course.id).where(Course.provider_org_id == chunk.provider.id).scalar_subquery()
+        loose = (
+            select(*columns, CreditEntry.course_id)
+            .where(
+                CreditEntry.course_id.in_(courses),
+                CreditEntry.credit_year == y.year,
                 CreditEntry.session_id.is_(None),
             )
-            if people:
-                loose = loose.outerjoin(Person, Person.id == CreditEntry.person_id)
-            rows = (
-                await conn.execute(
-                    loose.order_by(CreditEntry.course_id, CreditEntry.person_id, CreditEntry.id)
-                )
-            ).all()
-            by_course: dict[int, list[Row[Any]]] = defaultdict(list)
+            .order_by(CreditEntry.course_id)
+        )
+        if detail:
+            loose = loose.outerjoin(Person, Person.id == CreditEntry.person_id)
+        async for rows in batches(conn, loose):
             for e in rows:
-                by_course[e.course_id].append(e)
-            for cid, entries in by_course.items():
-                sums, persons, *_ = fold_entries(entries, set())
-                figures.sums.add(sums)
-                everyone |= persons
-                used_courses.add(cid)
-                yield LooseBlock(provider, courses[cid], entries)
-            loose_flags = _flag_counts(
-                await conn.execute(
-                    select(FraudFlag.course_id, FraudFlag.status, func.count())
-                    .where(
-                        FraudFlag.course_id.in_(courses_q),
-                        FraudFlag.session_id.is_(None),
-                        FraudFlag.created_at >= y0,
-                        FraudFlag.created_at < y1,
-                    )
-                    .group_by(FraudFlag.course_id, FraudFlag.status)
-                )
-            )
-            for n_open, n_total in loose_flags.values():
-                figures.sums.flags_open += n_open
-                figures.sums.flags_total += n_total
-            latencies = await _latencies(conn, year, courses_q)
-            figures.decided = len(latencies)
-            figures.latency_median_s = reconcile.percentile(latencies, 50)
-            figures.latency_p90_s = reconcile.percentile(latencies, 90)
-        figures.attendees = len(everyone)
-        figures.courses = len(used_courses)
-        yield ProviderDone(figures)
+                loaded.loose[e[-1]].append(e)
+    return loaded
 
 
 def _session_block(
     provider: Provider,
     courses: Mapping[int, Course_],
     s: Any,
-    entries: list[Row[Any]],
+    entries: list[Sequence[Any]],
     attending: set[int],
     correction: tuple[datetime, datetime] | None,
     flags: tuple[int, int],
-    enrolled: Mapping[int, int],
-    versions: Mapping[int, CreditPolicy],
-    current: CreditPolicy,
-    y0: datetime,
-    y1: datetime,
+    y: _Year,
 ) -> SessionBlock:
     course = courses[s.course_id]
-    sums, persons, best, credited, without, named = fold_entries(entries, attending)
-    sums.flags_open, sums.flags_total = flags
+    folded = fold_entries(entries, attending)
+    folded.sums.flags_open, folded.sums.flags_total = flags
     window, source = session_window(
         s.kind, (s.scheduled_start, s.scheduled_end), (s.actual_start, s.actual_end), correction
     )
     facts = reconcile.SessionFacts(
         window=window,
-        policies=tuple(versions[v] for v in sorted(named) if v in versions) or (current,),
-        max_person_xs=best,
-        credited=credited,
-        without_attendance=without,
-        enrolled=enrolled.get(s.course_id, 0),
+        policies=tuple(y.versions[v] for v in sorted(folded.versions) if v in y.versions) or (y.current,),
+        max_person_xs=folded.best,
+        credited=folded.credited,
+        without_attendance=folded.without,
+        enrolled=y.enrolled.get(s.course_id, 0),
         capacity=course.capacity,
     )
+    y0, y1 = y.bounds
     figures = SessionFigures(
         session_id=s.id,
         course_id=s.course_id,
@@ -517,16 +755,16 @@ def _session_block(
         window=window,
         window_source=source,
         allowed_xs=reconcile.allowed(facts),
-        max_person_xs=best,
-        credited=credited,
-        without_attendance=without,
+        max_person_xs=folded.best,
+        credited=folded.credited,
+        without_attendance=folded.without,
         attending=len(attending),
-        attendees=len(persons | attending),
+        attendees=len(folded.people | attending),
         enrolled=facts.enrolled,
         capacity=course.capacity,
-        sums=sums,
+        sums=folded.sums,
         reasons=reconcile.reasons(facts),
     )
     return SessionBlock(
-        provider, course, figures, entries, frozenset(persons | attending), frozenset(attending)
+        provider, course, figures, entries, frozenset(folded.people | attending), frozenset(attending)
     )

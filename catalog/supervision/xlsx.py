@@ -15,11 +15,14 @@ while the detail streams still come first in the workbook.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import IO, Protocol
 from xml.sax.saxutils import escape
@@ -27,7 +30,6 @@ from xml.sax.saxutils import escape
 Cell = str | int | float | Decimal | datetime | None
 
 MAX_ROWS = 1_000_000  # data rows per sheet before a table continues on the next (Excel: 1,048,576)
-EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
 BEIJING_OFFSET_DAYS = 8 / 24  # instants are shown in Beijing time (UTC+8, no daylight saving)
 DATE_STYLE = 1
 HEADER_STYLE = 2
@@ -68,9 +70,13 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+# Excel's day number of the Unix epoch (1970-01-01 is day 25569), in Beijing time.
+EXCEL_DAY_OFFSET = 25569 + BEIJING_OFFSET_DAYS
+
+
 def excel_serial(t: datetime) -> float:
     """An instant as Excel's day number in Beijing time (what a reader in Qingdao expects to see)."""
-    return round((t - EXCEL_EPOCH).total_seconds() / 86400 + BEIJING_OFFSET_DAYS, 10)
+    return t.timestamp() / 86400 + EXCEL_DAY_OFFSET
 
 
 class Strings:
@@ -78,10 +84,12 @@ class Strings:
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.refs = 0
 
     def ref(self, text: str) -> int:
-        self.refs += 1
+        return self.index_of(text)
+
+    def index_of(self, text: str) -> int:
+        """The text's index (references counted by the caller: SheetWriter.write_xml)."""
         n = self.index.get(text)
         if n is None:
             n = self.index[text] = len(self.index)
@@ -90,17 +98,53 @@ class Strings:
     def xml(self) -> bytes:
         body = "".join(f'<si><t xml:space="preserve">{escape(s)}</t></si>' for s in self.index)
         return (
-            f'{_XML}<sst xmlns="{_NS}" count="{self.refs}" uniqueCount="{len(self.index)}">{body}</sst>'
+            # `count` (references in all sheets) is optional: not kept, so rows need not be scanned.
+            f'{_XML}<sst xmlns="{_NS}" uniqueCount="{len(self.index)}">{body}</sst>'
         ).encode()
+
+
+class _Background:
+    """Writes to `out` on a thread of its own (deflate and CRC release the GIL: the zip is compressed on
+    the other core while the next rows are made), at most `depth` chunks behind."""
+
+    def __init__(self, out: IO[bytes], depth: int = 8) -> None:
+        self._out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xlsx-deflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._out.write(data)
+                except BaseException as exc:  # handed to the writer's thread at its next write
+                    self._error = exc
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+        return len(data)
+
+    def close(self) -> None:
+        """Wait until everything is written (the thread ends)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class SheetWriter:
     """Rows of one sheet into an open binary stream (a zip entry, or a spooled file)."""
 
-    def __init__(self, out: IO[bytes], strings: Strings, header: Sequence[str]) -> None:
+    def __init__(self, out: IO[bytes] | _Background, strings: Strings, header: Sequence[str]) -> None:
         self.out = out
         self.strings = strings
         self.rows = 0
+        self._pending: list[str] = []
+        self._pending_size = 0
         out.write(_SHEET_HEAD)
         ref = strings.ref
         out.write(
@@ -112,6 +156,7 @@ class SheetWriter:
         )
 
     def write(self, rows: Sequence[Sequence[Cell]]) -> None:
+        self._flush()
         ref = self.strings.ref
         parts: list[str] = []
         add = parts.append
@@ -130,7 +175,23 @@ class SheetWriter:
         self.rows += len(rows)
         self.out.write("".join(parts).encode())
 
+    def write_xml(self, xml: str, rows: int) -> None:
+        """Rows already made as XML (`<row>…</row>` each, strings by Strings.index_of). Gathered into about
+        a megabyte before it goes on: each hand-over to the deflate thread costs a switch of threads."""
+        self.rows += rows
+        self._pending.append(xml)
+        self._pending_size += len(xml)
+        if self._pending_size >= 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.out.write("".join(self._pending).encode())
+            self._pending.clear()
+            self._pending_size = 0
+
     def finish(self) -> None:
+        self._flush()
         self.out.write(_SHEET_TAIL)
 
 
@@ -143,6 +204,7 @@ class Workbook:
         self._names: list[tuple[str, str]] = []  # (sheet name, part name) in workbook order
         self._deferred: list[tuple[int, str, IO[bytes], SheetWriter]] = []
         self._open: IO[bytes] | None = None
+        self._background: _Background | None = None
         self._parts = 0
 
     def _part(self) -> str:
@@ -156,11 +218,15 @@ class Workbook:
         part = self._part()
         self._names.append((name, part))
         self._open = self._zip.open(part, "w", force_zip64=True)
-        return SheetWriter(self._open, self.strings, header)
+        self._background = _Background(self._open)
+        return SheetWriter(self._background, self.strings, header)
 
     def end(self, writer: SheetWriter) -> None:
         writer.finish()
         assert self._open is not None
+        assert self._background is not None
+        self._background.close()
+        self._background = None
         self._open.close()
         self._open = None
 
@@ -173,10 +239,19 @@ class Workbook:
         return writer
 
     def discard(self) -> None:
-        """Give up (the reader went away): free the spooled sheets; the zip is left unfinished."""
+        """Give up (the reader went away, the walk failed): free the spooled sheets and close the zip as
+        it stands, so nothing is left for the garbage collector to finish. Nothing after close()."""
         for _position, _name, spool, _writer in self._deferred:
             spool.close()
         self._deferred.clear()
+        with contextlib.suppress(Exception):  # a sink that broke is what brought us here
+            if self._background is not None:
+                self._background.close()
+                self._background = None
+            if self._open is not None:
+                self._open.close()
+                self._open = None
+            self._zip.close()
 
     def close(self) -> None:
         if self._open is not None:

@@ -328,6 +328,7 @@ function renderNav(me) {
     if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer" }, [hasRole(me, "employer_admin") ? "单位审核" : "学时审核"]));
     if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer/staff" }, ["学时台账"]));
     if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
+    if (hasRole(me, "bureau") || hasRole(me, "admin")) links.push(h("a", { href: "/supervision" }, ["监管"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {
       ev.preventDefault();

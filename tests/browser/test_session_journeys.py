@@ -200,13 +200,16 @@ async def test_each_role_lands_on_its_home_after_logging_in(
     if heading:
         await expect(page.locator("h1")).to_contain_text(heading)
         return
-    # The bureau reads the review list and the credit policy; the landing page links what exists.
+    # The bureau supervises providers, reads the review list, decides some credit, reads the staff records
+    # and the credit policy; the landing page links its home.
     welcome = page.locator("#welcome")
     await expect(welcome).to_contain_text("您好，王建国（人社局）。")
     await expect(
-        welcome.get_by_role("link", name="待核查：各机构学时证据的异常标记（学时规则可查看）")
-    ).to_have_attribute("href", "/review")
-    await expect(page.locator("nav a")).to_have_text(["课程目录", "待核查", "学时规则", "退出"])
+        welcome.get_by_role("link", name="监管：各机构的课程、课次、学时、审核时效与核对（超额标记）")
+    ).to_have_attribute("href", "/supervision")
+    await expect(page.locator("nav a")).to_have_text(
+        ["课程目录", "待核查", "学时审核", "学时台账", "学时规则", "监管", "退出"]
+    )
     await fits_the_screen(page)
     await snap(page, "home-bureau")
 

@@ -12,7 +12,7 @@ const HOMES = /** @type {Record<string, [string, string] | string>} */ ({
   provider_admin: ["/provider", "机构后台：开设课程、安排课次与专家"],
   employer_admin: ["/employer", "单位审核：审核职工的学时；另有学时台账（/employer/staff）和年度培训计划（/employer/plans）"],
   reviewer: ["/review/courseware", "课件审核：专家上传的共享课件，审核通过后向全体学员开放"],
-  bureau: ["/review", "待核查：各机构学时证据的异常标记（学时规则可查看）"],
+  bureau: ["/supervision", "监管：各机构的课程、课次、学时、审核时效与核对（超额标记）"],
   admin: ["/admin/credit-policy", "学时规则：计算学时的规则版本（待核查见导航）"],
 });
 
