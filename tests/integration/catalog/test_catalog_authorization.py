@@ -843,8 +843,8 @@ ANONYMOUS_WRITES_ALLOWED = {
 @pytest.fixture(params=["postgres"])
 def engine_template(request: pytest.FixtureRequest) -> tuple[str, Any]:
     """Who may call what is decided in Python, the same on both engines: the matrix runs on PostgreSQL
-    only (the engine of deployments), which halves its share of the suite. Every route's SQL still runs on
-    SQLite in the feature tests of the catalog (tests/integration/catalog), which run on both engines."""
+    only (the engine of deployments), which halves its share of the suite. The routes' SQL runs on SQLite
+    in their feature tests (the catalog's fixtures give most of tests/integration/catalog both engines)."""
     return "postgres", request.getfixturevalue("postgres_template")
 
 
