@@ -93,11 +93,15 @@ SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$")
 async def reading(db: Database, connections: int = 1) -> AsyncIterator[Reader]:
     """Connections in one read-only transaction: on PostgreSQL repeatable read, so a whole walk sees the
     ledger as of one instant however long it takes, and a second connection joins the first's snapshot
-    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection; so does
-    `connections=0`: a plain transaction for a few short statements (one session's entries)."""
+    (pg_export_snapshot) so that the walk can read ahead on it. SQLite gets one connection.
+    `connections=0`: one connection in autocommit, for a few short statements (one session's entries),
+    each seeing the latest committed data."""
     async with contextlib.AsyncExitStack() as stack:
+        if connections == 0:
+            yield Reader([await stack.enter_async_context(db.reading())])  # autocommit: no BEGIN, no COMMIT
+            return
         first = await stack.enter_async_context(db.engine.connect())
-        if first.dialect.name != "postgresql" or connections == 0:
+        if first.dialect.name != "postgresql":
             await stack.enter_async_context(first.begin())
             yield Reader([first])
             return
