@@ -86,6 +86,7 @@ async def all_providers(conn: AsyncConnection, ids: Sequence[int] | None = None)
     ]
 
 
+LATE_MONTHS = 3  # the previous year is kept fresh until the end of March (employers approve late)
 SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$")
 
 
@@ -280,8 +281,9 @@ class Snapshots:
             return await refresh(self.db, year, now)
 
     async def round(self) -> None:
-        """The background round: the current credit year if it has no snapshot yet but has credit, and every
-        year whose snapshot is older than `max_age_s`."""
+        """The background round: the current credit year (first computed once it has credit), and the
+        previous one during the first quarter (its late approvals), whenever their snapshot is older than
+        `max_age_s`. Older years change rarely: they are refreshed on request (立即更新) only."""
         now = self.clock()
         current = engine.credit_year(now)
         async with self.db.reading() as conn:
@@ -296,8 +298,9 @@ class Snapshots:
             )
         if current not in years and credited is not None:
             await self.ensure(current)
+        kept = {current, current - 1} if engine.beijing_day(now).month <= LATE_MONTHS else {current}
         for year, at in sorted(years.items()):
-            if now - at >= timedelta(seconds=self.max_age_s):
+            if year in kept and now - at >= timedelta(seconds=self.max_age_s):
                 await self.refresh(year, min_age_s=self.max_age_s)
 
 

@@ -28,7 +28,7 @@ from catalog.credit import approval, ledger
 from catalog.domain import Caller, OrgType, Role
 from catalog.models import AuditEntry, CreditEntry, FraudFlag, Organization, Session, SessionTimeCorrection
 from catalog.supervision import export
-from catalog.supervision.snapshot import SNAPSHOTS
+from catalog.supervision.snapshot import SNAPSHOTS, Snapshots
 from infra.settings import Settings
 from tests.integration.catalog import conftest as catalog_fixtures
 from tests.integration.catalog.conftest import SECRET, World
@@ -590,3 +590,23 @@ async def test_a_year_without_credit_has_providers_with_zeros(client: Client, wo
     assert len(book["学时明细"]) == 1
     now = datetime.now(UTC)
     assert abs((datetime.fromisoformat(data["snapshot"]["refreshed_at"]) - now).total_seconds()) < 60
+
+
+async def test_the_background_round_keeps_the_current_year_fresh_and_leaves_old_years_alone(
+    client: Client, world: World
+) -> None:
+    await build_year(world)  # credit of 2026
+    clock = [datetime(2026, 6, 1, 4, 0, tzinfo=UTC)]
+    snapshots = Snapshots(world.db, max_age_s=300, clock=lambda: clock[0])
+    old = await snapshots.ensure(2024)  # someone looked at 2024 once
+    await snapshots.round()
+    first = await snapshots.ensure(YEAR)
+    assert first.refreshed_at == clock[0]
+    assert first.entries == 9
+    clock[0] += timedelta(minutes=10)
+    await snapshots.round()
+    assert (await snapshots.ensure(YEAR)).refreshed_at == clock[0]  # older than 300 s: recomputed
+    assert (await snapshots.ensure(2024)).refreshed_at == old.refreshed_at  # an old year: on request only
+    clock[0] += timedelta(seconds=30)
+    await snapshots.round()
+    assert (await snapshots.ensure(YEAR)).refreshed_at == clock[0] - timedelta(seconds=30)  # still fresh
