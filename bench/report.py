@@ -1,6 +1,6 @@
 """The bureau's supervision view on one credit year with 100,000 learners and 2,000,000 ledger entries.
 
-    .venv/bin/python bench/report.py              # about 6 minutes on the 2-core build machine
+    .venv/bin/python bench/report.py              # about 5 minutes on the 2-core build machine
     .venv/bin/python bench/report.py --keep       # leave the loaded cluster running (EXPLAIN afterwards)
 
 Runs itself inside `unshare -n` (loopback only) and starts its own PostgreSQL with
