@@ -68,6 +68,7 @@ from catalog.models import (
     FraudFlag,
     HlsFetch,
     LiveInterval,
+    OfflineAttendance,
     Person,
     Session,
     SessionTimeCorrection,
@@ -322,7 +323,7 @@ async def latencies(conn: AsyncConnection, year: int, provider_ids: Sequence[int
 
 def attendance_pairs(session_ids: Sequence[int]) -> Any:
     """(session_id, person_id) of everyone with attendance evidence in the sessions: live delivery,
-    overflow HLS segments, a replay client, a matched external record."""
+    overflow HLS segments, a replay client, a matched external record, a sign-in at an offline venue."""
     return union(
         select(LiveInterval.session_id, LiveInterval.person_id).where(
             LiveInterval.session_id.in_(session_ids)
@@ -336,6 +337,9 @@ def attendance_pairs(session_ids: Sequence[int]) -> Any:
             ExternalRecordRow.person_id.is_not(None),
             ExternalRecordRow.match.in_(MATCHED),
         ),
+        select(OfflineAttendance.session_id, OfflineAttendance.person_id).where(
+            OfflineAttendance.session_id.in_(session_ids)
+        ),
     )
 
 
@@ -346,12 +350,13 @@ def session_window(
     correction: tuple[datetime, datetime] | None,
 ) -> tuple[tuple[datetime, datetime] | None, str]:
     """What settlement clips a session's credit to (R8): the latest audited correction, else the server's
-    actual start..end, else for an external meeting its schedule (which caps what its records say)."""
+    actual start..end, else for an external meeting (whose records the schedule caps) or an offline session
+    (held at a venue, not started on the server: catalog.offline.rules.window) its schedule."""
     if correction is not None:
         return correction, "correction"
     if actual[0] is not None and actual[1] is not None:
         return (actual[0], actual[1]), "actual"
-    if kind == "external":
+    if kind in ("external", "offline"):
         return scheduled, "schedule"
     return None, "none"
 

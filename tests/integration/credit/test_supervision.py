@@ -26,7 +26,15 @@ from sqlalchemy import select, update
 
 from catalog.credit import approval, ledger
 from catalog.domain import Caller, OrgType, Role
-from catalog.models import AuditEntry, CreditEntry, FraudFlag, Organization, Session, SessionTimeCorrection
+from catalog.models import (
+    AuditEntry,
+    CreditEntry,
+    FraudFlag,
+    OfflineAttendance,
+    Organization,
+    Session,
+    SessionTimeCorrection,
+)
 from catalog.supervision import export
 from catalog.supervision.snapshot import SNAPSHOTS, Snapshots
 from infra.settings import Settings
@@ -609,3 +617,38 @@ async def test_the_background_round_keeps_the_current_year_fresh_and_leaves_old_
     clock[0] += timedelta(seconds=30)
     await snapshots.round()
     assert (await snapshots.ensure(YEAR)).refreshed_at == clock[0] - timedelta(seconds=30)  # still fresh
+
+
+async def test_an_offline_session_reconciles_against_its_schedule_and_its_sign_ins(
+    client: Client, world: World
+) -> None:
+    """An offline class is not started on the server: its schedule is its length (as catalog.offline
+    credits it), and a sign-in at the venue is attendance."""
+    l1, l2 = world.actors["learner"].person_id, world.actors["staff"].person_id
+    course = await world.course(world.orgs["provider"], title="线下实训", credit_hours=Decimal(10))
+    for person in (l1, l2):
+        await world.enroll(person, course)
+    async with world.db.sessions.begin() as s:
+        offline = Session(
+            course_id=course, title="现场教学", kind="offline", scheduled_start=T0,
+            scheduled_end=at(90), external_platform="none", external_ids={},
+        )  # fmt: skip
+        s.add(offline)
+        await s.flush()
+        session_id = offline.id
+        s.add(
+            OfflineAttendance(
+                session_id=session_id, person_id=l1, signed_in_at=T0, signed_out_at=at(90),
+                in_code_slot=0, out_code_slot=3, created_at=T0, updated_at=at(90),
+            )
+        )  # fmt: skip
+    await append(world, course, session_id, l1, "2.0", at(100))
+    await append(world, course, session_id, l2, "2.0", at(100))  # never signed in
+    await refreshed(client, world)
+    data = await get(client, world, "bureau", f"/api/supervision/providers/{world.orgs['provider']}/sessions")
+    row = next(s for s in data["items"] if s["session_id"] == session_id)
+    assert (row["window_source"], row["window_s"], row["allowed_xueshi"]) == ("schedule", 5400.0, "2.00")
+    assert (row["attending"], row["without_attendance"]) == (1, 1)
+    assert row["reasons"] == ["attendance"]
+    entries = await get(client, world, "bureau", f"/api/supervision/sessions/{session_id}/entries")
+    assert {e["person_id"]: e["attended"] for e in entries["items"]} == {l1: True, l2: False}
