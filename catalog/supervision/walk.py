@@ -3,9 +3,9 @@ supervision view (per session, with its reconciliation; per provider) and, for t
 entry behind them. Both the snapshot (catalog.supervision.snapshot) and the export read the year through
 this walk, so the file a bureau downloads and the figures it sees on the page are computed the same way.
 
-Memory stays bounded by the largest session and the largest provider's set of people, never by the year:
-sessions are read in chunks, their entries in (session, person) order, and a session's entries are
-handed on before the next session's are read.
+Memory stays bounded by two chunks of sessions (CHUNK each: the one handed on, the one read ahead) and the
+largest provider's set of people, never by the year: a chunk's entries are handed on, session by session,
+before the chunk after next is read.
 
 The figures, for a provider P and a credit year Y (Beijing):
 - sessions: P's sessions held in Y (actual start in Y) or credited in Y (a ledger entry of year Y);
