@@ -959,6 +959,23 @@ async def _settle_person_external(
     return 1, raised
 
 
+async def last_fingerprints(s: AsyncSession, action: str, session_ids: Iterable[int]) -> dict[str, str]:
+    """Session id (as text) -> the fingerprint its latest `action` audit row recorded: what a settlement
+    that re-runs on changed evidence (external records, offline attendance) compares against."""
+    ids = [str(sid) for sid in session_ids]
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(AuditEntry.id))
+        .where(
+            AuditEntry.action == action, AuditEntry.subject_type == "session", AuditEntry.subject_id.in_(ids)
+        )
+        .group_by(AuditEntry.subject_id)
+    )
+    rows = await s.scalars(select(AuditEntry).where(AuditEntry.id.in_(latest)))
+    return {row.subject_id: str(row.detail.get("fingerprint", "")) for row in rows}
+
+
 async def settle_external_due(db: Database, now: datetime, *, policy: CreditPolicy | None = None) -> Report:
     """Settle the external sessions whose schedule has ended and whose records (or time corrections)
     changed since their last settlement."""
@@ -966,19 +983,7 @@ async def settle_external_due(db: Database, now: datetime, *, policy: CreditPoli
     async with db.sessions.begin() as s:
         pol = policy or await current_policy(s)
         prints = await store.external_fingerprints(s, now)
-        last: dict[str, str] = {}
-        if prints:
-            latest = (
-                select(func.max(AuditEntry.id))
-                .where(
-                    AuditEntry.action == EXTERNAL_SETTLED,
-                    AuditEntry.subject_type == "session",
-                    AuditEntry.subject_id.in_([str(sid) for sid in prints]),
-                )
-                .group_by(AuditEntry.subject_id)
-            )
-            for row in await s.scalars(select(AuditEntry).where(AuditEntry.id.in_(latest))):
-                last[row.subject_id] = str(row.detail.get("fingerprint", ""))
+        last = await last_fingerprints(s, EXTERNAL_SETTLED, prints)
     for session_id, fingerprint in sorted(prints.items()):
         if last.get(str(session_id)) != fingerprint:
             report.add(await settle_external(db, session_id, now, policy=pol))

@@ -318,19 +318,7 @@ async def settle_offline_due(
     async with db.sessions.begin() as s:
         pol = policy or await policies.current(s)
         due = await _due_fingerprints(s, now)
-        last: dict[str, str] = {}
-        if due:
-            latest = (
-                select(func.max(AuditEntry.id))
-                .where(
-                    AuditEntry.action == SETTLED,
-                    AuditEntry.subject_type == "session",
-                    AuditEntry.subject_id.in_([str(sid) for sid in due]),
-                )
-                .group_by(AuditEntry.subject_id)
-            )
-            for row in await s.scalars(select(AuditEntry).where(AuditEntry.id.in_(latest))):
-                last[row.subject_id] = str(row.detail.get("fingerprint", ""))
+        last = await settle.last_fingerprints(s, SETTLED, due)
     for session_id, fingerprint in sorted(due.items()):
         if last.get(str(session_id)) != fingerprint:
             report.add(await settle_offline(db, session_id, now, policy=pol))
