@@ -5,8 +5,9 @@ parts straight to the object store, generating the file on the fly from a seed (
 
     python courseware_upload_client.py BASE_URL COOKIE CSRF UPLOAD_ID SEED [--concurrency N] [--complete]
 
-Prints one JSON line per event: {"started": n}, {"sending": n, "bytes": k} (after its first chunk),
-{"done": n, "etag": ...}, {"completed": {...}}.
+Prints one JSON line per event: {"stored": [n, ...]} (the parts the store lists when it starts),
+{"started": n}, {"sending": n, "bytes": k} (after its first chunk), {"done": n, "etag": ...},
+{"completed": {...}}.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ async def main() -> None:
             upload = await resp.json()
         size, part_size, count = upload["size_bytes"], upload["part_size"], upload["part_count"]
         etags = {p["number"]: p["etag"] for p in upload["parts"]}
+        say({"stored": sorted(etags)})
         todo = [n for n in range(1, count + 1) if n not in etags]
 
         async def worker() -> None:

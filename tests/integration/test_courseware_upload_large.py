@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
@@ -199,7 +200,11 @@ async def test_a_large_upload_cut_halfway_resumes_and_the_server_memory_stays_fl
         finished_at = time.monotonic()
 
     sent_again = {int(str(e["started"])) for e in resumed if "started" in e}
-    assert sent_again == set(range(1, count + 1)) - stored
+    [found] = [set(cast(list[int], e["stored"])) for e in resumed if "stored" in e]
+    # A part whose last bytes were already in the kernel's socket buffer when the client died may still
+    # land after the listing above: the second client sees it stored and must not send it again.
+    assert stored <= found <= started
+    assert sent_again == set(range(1, count + 1)) - found
     [completed] = [e for e in resumed if "completed" in e]
     assert completed["status"] == 200, completed
     store: ObjectStore = (
