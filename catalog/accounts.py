@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import queries, throttle, throttle_store
 from catalog.db import Database
-from catalog.domain import Caller, OrgType, Role
+from catalog.domain import PROVIDER_TYPES, Caller, OrgType, Role
 from catalog.models import AuthSession, Organization, Person, RoleAssignment, UTCDateTime
 from infra import tokens
 from infra.errors import Invalid, TooMany, Unauthenticated
@@ -238,12 +238,41 @@ async def authenticate(db: Database, token: str, now: datetime) -> Caller | None
     if not rows:
         return None
     first = rows[0]
+    roles = frozenset((Role(r.role), r.org_id) for r in rows if r.role is not None)
+    bureau_orgs = sorted(o for r, o in roles if r == Role.BUREAU and o is not None)
+    sector_providers = None
+    if bureau_orgs and not any(r == Role.ADMIN for r, _ in roles):
+        sector_providers = await _sector_providers(db, bureau_orgs)
     return Caller(
         person_id=first.id,
         employer_org_id=first.employer_org_id,
-        roles=frozenset((Role(r.role), r.org_id) for r in rows if r.role is not None),
+        roles=roles,
         csrf_token=first.csrf_token,
+        sector_providers=sector_providers,
     )
+
+
+async def _sector_providers(db: Database, bureau_orgs: list[int]) -> frozenset[int] | None:
+    """For bureau staff: None when one of their organizations is the HR&SS bureau (every provider), else
+    the providers in the sectors of their industry departments (a second query, for this role only)."""
+    async with db.reading() as conn:
+        orgs = (
+            await conn.execute(
+                select(Organization.type, Organization.sector).where(Organization.id.in_(bureau_orgs))
+            )
+        ).all()
+        if any(o.type == OrgType.HRSS_BUREAU.value for o in orgs):
+            return None
+        sectors = sorted({o.sector for o in orgs if o.type == OrgType.INDUSTRY_DEPT.value and o.sector})
+        if not sectors:
+            return frozenset()
+        ids = await conn.scalars(
+            select(Organization.id).where(
+                Organization.sector.in_(sectors),
+                Organization.type.in_([t.value for t in PROVIDER_TYPES]),
+            )
+        )
+        return frozenset(ids)
 
 
 async def me(db: Database, caller: Caller) -> dict[str, Any]:

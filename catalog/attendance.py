@@ -136,7 +136,7 @@ def _require_staff(course: Course, caller: Caller) -> None:
     anyone else, a published course is forbidden to them."""
     if caller.manages_provider(course.provider_org_id):
         return
-    if course.status == CourseStatus.DRAFT and not caller.is_supervisor:
+    if course.status == CourseStatus.DRAFT and not caller.supervises_provider(course.provider_org_id):
         raise NotFound(f"course {course.id} not found", field="course_id")
     raise Forbidden("only the provider's administrators see attendance")
 

@@ -140,6 +140,10 @@ class Caller:
     employer_org_id: int | None
     roles: frozenset[tuple[Role, int | None]]
     csrf_token: str = field(default="", repr=False)
+    # The providers a caller whose bureau roles are all in industry departments (行业主管部门) supervises:
+    # those in the departments' sectors (catalog.accounts.authenticate sets it). None: no such limit, i.e.
+    # the bureau roles include the HR&SS bureau (人社局), which supervises every provider.
+    sector_providers: frozenset[int] | None = None
 
     def holds(self, role: Role, org_id: int | None = None, *, anywhere: bool = False) -> bool:
         if anywhere:
@@ -152,8 +156,18 @@ class Caller:
 
     @property
     def is_supervisor(self) -> bool:
-        """Admins and HR&SS bureau staff see everything."""
-        return self.is_admin or self.holds(Role.BUREAU, anywhere=True)
+        """Admins and HR&SS bureau staff see everything. An industry department is not one: it supervises
+        the providers of its sector only (supervises_provider)."""
+        return self.is_admin or (self.holds(Role.BUREAU, anywhere=True) and self.sector_providers is None)
+
+    def supervises_provider(self, org_id: int) -> bool:
+        """Whether the caller oversees provider `org_id` as the bureau, an admin or its sector's industry
+        department (reads its courses, sessions, attendance, credit and flags; decides nothing)."""
+        return self.is_supervisor or (
+            self.holds(Role.BUREAU, anywhere=True)
+            and self.sector_providers is not None
+            and org_id in self.sector_providers
+        )
 
     def manages_provider(self, org_id: int) -> bool:
         return self.is_admin or self.holds(Role.PROVIDER_ADMIN, org_id)

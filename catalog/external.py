@@ -273,7 +273,7 @@ def _require_staff(session: Session, caller: Caller) -> None:
     course = session.course
     if caller.manages_provider(course.provider_org_id):
         return
-    if course.status == CourseStatus.DRAFT and not caller.is_supervisor:
+    if course.status == CourseStatus.DRAFT and not caller.supervises_provider(course.provider_org_id):
         raise NotFound(f"session {session.id} not found", field="session_id")
     raise Forbidden("only the provider's administrators link sessions to external meetings")
 

@@ -125,7 +125,7 @@ def _require_provider(course: Course, caller: Caller | None) -> None:
     """Provider administrators of the course (and platform admins); None is the operator's CLI."""
     if caller is None or caller.manages_provider(course.provider_org_id):
         return
-    if course.status == CourseStatus.DRAFT and not caller.is_supervisor:
+    if course.status == CourseStatus.DRAFT and not caller.supervises_provider(course.provider_org_id):
         raise NotFound(f"course {course.id} not found", field="course_id")
     raise Forbidden("only the course provider's administrators import and match attendance")
 

@@ -186,7 +186,7 @@ async def watcher_role(
         s, course.id
     ):
         return courseware_access.REVIEWER
-    return "supervisor" if caller.is_supervisor else None
+    return "supervisor" if caller.supervises_provider(course.provider_org_id) else None
 
 
 def experts_of(session: Session) -> set[int]:

@@ -59,7 +59,8 @@ class Filters:
 
 async def authority(s: AsyncSession, caller: Caller) -> rules.Authority:
     """The caller's deciding powers: their employers, the HR bureau they act for (a `bureau` role held in
-    an `hrss_bureau` organization; an industry department's bureau staff only read), admin."""
+    an `hrss_bureau` organization; an industry department's staff neither decide nor read these queues),
+    admin."""
     employers = frozenset(o for r, o in caller.roles if r == Role.EMPLOYER_ADMIN and o is not None)
     bureau_orgs = sorted(o for r, o in caller.roles if r == Role.BUREAU and o is not None)
     hrss = None

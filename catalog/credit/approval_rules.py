@@ -57,7 +57,7 @@ ADMIN = "admin"
 class Authority:
     """What the caller may decide, from their roles (and the types of the organizations they hold them
     in): the employers whose administrator they are, the HR bureau they act for (if any), whether they
-    supervise (bureau of any kind, admin: they read every entry) and whether they are an admin."""
+    supervise (the HR bureau, admin: they read every entry) and whether they are an admin."""
 
     person_id: int
     employer_orgs: frozenset[int]

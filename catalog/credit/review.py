@@ -22,7 +22,12 @@ RESOLUTION_MAX = 1000
 
 
 def _provider_orgs(caller: Caller) -> set[int]:
-    return {org for role, org in caller.roles if role == Role.PROVIDER_ADMIN and org is not None}
+    """The providers whose flags the caller reads (short of every one): those they administer and, for an
+    industry department, those of its sector."""
+    own = {org for role, org in caller.roles if role == Role.PROVIDER_ADMIN and org is not None}
+    if caller.holds(Role.BUREAU, anywhere=True) and caller.sector_providers is not None:
+        own |= caller.sector_providers
+    return own
 
 
 def _view(
@@ -51,9 +56,10 @@ def _view(
 async def list_flags(
     db: Database, caller: Caller, status: str | None, course_id: int | None, page: Page
 ) -> dict[str, Any]:
-    """Flags newest first; a provider administrator sees those on their providers' courses only."""
+    """Flags newest first; a provider administrator sees those on their providers' courses only, an
+    industry department those of its sector's providers."""
     orgs = _provider_orgs(caller)
-    if not caller.is_supervisor and not orgs:
+    if not caller.is_supervisor and not orgs and not caller.holds(Role.BUREAU, anywhere=True):
         raise Forbidden("only provider administrators, the bureau and admins see the review list")
     stmt = (
         select(FraudFlag, Course.title, Session.title, Person.name, Person.phone)
@@ -111,7 +117,11 @@ async def resolve(
             raise NotFound(f"flag {flag_id} not found", field="flag_id")
         course = await s.get(Course, flag.course_id) if flag.course_id is not None else None
         may_read = caller.is_supervisor or (
-            course is not None and caller.manages_provider(course.provider_org_id)
+            course is not None
+            and (
+                caller.manages_provider(course.provider_org_id)
+                or caller.supervises_provider(course.provider_org_id)
+            )
         )
         if not may_read:
             raise NotFound(f"flag {flag_id} not found", field="flag_id")

@@ -59,7 +59,9 @@ def _may_see(caller: Caller | None, session: Session) -> bool:
     course = session.course
     if course.status == CourseStatus.PUBLISHED:
         return True
-    return caller is not None and (caller.is_supervisor or caller.manages_provider(course.provider_org_id))
+    return caller is not None and (
+        caller.supervises_provider(course.provider_org_id) or caller.manages_provider(course.provider_org_id)
+    )
 
 
 async def offline_session(s: AsyncSession, caller: Caller | None, session_id: int) -> Session:
@@ -481,7 +483,9 @@ async def attendance(db: Database, caller: Caller, session_id: int, now: datetim
     """Everyone who signed in, with their times and corrections: for the venue's staff and supervisors."""
     async with db.sessions.begin() as s:
         session = await offline_session(s, caller, session_id)
-        if not (is_venue_staff(caller, session) or caller.is_supervisor):
+        if not (
+            is_venue_staff(caller, session) or caller.supervises_provider(session.course.provider_org_id)
+        ):
             raise Forbidden(
                 "only the provider's administrators, the session's experts and supervisors see this"
             )

@@ -261,6 +261,18 @@ export function hasRole(me, role) {
 }
 
 /**
+ * Whether the person acts for the HR&SS bureau (人社局: a `bureau` role in an `hrss_bureau` organization) or
+ * is an admin: the approval queues, the staff ledgers and the credit rules are theirs. An industry
+ * department's staff hold `bureau` too, but oversee their sector's providers only (监管, 待核查).
+ * @param {any} me
+ */
+export function actsForBureau(me) {
+  return hasRole(me, "admin") || Boolean(me) && (me.roles || []).some(
+    (/** @type {{role: string, org_type: string | null}} */ r) => r.role === "bureau" && r.org_type === "hrss_bureau",
+  );
+}
+
+/**
  * Where a person starts after logging in: the home of their main role (a reviewer: 课件审核). Roles whose
  * pages do not exist yet (employer, bureau, admin) start on the landing page, which says what there is.
  * @param {any} me
@@ -325,9 +337,9 @@ function renderNav(me) {
     if (hasRole(me, "expert") || hasRole(me, "learner")) links.push(h("a", { href: "/mentorships" }, ["师承带徒"]));
     if (hasRole(me, "employer_admin")) links.push(h("a", { href: "/employer/plans" }, ["年度培训计划"]));
     if (["provider_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/review" }, ["待核查"]));
-    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer" }, [hasRole(me, "employer_admin") ? "单位审核" : "学时审核"]));
-    if (["employer_admin", "bureau", "admin"].some((r) => hasRole(me, r))) links.push(h("a", { href: "/employer/staff" }, ["学时台账"]));
-    if (hasRole(me, "admin") || hasRole(me, "bureau")) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
+    if (hasRole(me, "employer_admin") || actsForBureau(me)) links.push(h("a", { href: "/employer" }, [hasRole(me, "employer_admin") ? "单位审核" : "学时审核"]));
+    if (hasRole(me, "employer_admin") || actsForBureau(me)) links.push(h("a", { href: "/employer/staff" }, ["学时台账"]));
+    if (actsForBureau(me)) links.push(h("a", { href: "/admin/credit-policy" }, ["学时规则"]));
     if (hasRole(me, "bureau") || hasRole(me, "admin")) links.push(h("a", { href: "/supervision" }, ["监管"]));
     const out = h("a", { href: "#", id: "logout" }, ["退出"]);
     out.addEventListener("click", async (ev) => {

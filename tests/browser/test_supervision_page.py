@@ -1,7 +1,8 @@
 """监管 in Chromium against the demo world, on a phone: the HR bureau sees the CE base marked with a
 session that claims more than happened (3 学时 for 45 minutes, fraud 17), follows 超额课次 to that session and
 on to its entries (the person masked, the entry marked), walks back with the browser's back button, and
-downloads the report; a learner is told the page is not for them."""
+downloads the report; an industry department sees its sector's provider only, and no link to what is the
+HR bureau's alone; a learner is told the page is not for them."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from catalog.accounts import hash_password
 from catalog.credit.engine import beijing_day, credit_year
 from catalog.db import Database
-from catalog.models import Course, CreditEntry, Enrollment, LiveInterval, Organization, Person, Session
+from catalog.demo import DEMO_PASSWORD
+from catalog.models import (
+    Course,
+    CreditEntry,
+    Enrollment,
+    LiveInterval,
+    Organization,
+    Person,
+    RoleAssignment,
+    Session,
+)
 from tests.browser.conftest import snap
 from tests.browser.test_catalog_pages import DEMO_LEARNER, OVERFLOWING, log_in, seed_demo
 from tests.server import LecternServer, running_server
@@ -25,6 +37,8 @@ from tests.server import LecternServer, running_server
 pytestmark = pytest.mark.browser
 
 BUREAU = "13800000002"  # 王建国（人社局）, catalog.demo
+DEPARTMENT = "13800000077"  # an industry department's staff member, seeded below
+BUILDING = "建筑"
 INFLATED = "第九讲：只讲了四十五分钟"
 
 
@@ -74,6 +88,22 @@ async def _seed(data_dir: Path) -> None:
                     evidence={"figures": {"present_s": 2700.0, "window_s": 2700.0, "ratio": 1.0}},
                 )
             )  # fmt: skip
+            # An industry department for 建筑, the CE base's sector (the training institution has none).
+            s.add(
+                dept := Organization(
+                    type="industry_dept", name="青岛市住房和城乡建设局", sector=BUILDING, created_at=start
+                )
+            )
+            await s.flush()
+            await s.execute(update(Organization).where(Organization.id == base).values(sector=BUILDING))
+            s.add(
+                person := Person(
+                    name="孙建设", phone=DEPARTMENT, password_hash=await hash_password(DEMO_PASSWORD),
+                    created_at=start,
+                )
+            )  # fmt: skip
+            await s.flush()
+            s.add(RoleAssignment(person_id=person.id, role="bureau", org_id=dept.id, created_at=start))
     finally:
         await db.close()
 
@@ -131,6 +161,22 @@ async def test_the_bureau_follows_a_provider_claiming_too_much_down_to_the_entry
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
     assert (await report.body())[:2] == b"PK"
+
+
+async def test_an_industry_department_sees_its_sectors_provider_and_only_its_own_links(
+    phone: BrowserContext, lectern_server: LecternServer
+) -> None:
+    page = await phone.new_page()
+    await log_in(page, lectern_server, DEPARTMENT, "/supervision")
+    providers = page.locator("#providers li[data-provider]")
+    await expect(providers).to_have_count(1)
+    await expect(providers).to_contain_text("青岛市专业技术人员继续教育基地")
+    await expect(providers.locator(".badge.over")).to_have_text("超额课次 1")
+    await expect(page.locator("#providers")).not_to_contain_text("青岛海川职业培训学校")
+    # The review list and 监管 are its; the approval queues, ledgers and credit rules are the HR bureau's.
+    await expect(page.locator("nav a")).to_have_text(["课程目录", "待核查", "监管", "退出"])
+    assert await page.evaluate(OVERFLOWING) == []
+    await snap(page, "supervision-industry-department-phone")
 
 
 async def test_a_learner_is_told_the_page_is_not_theirs(

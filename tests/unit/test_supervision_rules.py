@@ -144,3 +144,38 @@ def test_percentiles_interpolate(values: list[float], p: float, expected: float 
 )
 def test_names_are_masked(name: str | None, masked: str) -> None:
     assert reconcile.mask_name(name) == masked
+
+
+@pytest.mark.parametrize(
+    ("caller_", "sees", "everything"),
+    [
+        pytest.param(Caller(7, None, frozenset({(Role.ADMIN, None)})), {10, 11}, True, id="admin"),
+        pytest.param(Caller(7, None, frozenset({(Role.BUREAU, BUREAU)})), {10, 11}, True, id="hrss-bureau"),
+        pytest.param(
+            Caller(7, None, frozenset({(Role.BUREAU, DEPT)}), sector_providers=frozenset({10})),
+            {10},
+            False,
+            id="industry-dept-its-sector's-providers",
+        ),
+        pytest.param(
+            Caller(7, None, frozenset({(Role.BUREAU, UNSET)}), sector_providers=frozenset()),
+            set(),
+            False,
+            id="industry-dept-without-a-sector",
+        ),
+        pytest.param(
+            Caller(7, None, frozenset({(Role.LEARNER, None)}), sector_providers=frozenset({10})),
+            set(),
+            False,
+            id="the-limit-is-no-grant-without-the-bureau-role",
+        ),
+        pytest.param(
+            Caller(7, None, frozenset({(Role.PROVIDER_ADMIN, 10)})), set(), False, id="provider-admin"
+        ),
+    ],
+)
+def test_which_providers_a_caller_oversees_outside_the_supervision_view(
+    caller_: Caller, sees: set[int], everything: bool
+) -> None:
+    assert {org for org in (10, 11) if caller_.supervises_provider(org)} == sees
+    assert caller_.is_supervisor is everything

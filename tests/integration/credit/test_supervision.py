@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from catalog.credit import approval, ledger
-from catalog.domain import Caller, OrgType, Role
+from catalog.domain import Caller, CourseStatus, OrgType, Role
 from catalog.models import (
     AuditEntry,
     CreditEntry,
@@ -381,6 +381,72 @@ async def test_an_industry_department_sees_only_its_sector_at_every_level(
     empty = await get(client, world, "dept_unset", "/api/supervision/providers")
     assert empty["providers"] == []
     assert empty["scope"] == {"all": False, "sectors": []}
+
+
+async def test_an_industry_department_reads_only_its_sectors_providers_across_the_catalog(
+    client: Client, world: World
+) -> None:
+    """Beyond /supervision: a session's credit table, its time corrections, the review list, a course's
+    enrolments and a provider's unpublished courses are its sector's only; what the HR bureau alone does
+    (the audit log, the policy's history, the unaffiliated queue) it does not; it decides no flag."""
+    y = await build_year(world)
+    mine, theirs = world.orgs["provider"], world.orgs["other_provider"]
+    their_draft = await world.course(theirs, status=CourseStatus.DRAFT, title="他行业草稿")
+    async with world.db.sessions.begin() as s:
+        a1, b1 = (await s.get(Session, y.s1)).course_id, (await s.get(Session, y.t1)).course_id  # type: ignore[union-attr]
+        flags = [
+            FraudFlag(
+                person_id=y.people["l1"], session_id=session_id, course_id=course_id, code="late_join",
+                subject=f"session:{session_id}", severity="warning", evidence={}, status="open",
+                created_at=T0,
+            )
+            for session_id, course_id in ((y.s1, a1), (y.t1, b1))
+        ]  # fmt: skip
+        s.add_all(flags)
+        await s.flush()
+        my_flag, their_flag = flags[0].id, flags[1].id
+
+    async def status(who: str, path: str, **params: Any) -> int:
+        r = await client.get(path, params=params, headers=world.actors[who].headers)
+        return r.status
+
+    readable = {
+        f"/api/sessions/{y.s1}/credits": f"/api/sessions/{y.t1}/credits",
+        f"/api/sessions/{y.s1}/attendance.csv": f"/api/sessions/{y.t1}/attendance.csv",
+        f"/api/sessions/{y.s1}/time-corrections": f"/api/sessions/{y.t1}/time-corrections",
+        f"/api/courses/{a1}/enrollments": f"/api/courses/{b1}/enrollments",
+        f"/api/courses/{world.draft_course_id}": f"/api/courses/{their_draft}",
+    }
+    for own, other in readable.items():
+        assert await status("dept", own) == 200, own
+        assert await status("dept", other) in (403, 404), other
+        assert await status("bureau", other) == 200, other
+    assert await status("dept", "/api/courses", provider_id=mine, status="draft") == 200
+    assert await status("dept", "/api/courses", provider_id=theirs, status="draft") == 403
+
+    r = await client.get("/api/fraud-flags", headers=world.actors["dept"].headers)
+    assert r.status == 200
+    assert {f["id"] for f in (await r.json())["items"]} & {my_flag, their_flag} == {my_flag}
+    r = await client.get("/api/fraud-flags", headers=world.actors["bureau"].headers)
+    assert {my_flag, their_flag} <= {f["id"] for f in (await r.json())["items"]}
+    r = await client.get("/api/fraud-flags", headers=world.actors["dept_unset"].headers)
+    assert (r.status, (await r.json())["items"]) == (200, [])
+    r = await client.post(
+        f"/api/fraud-flags/{my_flag}/resolve",
+        json={"status": "dismissed", "resolution": "已核实"},
+        headers=world.actors["dept"].headers,
+    )
+    assert r.status == 403
+    r = await client.post(
+        f"/api/fraud-flags/{their_flag}/resolve",
+        json={"status": "dismissed", "resolution": "已核实"},
+        headers=world.actors["dept"].headers,
+    )
+    assert r.status == 404
+
+    for path in ("/api/audit-log", "/api/credit-policy/versions", "/api/credit-entries/unaffiliated"):
+        assert await status("dept", path) == 403, path
+        assert await status("bureau", path) == 200, path
 
 
 async def test_people_who_supervise_nobody_are_refused(client: Client, world: World) -> None:
