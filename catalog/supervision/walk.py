@@ -8,8 +8,9 @@ largest provider's set of people, never by the year: a chunk's entries are hande
 before the chunk after next is read.
 
 The figures, for a provider P and a credit year Y (Beijing):
-- sessions: P's sessions held in Y (actual start in Y) or credited in Y (a ledger entry of year Y);
-  `sessions_held` counts those with an actual start in Y;
+- sessions: P's sessions held in Y or credited in Y (a ledger entry of year Y); `sessions_held` counts
+  those held in Y: started on the server in Y, or, for an offline session or an external meeting (never
+  started on the server), scheduled in Y with someone's attendance on record (was_held);
 - courses: P's courses with a listed session or an entry of Y;
 - entries and 学时 by status (pending, registered, rejected, revoked): the ledger entries of year Y,
   reversals included with their (negative) 学时 under the status they carry, so the sums are net of
@@ -77,6 +78,7 @@ from catalog.supervision import reconcile
 
 _T = TypeVar("_T")
 
+OFF_SERVER_KINDS = ("external", "offline")  # sessions held elsewhere: never started on the server
 CHUNK = 200  # sessions read at once (their entries are held together; the bound of an IN list)
 BATCH = 5000  # entries fetched from the database's cursor at once
 STATUSES = ("pending", "registered", "rejected", "revoked")
@@ -343,6 +345,22 @@ def attendance_pairs(session_ids: Sequence[int]) -> Any:
     )
 
 
+def was_held(
+    kind: str,
+    scheduled_start: datetime,
+    actual_start: datetime | None,
+    attended: bool,
+    year: tuple[datetime, datetime],
+) -> bool:
+    """Whether a session counts as held in the year: started on the server in it, or (an offline session
+    at a venue, an external meeting: neither starts on the server) scheduled in it with someone's
+    attendance on record (a sign-in, a matched meeting record)."""
+    y0, y1 = year
+    if actual_start is not None:
+        return y0 <= actual_start < y1
+    return kind in OFF_SERVER_KINDS and attended and y0 <= scheduled_start < y1
+
+
 def session_window(
     kind: str,
     scheduled: tuple[datetime, datetime],
@@ -356,7 +374,7 @@ def session_window(
         return correction, "correction"
     if actual[0] is not None and actual[1] is not None:
         return (actual[0], actual[1]), "actual"
-    if kind in ("external", "offline"):
+    if kind in OFF_SERVER_KINDS:
         return scheduled, "schedule"
     return None, "none"
 
@@ -623,7 +641,23 @@ async def _plan(
     if session_ids is not None:
         listed = and_(listed, Session.id.in_(session_ids))
     else:
-        held_in_year = and_(Session.actual_start >= y0, Session.actual_start < y1)
+        held_in_year = or_(
+            and_(Session.actual_start >= y0, Session.actual_start < y1),
+            and_(
+                Session.actual_start.is_(None),
+                Session.kind.in_(OFF_SERVER_KINDS),
+                Session.scheduled_start >= y0,
+                Session.scheduled_start < y1,
+                or_(
+                    exists().where(OfflineAttendance.session_id == Session.id),
+                    exists().where(
+                        ExternalRecordRow.session_id == Session.id,
+                        ExternalRecordRow.person_id.is_not(None),
+                        ExternalRecordRow.match.in_(MATCHED),
+                    ),
+                ),
+            ),
+        )
         credited_in_year = exists().where(
             CreditEntry.session_id == Session.id, CreditEntry.credit_year == y.year
         )
@@ -756,7 +790,7 @@ def _session_block(
         kind=s.kind,
         scheduled_start=s.scheduled_start,
         starts_at=window[0] if window else s.scheduled_start,
-        held=s.actual_start is not None and y0 <= s.actual_start < y1,
+        held=was_held(s.kind, s.scheduled_start, s.actual_start, bool(attending), (y0, y1)),
         window=window,
         window_source=source,
         allowed_xs=reconcile.allowed(facts),

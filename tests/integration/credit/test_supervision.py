@@ -718,3 +718,44 @@ async def test_an_offline_session_reconciles_against_its_schedule_and_its_sign_i
     assert row["reasons"] == ["attendance"]
     entries = await get(client, world, "bureau", f"/api/supervision/sessions/{session_id}/entries")
     assert {e["person_id"]: e["attended"] for e in entries["items"]} == {l1: True, l2: False}
+    # Held: someone signed in at the venue in the year it was scheduled.
+    assert row["held"] is True
+
+
+async def test_an_offline_session_is_held_when_someone_signed_in_credited_or_not(
+    client: Client, world: World
+) -> None:
+    """An offline class with sign-ins counts as held and is listed even before anyone is credited (a
+    missed sign-out earns nothing until corrected); one nobody came to is neither held nor listed."""
+    l1, provider = world.actors["learner"].person_id, world.orgs["provider"]
+    course = await world.course(provider, title="线下实训", credit_hours=Decimal(10))
+    await world.enroll(l1, course)
+    async with world.db.sessions.begin() as s:
+        came, empty = (
+            Session(
+                course_id=course, title=title, kind="offline", scheduled_start=start,
+                scheduled_end=start + timedelta(minutes=90), external_platform="none", external_ids={},
+            )
+            for title, start in (("有人签到", T0), ("无人到场", T0 + timedelta(days=1)))
+        )  # fmt: skip
+        s.add_all([came, empty])
+        await s.flush()
+        s.add(
+            OfflineAttendance(
+                session_id=came.id, person_id=l1, signed_in_at=T0, signed_out_at=None,
+                in_code_slot=0, out_code_slot=None, created_at=T0, updated_at=T0,
+            )
+        )  # fmt: skip
+        came_id, empty_id = came.id, empty.id
+    await refreshed(client, world)
+    data = await get(client, world, "bureau", f"/api/supervision/providers/{provider}/sessions")
+    rows = {s["session_id"]: s for s in data["items"]}
+    assert empty_id not in rows
+    assert (rows[came_id]["held"], rows[came_id]["attending"], rows[came_id]["reasons"]) == (True, 1, [])
+    # The provider's figures count it among its sessions held.
+    figures = provider_of(await get(client, world, "bureau", "/api/supervision/providers"), provider)
+    assert data["total"] == len(rows)
+    assert (figures["sessions"], figures["sessions_held"]) == (
+        len(rows),
+        sum(r["held"] for r in rows.values()),
+    )
