@@ -32,6 +32,7 @@ from catalog.models import (
     Heartbeat,
     HlsFetch,
     LiveInterval,
+    OfflineAttendance,
     Person,
     PresenceAnswer,
     PresenceCheckRecord,
@@ -193,19 +194,21 @@ async def _latest_decisions(s: AsyncSession, entry_ids: list[int]) -> dict[int, 
 async def _uncredited(
     s: AsyncSession, person_id: int, year: int, policy: CreditPolicy, now: datetime, credited: set[int | None]
 ) -> list[dict[str, Any]]:
-    """Sessions of the year the person attended (live, overflow HLS or replay) with no ledger entry."""
+    """Sessions of the year the person attended (live, overflow HLS, replay or signed in at an offline
+    venue) with no ledger entry."""
     start, end = _year_bounds(year)
     live = select(LiveInterval.session_id).where(LiveInterval.person_id == person_id)
     hls = select(HlsFetch.session_id).where(HlsFetch.person_id == person_id)
     replay = select(ClientSession.session_id).where(
         ClientSession.person_id == person_id, ClientSession.session_id.is_not(None)
     )
+    venue = select(OfflineAttendance.session_id).where(OfflineAttendance.person_id == person_id)
     attended = (
         await s.execute(
             select(Session, Course.title)
             .join(Course, Course.id == Session.course_id)
             .where(
-                Session.id.in_(live.union(hls, replay).scalar_subquery()),
+                Session.id.in_(live.union(hls, replay, venue).scalar_subquery()),
                 Session.scheduled_start >= start,
                 Session.scheduled_start < end,
             )
@@ -216,6 +219,16 @@ async def _uncredited(
     for session, course_title in attended:
         if session.id in credited:
             continue
+        if session.kind == "offline":
+            signed = (
+                await s.execute(
+                    select(OfflineAttendance.signed_in_at, OfflineAttendance.signed_out_at).where(
+                        OfflineAttendance.session_id == session.id, OfflineAttendance.person_id == person_id
+                    )
+                )
+            ).all()
+            out.append(_attended(session, course_title, _venue_reason(session, signed, now)))
+            continue
         intervals = (
             await s.execute(
                 select(LiveInterval.joined_at, LiveInterval.left_at).where(
@@ -225,18 +238,29 @@ async def _uncredited(
                 )
             )
         ).all()
-        reason = _waiting_reason(session, intervals, policy, now)
-        out.append(
-            {
-                "session_id": session.id,
-                "session_title": session.title,
-                "course_id": session.course_id,
-                "course_title": course_title,
-                "scheduled_start": session.scheduled_start.isoformat(),
-                **reason,
-            }
-        )
+        out.append(_attended(session, course_title, _waiting_reason(session, intervals, policy, now)))
     return out
+
+
+def _attended(session: Session, course_title: str, reason: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "session_id": session.id,
+        "session_title": session.title,
+        "course_id": session.course_id,
+        "course_title": course_title,
+        "scheduled_start": session.scheduled_start.isoformat(),
+        **reason,
+    }
+
+
+def _venue_reason(session: Session, signed: Sequence[Any], now: datetime) -> dict[str, Any]:
+    """Why an offline class signed into has no credit yet: still signed in, a missed sign-out (which the
+    provider's administrators correct), or signed out and waiting for the class to end and be settled."""
+    if any(out is None for _, out in signed):
+        if now < session.scheduled_end:
+            return {"reason": "signed_in", "reason_text": "已现场签到，离场时请扫码签退"}
+        return {"reason": "no_sign_out", "reason_text": "未签退，暂无学时：请联系培训机构补录签退时间"}
+    return {"reason": "settling", "reason_text": "已签退，课次结束后结算"}
 
 
 def _zero_reason(e: CreditEntry, policy: CreditPolicy) -> dict[str, Any]:

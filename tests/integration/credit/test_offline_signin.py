@@ -217,6 +217,41 @@ async def test_the_interval_clipped_to_the_session_becomes_offline_credit(
     assert [(e["kind"], e["xueshi"]) for e in course["entries"]] == [("offline", "2.50")]
 
 
+async def test_my_credits_says_why_an_offline_class_signed_into_has_no_credit_yet(
+    client: Client, world: World
+) -> None:
+    """我的学时 lists a class signed into without credit: signed in and not out (after the class: a missed
+    sign-out, which the provider corrects), signed out and waiting for settlement; once settled it is an
+    entry, no longer listed."""
+    course_id = await offline_course(world)
+    sid = await offline_session(world, course_id, T0)
+    await world.enroll(world.actors["learner"].person_id, course_id)
+
+    async def uncredited() -> list[tuple[str, str]]:
+        r = await client.get("/api/me/credits?year=2026", headers=world.actors["learner"].headers)
+        assert r.status == 200
+        return [
+            (u["reason"], u["reason_text"]) for u in (await r.json())["uncredited"] if u["session_id"] == sid
+        ]
+
+    assert await uncredited() == []
+    await sign_in(world, sid, at(0))
+    assert await uncredited() == [("no_sign_out", "未签退，暂无学时：请联系培训机构补录签退时间")]
+    await sign_out(world, sid, at(100))
+    assert await uncredited() == [("settling", "已签退，课次结束后结算")]
+    assert (await settle.settle_due(world.db, at(181))).entries == 1
+    assert await uncredited() == []
+
+    # A class still running: signed in, told to sign out when leaving.
+    _course, running = await running_now(world)
+    status, _body = await post_checkin(client, world, running, "sign_in", code(running, datetime.now(UTC)))
+    assert status == 201
+    r = await client.get("/api/me/credits", headers=world.actors["learner"].headers)
+    assert [
+        (u["reason"], u["reason_text"]) for u in (await r.json())["uncredited"] if u["session_id"] == running
+    ] == [("signed_in", "已现场签到，离场时请扫码签退")]
+
+
 async def test_a_session_before_its_start_takes_no_sign_in_and_after_its_end_none_either(
     world: World,
 ) -> None:
