@@ -19,9 +19,10 @@ trims it):
 Any other handler failure (the database down, say) leaves the event pending; `claim_stale` hands it to
 this or another process's consumer after `claim_min_idle_s`.
 
-Shutdown is a drain, not a cancel: `stop()` lets the blocking read in progress return (within `block_s`),
-then the consumer handles what the bus still holds for the group (in embedded mode the bus dies with
-the process) and returns; its cleanup context waits up to `drain_timeout_s` for that, then cancels.
+Shutdown is a drain, not a cancel: `stop()` ends the blocking read in progress (the memory bus at once,
+having taken nothing; Redis within `block_s`), then the consumer handles what the bus still holds for the
+group (in embedded mode the bus dies with the process) and returns; its cleanup context waits up to
+`drain_timeout_s` for that, then cancels.
 """
 
 from __future__ import annotations
@@ -169,7 +170,12 @@ class EventConsumer:
                         )
                         await self.handle(claimed)
                 deliveries = await self.bus.consume(
-                    topic, GROUP, self.name, count=self._count(topic), block_s=self.block_s
+                    topic,
+                    GROUP,
+                    self.name,
+                    count=self._count(topic),
+                    block_s=self.block_s,
+                    until=self._stopping,
                 )
                 await self.handle(deliveries)
                 backoff_s = 0.5

@@ -12,6 +12,7 @@ Event schemas are listed in docs/events.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,9 +51,17 @@ class EventBus(EventSink, Protocol):
         """Create the consumer group if missing; a new group starts at the beginning of the topic."""
 
     async def consume(
-        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        count: int = 100,
+        block_s: float = 0.0,
+        until: asyncio.Event | None = None,
     ) -> list[Delivery]:
-        """New events for this group, up to `count`, waiting up to `block_s` when there are none."""
+        """New events for this group, up to `count`, waiting up to `block_s` when there are none. Once
+        `until` is set (a consumer stopping) it does not start waiting; the memory bus also stops a wait
+        in progress (returning nothing, taking nothing), while a Redis XREADGROUP runs out its block."""
 
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:
         """Mark events processed; they are never delivered to this group again."""

@@ -166,7 +166,13 @@ class MemoryBus:
         self._group(topic, group)
 
     async def consume(
-        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        count: int = 100,
+        block_s: float = 0.0,
+        until: asyncio.Event | None = None,
     ) -> list[Delivery]:
         self._require_open()
         require_name(consumer, "consumer")
@@ -178,13 +184,13 @@ class MemoryBus:
         while True:
             deliveries = self._take_new(topic, t, g, consumer, count)
             remaining_s = deadline - self._loop_time()
-            if deliveries or remaining_s <= 0:
+            if deliveries or remaining_s <= 0 or (until is not None and until.is_set()):
                 return deliveries
             published = t.published
             t.waiting += 1
             try:
                 async with asyncio.timeout(remaining_s):
-                    await published.wait()
+                    await _first_of(published, until)
             except TimeoutError:
                 return []
             finally:
@@ -343,6 +349,19 @@ class MemoryBus:
             deliveries.append(_delivery(topic, entry, 1))
         g.next_index = max(g.next_index, stop)
         return deliveries
+
+
+async def _first_of(event: asyncio.Event, other: asyncio.Event | None) -> None:
+    """Wait until `event` or `other` (if any) is set."""
+    if other is None:
+        await event.wait()
+        return
+    waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(other.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _delivery(topic: str, entry: _Entry, attempts: int) -> Delivery:

@@ -294,13 +294,21 @@ class RedisBus:
                     raise
 
     async def consume(
-        self, topic: str, group: str, consumer: str, count: int = 100, block_s: float = 0.0
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        count: int = 100,
+        block_s: float = 0.0,
+        until: asyncio.Event | None = None,
     ) -> list[Delivery]:
         require_name(topic, "topic")
         require_name(group, "group")
         require_name(consumer, "consumer")
         require_count(count)
         require_seconds(block_s, "block_s")
+        if until is not None and until.is_set():
+            block_s = 0.0  # stopping: read what there is; a read already blocked runs out its block
         # BLOCK 0 means "forever" to Redis, so no block at all is spelled by leaving BLOCK out.
         block_ms = math.ceil(block_s * 1000) if block_s > 0 else None
         key = self.key(topic)

@@ -283,6 +283,38 @@ async def test_consume_without_block_returns_at_once(harness: Harness) -> None:
     assert await asyncio.wait_for(harness.bus.consume(TOPIC, GROUP, "c", block_s=0), timeout=5) == []
 
 
+async def test_a_stopping_consumer_does_not_start_to_wait(harness: Harness) -> None:
+    await harness.bus.ensure_group(TOPIC, GROUP)
+    stopping = asyncio.Event()
+    stopping.set()
+    got = await asyncio.wait_for(
+        harness.bus.consume(TOPIC, GROUP, "c", block_s=60, until=stopping), timeout=5
+    )
+    assert got == []
+    # What there is, it still reads (the drain after a stop).
+    event_id = await harness.bus.publish(TOPIC, "test.late", {"k": "v"})
+    got = await harness.bus.consume(TOPIC, GROUP, "c", block_s=60, until=stopping)
+    assert [d.id for d in got] == [event_id]
+
+
+async def test_the_memory_bus_ends_a_wait_in_progress_when_told_to_stop_and_takes_nothing() -> None:
+    """Shutting an app down must not wait out the consumer's block (1 s per app in every test); the
+    event published afterwards is still there for the next read."""
+    bus = MemoryBus(100)
+    try:
+        await bus.ensure_group(TOPIC, GROUP)
+        stopping = asyncio.Event()
+        waiting = asyncio.create_task(bus.consume(TOPIC, GROUP, "c", block_s=60, until=stopping))
+        await wait_until(lambda: bus.waiting_consumers(TOPIC), message="consume blocked on the topic")
+        stopping.set()
+        assert await asyncio.wait_for(waiting, timeout=5) == []
+        assert bus.waiting_consumers(TOPIC) == 0
+        event_id = await bus.publish(TOPIC, "test.after", {})
+        assert [d.id for d in await bus.consume(TOPIC, GROUP, "c")] == [event_id]
+    finally:
+        await bus.close()
+
+
 # -- pending and claims ------------------------------------------------------------------------------
 
 
