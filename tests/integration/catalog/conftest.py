@@ -8,6 +8,7 @@ a template database for PostgreSQL); each test gets a fresh copy of it, dropped 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,6 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession
 from yarl import URL
 
 import catalog
@@ -184,8 +186,8 @@ class World:
         self._phones += 1
         return f"139{self._phones:08d}"
 
-    async def org(self, key: str, kind: OrgType, name: str) -> int:
-        async with self.db.sessions.begin() as s:
+    async def org(self, key: str, kind: OrgType, name: str, *, s: AsyncSession | None = None) -> int:
+        async with self._tx(s) as s:
             org = Organization(type=kind.value, name=name, created_at=datetime.now(UTC))
             s.add(org)
             await s.flush()
@@ -193,11 +195,16 @@ class World:
             return org.id
 
     async def person(
-        self, key: str, roles: list[tuple[Role, int | None]], employer: int | None = None
+        self,
+        key: str,
+        roles: list[tuple[Role, int | None]],
+        employer: int | None = None,
+        *,
+        s: AsyncSession | None = None,
     ) -> Actor:
         now = datetime.now(UTC)
         phone = self.next_phone()
-        async with self.db.sessions.begin() as s:
+        async with self._tx(s) as s:
             p = Person(
                 name=f"测试{key}",
                 phone=phone,
@@ -225,6 +232,15 @@ class World:
         self.actors[key] = actor
         return actor
 
+    @contextlib.asynccontextmanager
+    async def _tx(self, s: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        """The caller's transaction (seed_world builds the world in one), or a new one."""
+        if s is not None:
+            yield s
+            return
+        async with self.db.sessions.begin() as new:
+            yield new
+
     async def course(
         self,
         provider: int,
@@ -232,6 +248,7 @@ class World:
         status: CourseStatus = CourseStatus.PUBLISHED,
         title: str = "测试课程",
         capacity: int | None = None,
+        s: AsyncSession | None = None,
         **extra: Any,
     ) -> int:
         now = datetime.now(UTC)
@@ -244,7 +261,7 @@ class World:
             "delivery": "live",
         }
         values.update(extra)
-        async with self.db.sessions.begin() as s:
+        async with self._tx(s) as s:
             c = Course(
                 provider_org_id=provider,
                 title=title,
@@ -259,10 +276,15 @@ class World:
             return c.id
 
     async def session(
-        self, course_id: int, *, start: datetime | None = None, experts: tuple[int, ...] = ()
+        self,
+        course_id: int,
+        *,
+        start: datetime | None = None,
+        experts: tuple[int, ...] = (),
+        s: AsyncSession | None = None,
     ) -> int:
         start = start or datetime.now(UTC) + timedelta(days=1)
-        async with self.db.sessions.begin() as s:
+        async with self._tx(s) as s:
             ss = Session(
                 course_id=course_id,
                 title="第一讲",
@@ -310,8 +332,8 @@ class World:
             )
         return recording_id
 
-    async def enroll(self, person_id: int, course_id: int) -> None:
-        async with self.db.sessions.begin() as s:
+    async def enroll(self, person_id: int, course_id: int, *, s: AsyncSession | None = None) -> None:
+        async with self._tx(s) as s:
             s.add(
                 Enrollment(
                     person_id=person_id,
@@ -324,25 +346,27 @@ class World:
 
 
 async def seed_world(db: Database, password_hash: str) -> World:
+    """The world, in one transaction (every test that asks for it pays for it: one commit, not 19)."""
     w = World(db, password_hash)
-    bureau = await w.org("bureau", OrgType.HRSS_BUREAU, "青岛市人力资源和社会保障局")
-    assoc = await w.org("association", OrgType.CE_ASSOCIATION, "青岛市继续教育协会")
-    provider = await w.org("provider", OrgType.CE_BASE, "青岛继续教育基地")
-    other = await w.org("other_provider", OrgType.TRAINING_INSTITUTION, "青岛培训学校")
-    employer = await w.org("employer", OrgType.EMPLOYER, "青岛港集团")
-    await w.person("learner", [(Role.LEARNER, employer)], employer=employer)
-    await w.person("expert", [(Role.EXPERT, None)])
-    await w.person("provider_admin", [(Role.PROVIDER_ADMIN, provider)])
-    await w.person("other_provider_admin", [(Role.PROVIDER_ADMIN, other)])
-    await w.person("employer_admin", [(Role.EMPLOYER_ADMIN, employer)], employer=employer)
-    await w.person("reviewer", [(Role.REVIEWER, assoc)])
-    await w.person("bureau", [(Role.BUREAU, bureau)])
-    await w.person("admin", [(Role.ADMIN, None)])
-    await w.person("staff", [(Role.LEARNER, employer)], employer=employer)  # a second employee
-    w.course_id = await w.course(provider, title="建筑工程新技术")
-    w.draft_course_id = await w.course(provider, status=CourseStatus.DRAFT, title="草稿课程")
-    w.session_id = await w.session(w.course_id, experts=(w.actors["expert"].person_id,))
-    await w.enroll(w.actors["learner"].person_id, w.course_id)
+    async with db.sessions.begin() as s:
+        bureau = await w.org("bureau", OrgType.HRSS_BUREAU, "青岛市人力资源和社会保障局", s=s)
+        assoc = await w.org("association", OrgType.CE_ASSOCIATION, "青岛市继续教育协会", s=s)
+        provider = await w.org("provider", OrgType.CE_BASE, "青岛继续教育基地", s=s)
+        other = await w.org("other_provider", OrgType.TRAINING_INSTITUTION, "青岛培训学校", s=s)
+        employer = await w.org("employer", OrgType.EMPLOYER, "青岛港集团", s=s)
+        await w.person("learner", [(Role.LEARNER, employer)], employer=employer, s=s)
+        await w.person("expert", [(Role.EXPERT, None)], s=s)
+        await w.person("provider_admin", [(Role.PROVIDER_ADMIN, provider)], s=s)
+        await w.person("other_provider_admin", [(Role.PROVIDER_ADMIN, other)], s=s)
+        await w.person("employer_admin", [(Role.EMPLOYER_ADMIN, employer)], employer=employer, s=s)
+        await w.person("reviewer", [(Role.REVIEWER, assoc)], s=s)
+        await w.person("bureau", [(Role.BUREAU, bureau)], s=s)
+        await w.person("admin", [(Role.ADMIN, None)], s=s)
+        await w.person("staff", [(Role.LEARNER, employer)], employer=employer, s=s)  # a second employee
+        w.course_id = await w.course(provider, title="建筑工程新技术", s=s)
+        w.draft_course_id = await w.course(provider, status=CourseStatus.DRAFT, title="草稿课程", s=s)
+        w.session_id = await w.session(w.course_id, experts=(w.actors["expert"].person_id,), s=s)
+        await w.enroll(w.actors["learner"].person_id, w.course_id, s=s)
     return w
 
 
