@@ -273,8 +273,8 @@ export function actsForBureau(me) {
 }
 
 /**
- * Where a person starts after logging in: the home of their main role (a reviewer: 课件审核). Roles whose
- * pages do not exist yet (employer, bureau, admin) start on the landing page, which says what there is.
+ * Where a person starts after logging in: the home of their main role (a reviewer: 课件审核). Roles with
+ * several pages (employer, bureau, admin) start on the landing page, which links each of them.
  * @param {any} me
  * @returns {string}
  */

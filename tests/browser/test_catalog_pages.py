@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
+import concurrent.futures
+import functools
 import re
-import subprocess
-import sys
+import shutil
+import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,11 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from infra.settings import env_names
+import catalog
+from catalog import demo
+from catalog.db import Database
 from tests.browser.conftest import snap
-from tests.server import REPO, TEST_SECRET_KEY, LecternServer, running_server
+from tests.server import LecternServer, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -29,18 +34,32 @@ OVERFLOWING = """() => [...document.querySelectorAll('body *')]
     .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''))"""
 
 
+@functools.cache
+def _migrated_template() -> Path:
+    """An embedded database with every migration applied, made once per test process."""
+    path = Path(tempfile.mkdtemp(prefix="lectern-demo-template-")) / "lectern.db"
+    catalog.migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _seed(path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await demo.seed(db, datetime.now(UTC))
+    finally:
+        await db.close()
+
+
 def seed_demo(data_dir: Path) -> None:
-    """`lectern demo` against the data dir the server will use (embedded SQLite)."""
-    env = {k: v for k, v in os.environ.items() if k not in env_names()}
-    env.update({"LECTERN_DATA_DIR": str(data_dir), "LECTERN_SECRET_KEY": TEST_SECRET_KEY})
-    subprocess.run(
-        [sys.executable, "-c", "from streaming.cli import main; raise SystemExit(main(['demo']))"],
-        cwd=REPO,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    """What `lectern demo` does (migrate, then catalog.demo.seed at this moment) to the embedded database
+    the server will use: the migrated schema copied from a template, the world seeded in this process (a
+    `lectern demo` process of its own cost some 4 s of imports per test; tests/integration/test_fuzz_api.py
+    runs the command itself). In a thread: a caller may be inside an event loop."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "lectern.db"
+    shutil.copyfile(_migrated_template(), path)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _seed(path)).result(timeout=60)
 
 
 @pytest.fixture
