@@ -64,6 +64,16 @@ async function load() {
 
 /** @type {number | undefined} */
 let timer;
+// A course opened while a search still waits to run: the search must not run, or its
+// history.replaceState would abort the navigation to the course (the HTML standard aborts an ongoing
+// navigation on a same-document one), leaving a fast typist on the list.
+document.addEventListener(
+  "click",
+  (ev) => {
+    if (ev.target instanceof Element && ev.target.closest("a[href]")) clearTimeout(timer);
+  },
+  true,
+);
 form.addEventListener("input", () => {
   clearTimeout(timer);
   timer = window.setTimeout(() => {
