@@ -212,7 +212,8 @@ async def logout(db: Database, token: str) -> None:
         await s.execute(delete(AuthSession).where(AuthSession.token_hash == token_hash(token)))
 
 
-# The caller behind a token, one row per role they hold (one row with NULL role when they hold none):
+# The caller behind a token, one row per role they hold (one row with NULL role when they hold none),
+# with the type and sector of the role's organization:
 # every request with a cookie runs this, so it is one prebuilt statement and one round trip.
 _CALLER_BY_TOKEN = (
     select(
@@ -221,9 +222,12 @@ _CALLER_BY_TOKEN = (
         Person.employer_org_id,
         RoleAssignment.role,
         RoleAssignment.org_id,
+        Organization.type.label("org_type"),  # a bureau role's organization says what it supervises
+        Organization.sector.label("org_sector"),
     )
     .join(Person, Person.id == AuthSession.person_id)
     .outerjoin(RoleAssignment, RoleAssignment.person_id == Person.id)
+    .outerjoin(Organization, Organization.id == RoleAssignment.org_id)
     .where(
         AuthSession.token_hash == bindparam("token_hash"),
         AuthSession.expires_at > bindparam("now", type_=UTCDateTime()),
@@ -239,10 +243,19 @@ async def authenticate(db: Database, token: str, now: datetime) -> Caller | None
         return None
     first = rows[0]
     roles = frozenset((Role(r.role), r.org_id) for r in rows if r.role is not None)
-    bureau_orgs = sorted(o for r, o in roles if r == Role.BUREAU and o is not None)
+    bureaus = [
+        (r.org_type, r.org_sector) for r in rows if r.role == Role.BUREAU.value and r.org_id is not None
+    ]
     sector_providers = None
-    if bureau_orgs and not any(r == Role.ADMIN for r, _ in roles):
-        sector_providers = await _sector_providers(db, bureau_orgs)
+    if (
+        bureaus
+        and not any(r == Role.ADMIN for r, _ in roles)
+        and not any(kind == OrgType.HRSS_BUREAU.value for kind, _ in bureaus)
+    ):
+        sectors = sorted(
+            {sector for kind, sector in bureaus if kind == OrgType.INDUSTRY_DEPT.value and sector}
+        )
+        sector_providers = await _sector_providers(db, sectors)
     return Caller(
         person_id=first.id,
         employer_org_id=first.employer_org_id,
@@ -252,20 +265,12 @@ async def authenticate(db: Database, token: str, now: datetime) -> Caller | None
     )
 
 
-async def _sector_providers(db: Database, bureau_orgs: list[int]) -> frozenset[int] | None:
-    """For bureau staff: None when one of their organizations is the HR&SS bureau (every provider), else
-    the providers in the sectors of their industry departments (a second query, for this role only)."""
+async def _sector_providers(db: Database, sectors: list[str]) -> frozenset[int]:
+    """The providers an industry department's staff supervise: those in its sectors (none while its sector
+    is not set). A second query, made for this role only."""
+    if not sectors:
+        return frozenset()
     async with db.reading() as conn:
-        orgs = (
-            await conn.execute(
-                select(Organization.type, Organization.sector).where(Organization.id.in_(bureau_orgs))
-            )
-        ).all()
-        if any(o.type == OrgType.HRSS_BUREAU.value for o in orgs):
-            return None
-        sectors = sorted({o.sector for o in orgs if o.type == OrgType.INDUSTRY_DEPT.value and o.sector})
-        if not sectors:
-            return frozenset()
         ids = await conn.scalars(
             select(Organization.id).where(
                 Organization.sector.in_(sectors),

@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 def _visible(course: Course, caller: Caller | None) -> bool:
     if course.status == CourseStatus.PUBLISHED:
         return True
-    return caller is not None and (
-        caller.supervises_provider(course.provider_org_id) or caller.manages_provider(course.provider_org_id)
-    )
+    return caller is not None and caller.reads_provider(course.provider_org_id)
 
 
 def _require_manager(course: Course, caller: Caller) -> None:

@@ -171,3 +171,8 @@ class Caller:
 
     def manages_provider(self, org_id: int) -> bool:
         return self.is_admin or self.holds(Role.PROVIDER_ADMIN, org_id)
+
+    def reads_provider(self, org_id: int) -> bool:
+        """Whether the caller may read provider `org_id`'s unpublished courses, attendance, credit and
+        flags: its administrators and those who supervise it."""
+        return self.manages_provider(org_id) or self.supervises_provider(org_id)

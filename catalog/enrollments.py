@@ -372,10 +372,7 @@ async def of_course(db: Database, caller: Caller, course_id: int, page: Page) ->
     """Who is enrolled: for the provider's admins, the bureau and admins."""
     async with db.sessions.begin() as s:
         course = await queries.course_or_404(s, course_id)
-        if not (
-            caller.supervises_provider(course.provider_org_id)
-            or caller.manages_provider(course.provider_org_id)
-        ):
+        if not caller.reads_provider(course.provider_org_id):
             raise Forbidden("only the provider's administrators and supervisors see enrollments")
         cond = (Enrollment.course_id == course.id, Enrollment.status == EnrollmentStatus.ENROLLED.value)
         total = int(await s.scalar(select(func.count()).select_from(Enrollment).where(*cond)) or 0)

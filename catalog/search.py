@@ -337,9 +337,7 @@ async def _by_next_session(
 def _check_access(caller: Caller | None, query: forms.CourseQuery) -> None:
     if query.status != CourseStatus.PUBLISHED:
         assert query.provider_id is not None  # forms.course_query guarantees it
-        if caller is None or not (
-            caller.supervises_provider(query.provider_id) or caller.manages_provider(query.provider_id)
-        ):
+        if caller is None or not caller.reads_provider(query.provider_id):
             raise Forbidden("only the provider's administrators may list its unpublished courses")
 
 

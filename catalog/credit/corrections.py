@@ -110,10 +110,7 @@ async def list_for(db: Database, caller: Caller, session_id: int) -> dict[str, A
     async with db.sessions.begin() as s:
         session = await queries.session_or_404(s, session_id)
         course = session.course
-        if not (
-            caller.manages_provider(course.provider_org_id)
-            or caller.supervises_provider(course.provider_org_id)
-        ):
+        if not caller.reads_provider(course.provider_org_id):
             if course.status == CourseStatus.DRAFT:
                 raise NotFound(f"session {session_id} not found", field="session_id")
             raise Forbidden("only the provider's administrators, the bureau and admins see corrections")

@@ -117,11 +117,7 @@ async def resolve(
             raise NotFound(f"flag {flag_id} not found", field="flag_id")
         course = await s.get(Course, flag.course_id) if flag.course_id is not None else None
         may_read = caller.is_supervisor or (
-            course is not None
-            and (
-                caller.manages_provider(course.provider_org_id)
-                or caller.supervises_provider(course.provider_org_id)
-            )
+            course is not None and caller.reads_provider(course.provider_org_id)
         )
         if not may_read:
             raise NotFound(f"flag {flag_id} not found", field="flag_id")

@@ -320,7 +320,7 @@ def _waiting_reason(
 
 def _require_reader(course: Course, caller: Caller) -> None:
     """The course's provider administrators, the bureau and admins; a draft is not found by others."""
-    if caller.manages_provider(course.provider_org_id) or caller.supervises_provider(course.provider_org_id):
+    if caller.reads_provider(course.provider_org_id):
         return
     if course.status == CourseStatus.DRAFT:
         raise NotFound(f"course {course.id} not found", field="course_id")

@@ -59,9 +59,7 @@ def _may_see(caller: Caller | None, session: Session) -> bool:
     course = session.course
     if course.status == CourseStatus.PUBLISHED:
         return True
-    return caller is not None and (
-        caller.supervises_provider(course.provider_org_id) or caller.manages_provider(course.provider_org_id)
-    )
+    return caller is not None and caller.reads_provider(course.provider_org_id)
 
 
 async def offline_session(s: AsyncSession, caller: Caller | None, session_id: int) -> Session:

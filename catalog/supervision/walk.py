@@ -323,6 +323,11 @@ async def latencies(conn: AsyncConnection, year: int, provider_ids: Sequence[int
     return out
 
 
+def _matched_record() -> tuple[ColumnElement[bool], ...]:
+    """An external meeting record is attendance once matched to a person."""
+    return (ExternalRecordRow.person_id.is_not(None), ExternalRecordRow.match.in_(MATCHED))
+
+
 def attendance_pairs(session_ids: Sequence[int]) -> Any:
     """(session_id, person_id) of everyone with attendance evidence in the sessions: live delivery,
     overflow HLS segments, a replay client, a matched external record, a sign-in at an offline venue."""
@@ -335,9 +340,7 @@ def attendance_pairs(session_ids: Sequence[int]) -> Any:
             ClientSession.session_id.in_(session_ids), ClientSession.kind == "replay"
         ),
         select(ExternalRecordRow.session_id, ExternalRecordRow.person_id).where(
-            ExternalRecordRow.session_id.in_(session_ids),
-            ExternalRecordRow.person_id.is_not(None),
-            ExternalRecordRow.match.in_(MATCHED),
+            ExternalRecordRow.session_id.in_(session_ids), *_matched_record()
         ),
         select(OfflineAttendance.session_id, OfflineAttendance.person_id).where(
             OfflineAttendance.session_id.in_(session_ids)
@@ -650,11 +653,7 @@ async def _plan(
                 Session.scheduled_start < y1,
                 or_(
                     exists().where(OfflineAttendance.session_id == Session.id),
-                    exists().where(
-                        ExternalRecordRow.session_id == Session.id,
-                        ExternalRecordRow.person_id.is_not(None),
-                        ExternalRecordRow.match.in_(MATCHED),
-                    ),
+                    exists().where(ExternalRecordRow.session_id == Session.id, *_matched_record()),
                 ),
             ),
         )
